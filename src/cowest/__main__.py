@@ -1,0 +1,3 @@
+from cowest.cli import main
+
+raise SystemExit(main())

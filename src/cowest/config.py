@@ -1,0 +1,229 @@
+"""Typed experiment config: YAML plus dotted command-line overrides, validated, saved into the run directory.
+
+Unknown keys and wrong types fail at once, naming the dotted key. Every field is documented where it is declared.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from cowest.errors import ConfigError
+from cowest.records import SamplingParams
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class TaskConfig(Section):
+    name: str = "demo"
+    """Task name (see `cowest tasks`)."""
+    data: str | None = None
+    """Data folder holding `<task>/<split>.jsonl` (e.g. ../shared/data), a file, or None for a hub / generated task."""
+    train_split: str = "train"
+    eval_split: str = "dev"
+    train_limit: int | None = None
+    """Use at most this many training samples (seeded subsample); None = all."""
+    eval_limit: int | None = None
+    seed: int = 0
+    """Seed of the subsampling."""
+    subset: str | None = None
+    """Subset of a multi-part task (ETHICS: commonsense, deontology, justice, virtue, utilitarianism)."""
+    fields: dict[str, str] = Field(default_factory=dict)
+    """`jsonl` task: maps cowest fields (id, question, answer, options, label, rationale) to the file's keys."""
+    family: Literal["qa", "mc", "cls"] | None = None
+    """`jsonl` task: qa (short answer), mc (options) or cls (labels)."""
+    labels: list[str] | None = None
+    """`jsonl` task with family cls: the valid labels."""
+    show_context: bool = False
+    """IfQA / PubMedQA: show the evidence passages to the models."""
+
+
+class ModelConfig(Section):
+    spec: str
+    """`provider/model`: hf/<dir|hub id|file.gguf>, llamacpp/<file.gguf>, openai/<model>, mock/<name>, or an
+    embedded alias (embedded/smollm2-135m, embedded/qwen2.5-coder-0.5b)."""
+    adapter: str | None = None
+    """PEFT LoRA adapter folder applied on top (hf; llamacpp takes a GGUF LoRA)."""
+    base_url: str | None = None
+    """openai: the endpoint (vLLM, Ollama, llama.cpp server, TGI, Azure ...); None = api.openai.com."""
+    api_key_env: str = "OPENAI_API_KEY"
+    """openai: the name of the environment variable holding the key (the key itself never goes in a config)."""
+    concurrency: int = 8
+    """openai: requests in flight at once."""
+    timeout_s: float = 120.0
+    max_retries: int = 5
+    batch_size: int = 8
+    """hf / llamacpp: prompts per forward batch."""
+    n_threads: int | None = None
+    """llamacpp: CPU threads (None = all cores)."""
+    n_ctx: int = 4096
+    cache: bool | None = None
+    """Cache responses in SQLite; None = on for strong and judge, off for weak."""
+
+
+class ModelsConfig(Section):
+    weak: ModelConfig = Field(default_factory=lambda: ModelConfig(spec="embedded/smollm2-135m"))
+    strong: ModelConfig = Field(default_factory=lambda: ModelConfig(spec="embedded/qwen2.5-coder-0.5b"))
+    judge: ModelConfig | None = None
+    """The LLM judge; None = the strong model."""
+
+
+class GenerationConfig(Section):
+    weak: SamplingParams = Field(default_factory=lambda: SamplingParams(max_tokens=128))
+    strong: SamplingParams = Field(default_factory=lambda: SamplingParams(max_tokens=192))
+    judge: SamplingParams = Field(default_factory=lambda: SamplingParams(max_tokens=64))
+
+
+class EvalConfig(Section):
+    strategies: list[str] = Field(default_factory=lambda: ["weak_only", "strong_only", "collaborate"])
+    draft_formats: list[str] = Field(default_factory=lambda: ["cot"])
+    """Draft formats for `collaborate`: cot, knowledge, direct."""
+    seeds: list[int] = Field(default_factory=lambda: [0])
+    bootstrap_samples: int = 1000
+    prompts: dict[str, str] = Field(default_factory=dict)
+    """Overrides of named prompt templates (see cowest.tasks.prompts)."""
+
+
+class SFTConfig(Section):
+    lr: float = 2e-4
+    epochs: float = 1.0
+    max_steps: int = -1
+    """> 0 overrides epochs."""
+    batch_size: int = 4
+    grad_accum: int = 1
+    max_length: int = 512
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.0
+    target: Literal["auto", "answer", "rationale"] = "auto"
+    """auto: rationale + answer when the data has a rationale, else answer only."""
+    merge: bool = False
+    """Also save a merged full model."""
+    seed: int = 0
+
+
+class FeedbackConfig(Section):
+    k: int = 4
+    """Drafts sampled per training question."""
+    temperature: float = 1.0
+    top_p: float = 0.95
+    evaluator: Literal["metric", "judge", "hybrid"] = "metric"
+    margin: float = 0.0
+    """A draft is chosen when its influence is > margin."""
+    pair_rule: Literal["all", "best_vs_worst"] = "all"
+    max_pairs_per_question: int = 4
+    draft_format: Literal["cot", "knowledge", "direct"] = "cot"
+
+
+class AlignConfig(Section):
+    method: Literal["dpo", "sft_positive"] = "dpo"
+    beta: float = 0.1
+    lr: float = 5e-5
+    epochs: float = 1.0
+    max_steps: int = -1
+    batch_size: int = 2
+    grad_accum: int = 1
+    max_length: int = 512
+    loss_type: str = "sigmoid"
+    """TRL DPO loss: sigmoid, ipo, hinge, robust ..."""
+    precompute_ref_log_probs: bool = False
+    lora_r: int = 16
+    lora_alpha: int = 32
+    reference: Literal["sft", "previous"] = "sft"
+    """Reference of rounds after the first: the SFT model or the previous round's aligned model."""
+    seed: int = 0
+
+
+class ExperimentConfig(Section):
+    run_dir: str = "runs/default"
+    task: TaskConfig = Field(default_factory=TaskConfig)
+    models: ModelsConfig = Field(default_factory=ModelsConfig)
+    generation: GenerationConfig = Field(default_factory=GenerationConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+    sft: SFTConfig = Field(default_factory=SFTConfig)
+    feedback: FeedbackConfig = Field(default_factory=FeedbackConfig)
+    align: AlignConfig = Field(default_factory=AlignConfig)
+    rounds: int = 1
+    """Feedback + align rounds."""
+    cache_dir: str | None = None
+    """Response cache folder; None = <run_dir>/cache."""
+
+
+def _set_dotted(d: dict[str, Any], key: str, value: Any) -> None:
+    parts = key.split(".")
+    cur = d
+    for p in parts[:-1]:
+        nxt = cur.get(p)
+        if nxt is None:
+            nxt = cur[p] = {}
+        elif not isinstance(nxt, dict):
+            raise ConfigError(f"override '{key}': '{p}' is not a section")
+        cur = nxt
+    cur[parts[-1]] = value
+
+
+def parse_overrides(overrides: list[str]) -> list[tuple[str, Any]]:
+    """`train.lr=1e-4` -> ("train.lr", 1e-4); values are parsed as YAML scalars/lists."""
+    out = []
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override '{item}' is not KEY=VALUE (e.g. sft.lr=1e-4)")
+        key, _, raw = item.partition("=")
+        out.append((key.strip(), yaml.safe_load(raw) if raw.strip() else None))
+    return out
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> ExperimentConfig:
+    """Load YAML (or defaults when `path` is None), apply dotted overrides, validate."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            with open(path, encoding="utf-8") as f:
+                data = yaml.safe_load(f) or {}
+        except FileNotFoundError:
+            raise ConfigError(f"config file not found: {path}") from None
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path}: invalid YAML: {e}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: the top level must be a mapping")
+    for key, value in parse_overrides(overrides or []):
+        _set_dotted(data, key, value)
+    return validate_config(data, source=str(path) if path else "<overrides>")
+
+
+def validate_config(data: dict[str, Any], source: str = "<config>") -> ExperimentConfig:
+    try:
+        return ExperimentConfig.model_validate(data)
+    except ValidationError as e:
+        msgs = []
+        for err in e.errors():
+            key = ".".join(str(x) for x in err["loc"])
+            kind = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+            msgs.append(f"{source}: '{key}': {kind}" + ("" if err["type"] == "extra_forbidden" else f" (got {err.get('input')!r})"))
+        raise ConfigError("\n".join(msgs)) from None
+
+
+def dump_config(cfg: ExperimentConfig) -> str:
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
+
+
+def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and v:
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def diff_keys(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
+    """Dotted keys whose values differ between two config dicts."""
+    fa, fb = flatten(a), flatten(b)
+    return sorted(k for k in set(fa) | set(fb) if fa.get(k) != fb.get(k))

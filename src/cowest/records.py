@@ -1,0 +1,164 @@
+"""Serialisable records that stages exchange through files in the run directory.
+
+Every JSONL row carries `schema_version` so a later release can read (or refuse) files written by an older one.
+Messages are OpenAI chat messages (`{"role": ..., "content": ...}`); preference pairs are TRL rows.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Iterator, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from cowest.errors import DataError
+
+SCHEMA_VERSION = 1
+
+Message = dict[str, str]  # {"role": "system"|"user"|"assistant", "content": str}
+Family = Literal["qa", "mc", "cls"]
+
+
+class Record(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    schema_version: int = SCHEMA_VERSION
+
+
+class Sample(Record):
+    """One labelled example of a task.
+
+    `family` decides prompts, extraction and metrics: `qa` (short free answer, gold = aliases), `mc` (multiple
+    choice, gold = one option letter), `cls` (classification, gold = one of `labels`).
+    """
+
+    id: str
+    task: str
+    family: Family
+    question: str
+    answers: list[str]
+    options: dict[str, str] | None = None
+    labels: list[str] | None = None
+    label_descriptions: dict[str, str] | None = None
+    rationale: str | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def gold(self) -> str:
+        return self.answers[0]
+
+
+class SamplingParams(BaseModel):
+    """Sampling parameters shared by every backend."""
+
+    model_config = ConfigDict(extra="forbid")
+    temperature: float = 0.0
+    top_p: float = 1.0
+    max_tokens: int = 256
+    stop: list[str] = Field(default_factory=list)
+    seed: int | None = 0
+    n: int = 1
+    logprobs: bool = False
+
+
+class Generation(Record):
+    """One completion of one prompt."""
+
+    text: str
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    finish_reason: str = "stop"
+    latency_s: float = 0.0
+    token_logprobs: list[float] | None = None
+    cached: bool = False
+
+
+class Step(Record):
+    """One model call inside a strategy: who was asked what, and what came back."""
+
+    role: Literal["weak", "strong", "judge"]
+    name: str
+    messages: list[Message]
+    output: Generation
+
+
+class Trace(Record):
+    """Everything a strategy did for one sample, and its scored outcome."""
+
+    sample_id: str
+    strategy: str
+    seed: int = 0
+    steps: list[Step] = Field(default_factory=list)
+    prediction: str | None = None
+    extraction_failed: bool = False
+    scores: dict[str, float] = Field(default_factory=dict)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def final(self) -> str:
+        return self.steps[-1].output.text if self.steps else ""
+
+
+class PreferencePair(BaseModel):
+    """A TRL preference row (`prompt`/`chosen`/`rejected`) plus provenance.
+
+    Conversational form: prompt is a list of messages, chosen/rejected a one-message assistant list; standard form:
+    three strings. Both load with `datasets` unchanged.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    prompt: list[Message] | str
+    chosen: list[Message] | str
+    rejected: list[Message] | str
+    question_id: str
+    delta_chosen: float
+    delta_rejected: float
+
+
+R = TypeVar("R", bound=BaseModel)
+
+
+def write_jsonl(path: str | Path, rows: list[BaseModel], mode: str = "w") -> None:
+    with open(path, mode, encoding="utf-8") as f:
+        for row in rows:
+            f.write(row.model_dump_json() + "\n")
+
+
+def append_jsonl(path: str | Path, row: BaseModel) -> None:
+    """Append one row and flush it to disk, so a crash loses at most the row being written."""
+    import os
+
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(row.model_dump_json() + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def iter_jsonl(path: str | Path, model: type[R], *, tolerate_torn_tail: bool = False) -> Iterator[R]:
+    """Read records, failing on a bad row with the file, line and field.
+
+    `tolerate_torn_tail` drops an unterminated last line (what a SIGKILL mid-write leaves) instead of failing:
+    stages that append as they go read their own files this way when resuming.
+    """
+    path = Path(path)
+    with open(path, encoding="utf-8") as f:
+        lines = f.readlines()
+    for i, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        if tolerate_torn_tail and i == len(lines) and not line.endswith("\n"):
+            return
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DataError(f"malformed JSON ({e.msg})", path=str(path), line=i) from None
+        try:
+            yield model.model_validate(obj)
+        except ValidationError as e:
+            err = e.errors()[0]
+            field = ".".join(str(x) for x in err["loc"]) or None
+            raise DataError(err["msg"], path=str(path), line=i, field=field) from None
+
+
+def read_jsonl(path: str | Path, model: type[R], **kw: Any) -> list[R]:
+    return list(iter_jsonl(path, model, **kw))
