@@ -1,0 +1,166 @@
+"""Load a causal LM and its tokenizer into transformers: local folder, hub id or GGUF file, plus adapter chains.
+
+A GGUF file is converted once into an fp32 safetensors folder under `<models cache>/hf/<sha256 of the file>`:
+loading a GGUF dequantizes every tensor (30-120 s), the saved folder loads in seconds. Adapters that cowest trains
+record their parent in `cowest_adapter.json` (an aligned adapter was trained on the SFT model with the SFT adapter
+merged), so loading the leaf rebuilds base -> merge parents -> apply leaf.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from cowest.errors import ConfigError, CowestError, require
+
+ADAPTER_META = "cowest_adapter.json"
+CHATML_TEMPLATE = (
+    "{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\\n' + m['content'] + '<|im_end|>\\n' }}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
+"""Fallback for tokenizers without a chat template (e.g. base models): plain ChatML turns."""
+
+
+def resolve_source(spec: str) -> str:
+    """A model spec -> what `load_model_and_tokenizer` takes: a folder, a hub id or a .gguf path.
+
+    `embedded/<alias>` -> the verified embedded GGUF; `hf/<x>` -> x; `llamacpp/<file.gguf>` -> the file. Black-box
+    providers (openai, mock) have no weights to load or train.
+    """
+    provider, sep, model = spec.partition("/")
+    if not sep or not model:
+        raise ConfigError(f"model spec '{spec}' is not provider/model (e.g. embedded/smollm2-135m, hf/<folder>)")
+    if provider == "embedded":
+        from cowest.models.embedded import gguf_path
+
+        return str(gguf_path(model))
+    if provider in ("hf", "llamacpp"):
+        return model
+    raise ConfigError(
+        f"model spec '{spec}': provider '{provider}' has no local weights to load or train; "
+        "use hf/<folder or hub id>, llamacpp/<file.gguf> or embedded/<alias>"
+    )
+
+
+def _strip_gguf_quantizer(model: Any) -> Any:
+    """GGUF-loaded weights are plain fp32, but the model stays flagged quantized, which blocks training and saving."""
+    q = getattr(model, "hf_quantizer", None)
+    if q is not None:
+        q.remove_quantization_config(model)
+    model.hf_quantizer = None  # some transformers code reads the attribute directly after removal
+    return model
+
+
+def gguf_cache_dir(gguf: str | Path) -> Path:
+    """Where the safetensors copy of a GGUF file lives: keyed by the file's SHA-256, so renames reuse it."""
+    from cowest.models.embedded import cache_root
+    from cowest.models.identity import file_sha256
+
+    return cache_root() / "hf" / file_sha256(gguf)
+
+
+def convert_gguf(gguf: str | Path) -> Path:
+    """The fp32 safetensors folder of a GGUF file, converting it on first use (atomic: a crash leaves no half folder)."""
+    transformers = require("transformers", "train")
+    torch = require("torch", "train")
+    gguf = Path(gguf)
+    if not gguf.is_file():
+        raise CowestError(f"GGUF file not found: {gguf}")
+    target = gguf_cache_dir(gguf)
+    if (target / "config.json").exists():
+        return target
+    tmp = target.with_name(f"{target.name}.{os.getpid()}.partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tok = transformers.AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    model = transformers.AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name,
+                                                              dtype=torch.float32)
+    _strip_gguf_quantizer(model)
+    _ensure_chat_template(tok)
+    model.save_pretrained(str(tmp))
+    tok.save_pretrained(str(tmp))
+    (tmp / "cowest_source.json").write_text(json.dumps({"gguf": str(gguf.resolve()), "sha256": target.name}) + "\n")
+    try:
+        os.replace(tmp, target)
+    except OSError:  # another process converted it first
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def _ensure_chat_template(tok: Any) -> None:
+    if not getattr(tok, "chat_template", None):
+        tok.chat_template = CHATML_TEMPLATE
+
+
+def _prepare_tokenizer(tok: Any) -> Any:
+    _ensure_chat_template(tok)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    tok.padding_side = "left"  # generation pads on the left; the TRL trainers pad their own batches
+    return tok
+
+
+def read_adapter_meta(adapter: str | Path) -> dict:
+    """The `cowest_adapter.json` of an adapter folder, or {} for a plain PEFT adapter."""
+    p = Path(adapter) / ADAPTER_META
+    if not p.exists():
+        return {}
+    try:
+        return json.loads(p.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise CowestError(f"{p}: malformed JSON ({e.msg})") from None
+
+
+def write_adapter_meta(adapter_dir: str | Path, *, base: str, parent: str | Path | None, method: str,
+                       **extra: Any) -> None:
+    """Record how an adapter was trained; the parent path is stored relative, so a moved run folder still loads."""
+    adapter_dir = Path(adapter_dir)
+    rel = os.path.relpath(Path(parent).resolve(), adapter_dir.resolve()) if parent else None
+    meta = {"schema_version": 1, "base": base, "parent": rel, "method": method, **extra}
+    (adapter_dir / ADAPTER_META).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+
+
+def adapter_chain(adapter: str | Path) -> list[Path]:
+    """Adapter folders from the root (first trained, e.g. SFT) to `adapter` itself."""
+    chain: list[Path] = []
+    cur: Path | None = Path(adapter)
+    while cur is not None:
+        if not (cur / "adapter_config.json").exists():
+            raise CowestError(f"{cur}: not a PEFT adapter folder (no adapter_config.json)")
+        if cur.resolve() in [c.resolve() for c in chain]:
+            raise CowestError(f"{cur}/{ADAPTER_META}: parent chain loops back on itself")
+        chain.append(cur)
+        parent = read_adapter_meta(cur).get("parent")
+        cur = (cur / parent).resolve() if parent else None
+    return chain[::-1]
+
+
+def load_model_and_tokenizer(source: str, *, adapter: str | Path | None = None,
+                             trainable: bool = False) -> tuple[Any, Any]:
+    """Load an fp32 causal LM and its tokenizer from a folder, a hub id or a .gguf file, with optional adapters.
+
+    `adapter` may be the leaf of a chain (see `adapter_chain`): parents are merged into the base in order. With
+    `trainable=False` the leaf is merged too and the model is in eval mode; with `trainable=True` the leaf stays a
+    trainable PEFT adapter.
+    """
+    transformers = require("transformers", "train")
+    torch = require("torch", "train")
+    folder = convert_gguf(source) if str(source).endswith(".gguf") else source
+    tok = transformers.AutoTokenizer.from_pretrained(str(folder))
+    model = transformers.AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32)
+    _strip_gguf_quantizer(model)
+    if adapter is not None:
+        peft = require("peft", "train")
+        chain = adapter_chain(adapter)
+        for i, a in enumerate(chain):
+            leaf = i == len(chain) - 1
+            model = peft.PeftModel.from_pretrained(model, str(a), is_trainable=leaf and trainable)
+            if not (leaf and trainable):
+                model = model.merge_and_unload()
+    _prepare_tokenizer(tok)
+    if model.generation_config is not None and model.generation_config.pad_token_id is None:
+        model.generation_config.pad_token_id = tok.pad_token_id
+    model.train(trainable)
+    return model, tok
