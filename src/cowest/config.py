@@ -134,6 +134,8 @@ class AlignConfig(Section):
     precompute_ref_log_probs: bool = False
     lora_r: int = 16
     lora_alpha: int = 32
+    sft_positive_control: bool = False
+    """Also train the control of the paper's reviewers (SFT on chosen drafts only) and evaluate it."""
     reference: Literal["sft", "previous"] = "sft"
     """Reference of rounds after the first: the SFT model or the previous round's aligned model."""
     seed: int = 0

@@ -134,6 +134,23 @@ def append_jsonl(path: str | Path, row: BaseModel) -> None:
         os.fsync(f.fileno())
 
 
+def repair_torn_tail(path: str | Path) -> int:
+    """Cut an unterminated last line (left by a kill mid-write) so appends start on a fresh line.
+
+    Returns the number of bytes removed.
+    """
+    path = Path(path)
+    if not path.exists():
+        return 0
+    data = path.read_bytes()
+    if not data or data.endswith(b"\n"):
+        return 0
+    keep = data.rfind(b"\n") + 1
+    with open(path, "r+b") as f:
+        f.truncate(keep)
+    return len(data) - keep
+
+
 def iter_jsonl(path: str | Path, model: type[R], *, tolerate_torn_tail: bool = False) -> Iterator[R]:
     """Read records, failing on a bad row with the file, line and field.
 

@@ -1,0 +1,237 @@
+"""Collaborative feedback: which weak drafts help the strong model.
+
+For each training question x: K drafts y_k ~ weak(x); the strong model's solo chain-of-thought answer z (once); the
+strong refinement y*_k = strong(x, y_k) of each distinct draft; evaluator scores E(y*_k), E(z); influence
+Δ_k = E(y*_k) − E(z). One `FeedbackRecord` per question is appended to `feedback.jsonl` as soon as the question is
+done, so a killed run resumes with every question done exactly once. Pairs are built from that file afterwards
+(`cowest.pairs`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from pydantic import Field
+
+from cowest.config import ExperimentConfig
+from cowest.models.base import Backend
+from cowest.records import (
+    Generation,
+    Message,
+    Record,
+    Sample,
+    SamplingParams,
+    append_jsonl,
+    iter_jsonl,
+    repair_torn_tail,
+)
+from cowest.registry import Registry
+from cowest.scoring.extract import extract_answer
+from cowest.scoring.judge import judge_messages, parse_judge_score
+from cowest.scoring.metrics import per_sample
+from cowest.tasks import prompts
+
+FEEDBACK_FILE = "feedback.jsonl"
+
+
+class DraftFeedback(Record):
+    text: str
+    refinement: str
+    prediction: str | None
+    score: float | None
+    """E(y*_k); None when the evaluator could not score it (left out of pairs)."""
+    delta: float | None
+
+
+class FeedbackRecord(Record):
+    question_id: str
+    prompt: list[Message]
+    """The weak model's draft prompt: the `prompt` of every pair built from this question."""
+    solo: str
+    solo_prediction: str | None
+    solo_score: float | None
+    drafts: list[DraftFeedback]
+    requests: dict[str, int] = Field(default_factory=dict)
+    """Model requests per role (cache hits included)."""
+    calls: dict[str, int] = Field(default_factory=dict)
+    """Requests per role that reached the model (cache misses)."""
+    tokens: dict[str, int] = Field(default_factory=dict)
+    unscored: int = 0
+
+
+@dataclass
+class Usage:
+    """Requests, real calls and tokens per role for one question."""
+
+    requests: dict[str, int]
+    calls: dict[str, int]
+    tokens: dict[str, int]
+
+    @classmethod
+    def empty(cls) -> "Usage":
+        return cls({}, {}, {})
+
+    def add(self, role: str, gens: list[Generation]) -> None:
+        self.requests[role] = self.requests.get(role, 0) + len(gens)
+        self.calls[role] = self.calls.get(role, 0) + sum(not g.cached for g in gens)
+        self.tokens[role] = self.tokens.get(role, 0) + sum(g.prompt_tokens + g.completion_tokens for g in gens)
+
+
+@dataclass
+class EvalContext:
+    """What an evaluator may use: the judge backend (None for `metric`) and its sampling parameters."""
+
+    judge: Backend | None
+    judge_params: SamplingParams
+
+
+# An evaluator scores the solo answer and the refinements of one question:
+# (sample, solo_text, refinement_texts, ctx, usage) -> (solo_score, refinement_scores)
+Evaluator = Callable[[Sample, str, list[str], EvalContext, Usage], tuple[float | None, list[float | None]]]
+EVALUATORS: Registry[Evaluator] = Registry("evaluator")
+
+
+def metric_score(sample: Sample, text: str) -> float:
+    """The task metric against gold: token F1 for short answers (finer than EM), accuracy otherwise.
+    An answer that cannot be extracted scores 0: it did not give the gold answer."""
+    scores = per_sample(sample, extract_answer(text, sample))
+    return scores["f1"] if sample.family == "qa" else scores["accuracy"]
+
+
+@EVALUATORS.register("metric")
+def metric_evaluator(sample, solo, refinements, ctx, usage):
+    return metric_score(sample, solo), [metric_score(sample, r) for r in refinements]
+
+
+def judge_scores(sample: Sample, texts: list[str], ctx: EvalContext, usage: Usage) -> list[float | None]:
+    """Judge each text; a reply with no parseable score is retried once (next seed), then left unscored."""
+    if ctx.judge is None:
+        raise ValueError("the judge evaluator needs a judge model")
+    gens = [g[0] for g in ctx.judge.generate([judge_messages(sample, t) for t in texts], ctx.judge_params)]
+    usage.add("judge", gens)
+    scores = [parse_judge_score(g.text) for g in gens]
+    retry = [i for i, s in enumerate(scores) if s is None]
+    if retry:
+        seed = (ctx.judge_params.seed or 0) + 1
+        params = ctx.judge_params.model_copy(update={"seed": seed})
+        again = [g[0] for g in ctx.judge.generate([judge_messages(sample, texts[i]) for i in retry], params)]
+        usage.add("judge", again)
+        for i, g in zip(retry, again):
+            scores[i] = parse_judge_score(g.text)
+    return scores
+
+
+@EVALUATORS.register("judge")
+def judge_evaluator(sample, solo, refinements, ctx, usage):
+    scores = judge_scores(sample, [solo, *refinements], ctx, usage)
+    return scores[0], scores[1:]
+
+
+@EVALUATORS.register("hybrid")
+def hybrid_evaluator(sample, solo, refinements, ctx, usage):
+    """The metric first; the judge only when the metric scores every refinement the same (no pair possible).
+    The judge's score then separates the drafts within the metric's tie (scaled to stay inside it)."""
+    solo_m, ref_m = metric_evaluator(sample, solo, refinements, ctx, usage)
+    if len(set(ref_m)) > 1 or not refinements:
+        return solo_m, ref_m
+    judged = judge_scores(sample, [solo, *refinements], ctx, usage)
+    if any(s is None for s in judged):
+        return solo_m, [None if j is None else m for m, j in zip(ref_m, judged[1:])]
+    # Δ = judge difference: which of the equally-scored answers reasons better than the solo answer.
+    return judged[0], judged[1:]
+
+
+def load_done(path: Path) -> dict[str, FeedbackRecord]:
+    """Records already written (the torn tail of a killed run is cut first)."""
+    if not path.exists():
+        return {}
+    repair_torn_tail(path)
+    return {r.question_id: r for r in iter_jsonl(path, FeedbackRecord)}
+
+
+def run_feedback(
+    cfg: ExperimentConfig,
+    samples: list[Sample],
+    out_dir: Path,
+    *,
+    weak: Backend,
+    strong: Backend,
+    judge: Backend | None,
+    chunk_size: int = 8,
+    progress: Callable[[int, int], None] | None = None,
+) -> Path:
+    """Run (or resume) collaborative feedback over `samples`; returns the path of feedback.jsonl."""
+    fb = cfg.feedback
+    evaluator = EVALUATORS.get(fb.evaluator)
+    overrides = cfg.eval.prompts
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / FEEDBACK_FILE
+    done = load_done(path)
+    todo = [s for s in samples if s.id not in done]
+    draft_params = cfg.generation.weak.model_copy(update={"n": fb.k, "temperature": fb.temperature, "top_p": fb.top_p})
+    strong_params = cfg.generation.strong.model_copy(update={"n": 1})
+    ctx = EvalContext(judge=judge, judge_params=cfg.generation.judge.model_copy(update={"n": 1}))
+    n_done = len(samples) - len(todo)
+    if progress:
+        progress(n_done, len(samples))
+    for start in range(0, len(todo), chunk_size):
+        chunk = todo[start : start + chunk_size]
+        usage = {s.id: Usage.empty() for s in chunk}
+        draft_prompts = [prompts.draft_messages(s, fb.draft_format, overrides) for s in chunk]
+        drafts = weak.generate(draft_prompts, draft_params)
+        solos = strong.generate([prompts.solo_messages(s, overrides) for s in chunk], strong_params)
+        # Identical drafts are refined once: refinement requests are keyed by (question, draft text).
+        unique: list[tuple[int, str]] = []
+        for qi, gens in enumerate(drafts):
+            usage[chunk[qi].id].add("weak", gens)
+            usage[chunk[qi].id].add("strong", solos[qi])
+            for text in dict.fromkeys(g.text for g in gens):
+                unique.append((qi, text))
+        refined = strong.generate(
+            [prompts.refine_messages(chunk[qi], text, fb.draft_format, overrides) for qi, text in unique], strong_params
+        )
+        by_key: dict[tuple[int, str], str] = {}
+        for (qi, text), gens in zip(unique, refined):
+            usage[chunk[qi].id].add("strong", gens)
+            by_key[(qi, text)] = gens[0].text
+        for qi, sample in enumerate(chunk):
+            u = usage[sample.id]
+            texts = list(dict.fromkeys(g.text for g in drafts[qi]))
+            refinements = [by_key[(qi, t)] for t in texts]
+            solo_text = solos[qi][0].text
+            solo_score, ref_scores = evaluator(sample, solo_text, refinements, ctx, u)
+            score_of = dict(zip(texts, ref_scores))
+            ref_of = dict(zip(texts, refinements))
+            draft_rows = []
+            for g in drafts[qi]:  # keep all K drafts, duplicates included: they are K samples of the policy
+                sc = score_of[g.text]
+                delta = None if sc is None or solo_score is None else sc - solo_score
+                draft_rows.append(
+                    DraftFeedback(
+                        text=g.text,
+                        refinement=ref_of[g.text],
+                        prediction=extract_answer(ref_of[g.text], sample),
+                        score=sc,
+                        delta=delta,
+                    )
+                )
+            record = FeedbackRecord(
+                question_id=sample.id,
+                prompt=draft_prompts[qi],
+                solo=solo_text,
+                solo_prediction=extract_answer(solo_text, sample),
+                solo_score=solo_score,
+                drafts=draft_rows,
+                requests=u.requests,
+                calls=u.calls,
+                tokens=u.tokens,
+                unscored=sum(d.score is None for d in draft_rows) + (solo_score is None),
+            )
+            append_jsonl(path, record)
+            n_done += 1
+            if progress:
+                progress(n_done, len(samples))
+    return path
+

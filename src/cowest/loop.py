@@ -1,0 +1,196 @@
+"""The whole CoWeST loop as stages over one run directory: sft -> feedback -> align (x rounds) -> eval -> report.
+
+Each stage reads the files of the stages before it, skips itself when its outputs exist for the same config, and
+resumes after a crash (feedback appends per question; eval appends per sample). Layout:
+
+    run_dir/config.yaml                 resolved config
+    run_dir/sft/adapter/                the specialised weak model (LoRA)
+    run_dir/round<r>/feedback/          feedback.jsonl, pairs.jsonl, pairs_stats.json, pairs.png
+    run_dir/round<r>/align/adapter/     the aligned weak model (DPO LoRA on top of the SFT model)
+    run_dir/round<r>/sft_positive/adapter/   the control, when enabled
+    run_dir/eval/                       traces/, metrics.json
+    run_dir/report.md, *.png
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from cowest.config import ExperimentConfig, ModelConfig, dump_config
+from cowest.errors import CowestError
+from cowest.stages import STAGES, stage
+
+
+def log(msg: str) -> None:
+    print(f"[cowest] {msg}", file=sys.stderr, flush=True)
+
+
+def run_dir(cfg: ExperimentConfig) -> Path:
+    path = Path(cfg.run_dir)
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "config.yaml").write_text(dump_config(cfg))
+    return path
+
+
+def cache_dir(cfg: ExperimentConfig) -> Path:
+    return Path(cfg.cache_dir) if cfg.cache_dir else Path(cfg.run_dir) / "cache"
+
+
+def sft_adapter(cfg: ExperimentConfig) -> Path:
+    return Path(cfg.run_dir) / "sft" / "adapter"
+
+
+def aligned_adapter(cfg: ExperimentConfig, rnd: int, method: str = "dpo") -> Path:
+    return Path(cfg.run_dir) / f"round{rnd}" / ("align" if method == "dpo" else method) / "adapter"
+
+
+def weak_model(cfg: ExperimentConfig, adapter: Path | None) -> ModelConfig:
+    """The weak model with a trained adapter, served by transformers (llama.cpp cannot load our PEFT adapters)."""
+    from cowest.models.hf_loading import resolve_source
+
+    if adapter is None:
+        return cfg.models.weak
+    return cfg.models.weak.model_copy(update={"spec": f"hf/{resolve_source(cfg.models.weak.spec)}", "adapter": str(adapter)})
+
+
+def drafter(cfg: ExperimentConfig, rnd: int) -> ModelConfig:
+    """Round 1 drafts with the SFT model; round r > 1 with round r-1's aligned model."""
+    return weak_model(cfg, sft_adapter(cfg) if rnd == 1 else aligned_adapter(cfg, rnd - 1))
+
+
+def do_sft(cfg: ExperimentConfig, force: bool = False) -> Path:
+    from cowest.tasks.base import load_samples
+
+    st = stage(cfg, "sft", Path(cfg.run_dir) / "sft")
+    if not st.begin(force):
+        log("sft: done already, skipped")
+        return sft_adapter(cfg)
+    from cowest.train.sft import run_sft
+
+    samples = load_samples(cfg.task, cfg.task.train_split, cfg.task.train_limit)
+    log(f"sft: {len(samples)} samples of {cfg.task.name}/{cfg.task.train_split}")
+    path = run_sft(cfg, samples, sft_adapter(cfg))
+    st.finish({"samples": len(samples), "adapter": str(path)})
+    return path
+
+
+def do_feedback(cfg: ExperimentConfig, rnd: int = 1, force: bool = False) -> dict:
+    from cowest.feedback import load_done, run_feedback
+    from cowest.models.base import load_backend
+    from cowest.models.cache import open_backend
+    from cowest.pairs import write_pairs
+    from cowest.progress import Progress
+    from cowest.tasks.base import load_samples
+
+    out = Path(cfg.run_dir) / f"round{rnd}" / "feedback"
+    st = stage(cfg, f"feedback{rnd}", out)
+    if not st.begin(force):
+        log(f"feedback round {rnd}: done already, skipped")
+        return st.summary()
+    samples = load_samples(cfg.task, cfg.task.train_split, cfg.task.train_limit)
+    weak = load_backend(drafter(cfg, rnd))
+    strong = open_backend(cfg.models.strong, "strong", cache_dir(cfg))
+    judge = None
+    if cfg.feedback.evaluator != "metric":
+        judge = open_backend(cfg.models.judge, "judge", cache_dir(cfg)) if cfg.models.judge else strong
+    bar = Progress(len(samples), f"feedback round {rnd}")
+    try:
+        path = run_feedback(cfg, samples, out, weak=weak, strong=strong, judge=judge,
+                            progress=lambda done, total: bar.set(done))
+    finally:
+        bar.close()
+        for b in {id(x): x for x in (weak, strong, judge) if x is not None}.values():
+            b.close()
+    ids = {s.id for s in samples}
+    records = [r for r in load_done(path).values() if r.question_id in ids]
+    stats = write_pairs(records, cfg.feedback, out, conversational=weak.has_chat_template)
+    st.finish({k: stats[k] for k in ("questions", "pairs", "positive_share", "questions_without_pair", "unscored")})
+    log(f"feedback round {rnd}: {stats['pairs']} pairs from {stats['questions']} questions "
+        f"(positive share {stats['positive_share']:.0%})")
+    return stats
+
+
+def do_align(cfg: ExperimentConfig, rnd: int = 1, method: str | None = None, force: bool = False) -> Path:
+    from cowest.pairs import PAIRS_FILE
+    from cowest.models.hf_loading import resolve_source
+
+    method = method or cfg.align.method
+    out = aligned_adapter(cfg, rnd, method)
+    st = stage(cfg, f"align{rnd}-{method}", out.parent)
+    if not st.begin(force):
+        log(f"align round {rnd} ({method}): done already, skipped")
+        return out
+    pairs = Path(cfg.run_dir) / f"round{rnd}" / "feedback" / PAIRS_FILE
+    if not pairs.exists():
+        raise CowestError(f"{pairs} does not exist: run `cowest feedback` first")
+    # The policy starts from the round's drafter; the frozen reference is the SFT model or the previous round.
+    policy = sft_adapter(cfg) if rnd == 1 else aligned_adapter(cfg, rnd - 1)
+    reference = sft_adapter(cfg) if cfg.align.reference == "sft" or rnd == 1 else policy
+    source = resolve_source(cfg.models.weak.spec)
+    if method == "dpo":
+        from cowest.train.dpo import run_dpo
+
+        path = run_dpo(cfg, pairs, out, weak_source=source, policy_adapter=str(policy), reference_adapter=str(reference))
+    else:
+        from cowest.train.dpo import run_sft_positive
+
+        path = run_sft_positive(cfg, pairs, out, weak_source=source, policy_adapter=str(policy))
+    st.finish({"adapter": str(path), "method": method})
+    return path
+
+
+def eval_systems(cfg: ExperimentConfig) -> list:
+    """Weak SFT alone, strong alone, collaboration with the SFT weak model and with each round's aligned model."""
+    from cowest.evaluate import System
+
+    fmt = cfg.feedback.draft_format
+    systems = [
+        System("weak_sft", "weak_only", None, weak_model(cfg, sft_adapter(cfg))),
+        System("strong", "strong_only", None, None),
+        System("collab_sft", "collaborate", fmt, weak_model(cfg, sft_adapter(cfg))),
+    ]
+    for r in range(1, cfg.rounds + 1):
+        systems.append(System(f"collab_aligned_r{r}", "collaborate", fmt, weak_model(cfg, aligned_adapter(cfg, r))))
+        if cfg.align.sft_positive_control:
+            systems.append(System(f"collab_sft_positive_r{r}", "collaborate", fmt,
+                                  weak_model(cfg, aligned_adapter(cfg, r, "sft_positive"))))
+    return systems
+
+
+def do_eval(cfg: ExperimentConfig, force: bool = False, systems: list | None = None) -> dict:
+    from cowest.evaluate import run_eval
+
+    out = Path(cfg.run_dir) / "eval"
+    st = stage(cfg, "eval", out)
+    if not st.begin(force):
+        log("eval: done already, skipped")
+        import json
+
+        return json.loads((out / "metrics.json").read_text())
+    metrics = run_eval(cfg, out, systems)
+    st.finish({"systems": list(metrics.get("systems", {}))})
+    return metrics
+
+
+def do_report(cfg: ExperimentConfig) -> Path:
+    from cowest.report import render_report
+
+    return render_report([Path(cfg.run_dir)])
+
+
+def run_all(cfg: ExperimentConfig, force: set[str] | None = None) -> Path:
+    """sft -> (feedback -> align) x rounds -> eval -> report. `force` redoes the named stages (and nothing else)."""
+    force = force or set()
+    unknown = force - set(STAGES)
+    if unknown:
+        raise CowestError(f"unknown stage(s) {sorted(unknown)}; valid: {', '.join(STAGES)}")
+    run_dir(cfg)
+    do_sft(cfg, "sft" in force)
+    for rnd in range(1, cfg.rounds + 1):
+        do_feedback(cfg, rnd, "feedback" in force)
+        do_align(cfg, rnd, "dpo", "align" in force)
+        if cfg.align.sft_positive_control:
+            do_align(cfg, rnd, "sft_positive", "align" in force)
+    do_eval(cfg, "eval" in force, eval_systems(cfg))
+    return do_report(cfg)
