@@ -1,0 +1,117 @@
+"""A fault-injecting OpenAI-compatible chat server on 127.0.0.1 (real sockets, stdlib http.server, one thread).
+
+The last user message names a plan: "plan:429,500,ok;rest" answers its 1st request with 429, the 2nd with 500,
+the 3rd and later with a completion. Faults: 429 (Retry-After: 1), 500, 400, badjson (200 with a torn JSON
+body), html (200, text/html), stall (waits past the client's timeout, then hangs up), drop (closes the socket
+without a word), slow (0.3 s, then a completion), one (a completion with one choice whatever `n` asks).
+The server counts every hit and every completion it delivered, per prompt.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import defaultdict
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class FaultServer:
+    def __init__(self, stall_s: float = 2.0):
+        self.stall_s = stall_s
+        self.hits: dict[str, int] = defaultdict(int)
+        self.hit_times: dict[str, list[float]] = defaultdict(list)
+        self.delivered: dict[str, int] = defaultdict(int)
+        self.auth_headers: list[str] = []
+        self.bodies: list[dict] = []
+        self.inflight = 0
+        self.max_inflight = 0
+        self.lock = threading.Lock()
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.httpd.daemon_threads = True
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+
+    def __enter__(self) -> "FaultServer":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    def _handler(self):
+        srv = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):  # keep test output clean
+                pass
+
+            def _send(self, status: int, body: bytes, ctype: str = "application/json", headers=None):
+                self.send_response(status)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                for k, v in (headers or {}).items():
+                    self.send_header(k, v)
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_POST(self):
+                req = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                prompt = [m for m in req["messages"] if m["role"] == "user"][-1]["content"]
+                plan = prompt.split(";")[0].removeprefix("plan:").split(",")
+                with srv.lock:
+                    srv.hits[prompt] += 1
+                    srv.hit_times[prompt].append(time.monotonic())
+                    srv.auth_headers.append(self.headers.get("Authorization", ""))
+                    srv.bodies.append(req)
+                    step = plan[min(srv.hits[prompt], len(plan)) - 1]
+                    srv.inflight += 1
+                    srv.max_inflight = max(srv.max_inflight, srv.inflight)
+                try:
+                    self._act(step, prompt, req)
+                finally:
+                    with srv.lock:
+                        srv.inflight -= 1
+
+            def _act(self, step: str, prompt: str, req: dict) -> None:
+                if step == "429":
+                    return self._send(429, b'{"error": {"message": "slow down"}}', headers={"Retry-After": "1"})
+                if step in ("500", "400"):
+                    return self._send(int(step), b'{"error": {"message": "boom"}}')
+                if step == "badjson":
+                    return self._send(200, b'{"id": "x", "choices": [{"index": 0, "mess')
+                if step == "html":
+                    return self._send(200, b"<html>gateway</html>", ctype="text/html")
+                if step == "stall":
+                    time.sleep(srv.stall_s)
+                    self.close_connection = True
+                    return
+                if step == "drop":
+                    self.close_connection = True
+                    return
+                if step == "slow":
+                    time.sleep(0.3)
+                n = 1 if step == "one" else req.get("n", 1)
+                seed = req.get("seed")
+                choices = []
+                for i in range(n):
+                    text = f"echo:{prompt}|seed={seed}|i={i}"
+                    c = {"index": i, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
+                    if req.get("logprobs"):
+                        c["logprobs"] = {"content": [{"token": "e", "logprob": -0.5, "bytes": None,
+                                                      "top_logprobs": []}] * 3}
+                    choices.append(c)
+                body = {"id": "cmpl-1", "object": "chat.completion", "created": 0, "model": req["model"],
+                        "choices": choices,
+                        "usage": {"prompt_tokens": 7, "completion_tokens": 3 * n, "total_tokens": 7 + 3 * n}}
+                with srv.lock:
+                    srv.delivered[prompt] += 1
+                self._send(200, json.dumps(body).encode())
+
+        return Handler

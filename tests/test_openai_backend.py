@@ -1,0 +1,161 @@
+"""OpenAIBackend against a fault-injecting HTTP server on 127.0.0.1: retries, budgets, n, usage, the API key."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+from fault_server import FaultServer
+
+from cowest.config import ModelConfig
+from cowest.models.cache import CachedBackend
+from cowest.models.openai_backend import OpenAIBackend, RequestFailedError, parse_retry_after, redact_url
+from cowest.records import SamplingParams
+
+pytest.importorskip("openai")
+
+
+def make(server: FaultServer, **kw) -> OpenAIBackend:
+    cfg = ModelConfig(spec="openai/test-model", base_url=server.base_url, api_key_env="COWEST_TEST_NO_SUCH_KEY",
+                      **{"timeout_s": 0.5, "max_retries": 3, "concurrency": 4, **kw})
+    b = OpenAIBackend("test-model", cfg)
+    b.backoff_base_s = 0.01  # keep the test fast; the backoff schedule itself is not under test
+    return b
+
+
+def ask(content: str) -> list[dict]:
+    return [{"role": "user", "content": content}]
+
+
+def test_every_fault_is_retried_and_each_request_completes_exactly_once():
+    plans = ["plan:ok", "plan:429,ok", "plan:500,500,ok", "plan:badjson,ok", "plan:html,ok", "plan:stall,ok",
+             "plan:drop,ok", "plan:drop,500,429,ok"]
+    with FaultServer() as srv:
+        b = make(srv)
+        out = b.generate([ask(p) for p in plans], SamplingParams(seed=5))
+        b.close()
+    assert [len(g) for g in out] == [1] * len(plans)
+    for p, gens in zip(plans, out):
+        assert gens[0].text == f"echo:{p}|seed=5|i=0"
+        assert srv.hits[p] == len(p.removeprefix("plan:").split(","))  # one hit per planned step, no more
+        assert srv.delivered[p] == 1
+    # Retry-After: 1 was honoured: the retry came at least a second after the 429 (backoff alone is 10 ms).
+    t429 = srv.hit_times["plan:429,ok"]
+    assert t429[1] - t429[0] >= 0.9
+    assert b.requests_sent == sum(srv.hits.values())
+    assert b.prompt_tokens == 7 * len(plans) and b.completion_tokens == 3 * len(plans)
+    assert out[0][0].prompt_tokens == 7 and out[0][0].completion_tokens == 3
+
+
+def test_exhausted_budget_raises_naming_endpoint_status_and_attempts():
+    with FaultServer() as srv:
+        b = make(srv, max_retries=2)
+        with pytest.raises(RequestFailedError) as e:
+            b.generate([ask("plan:500")], SamplingParams())
+    msg = str(e.value)
+    assert srv.base_url in msg and "HTTP 500" in msg and "3 attempts" in msg and "test-model" in msg
+    assert srv.hits["plan:500"] == 3
+
+
+def test_client_error_is_not_retried():
+    with FaultServer() as srv:
+        b = make(srv)
+        with pytest.raises(RequestFailedError, match="HTTP 400.*not retried"):
+            b.generate([ask("plan:400")], SamplingParams())
+    assert srv.hits["plan:400"] == 1
+
+
+def test_timeouts_exhaust_the_budget():
+    with FaultServer(stall_s=1.0) as srv:
+        b = make(srv, max_retries=1, timeout_s=0.3)
+        with pytest.raises(RequestFailedError, match="timeout after 0.3 s"):
+            b.generate([ask("plan:stall")], SamplingParams())
+    assert srv.hits["plan:stall"] == 2
+
+
+def test_n_uses_the_api_n_or_falls_back_to_one_request_per_sample():
+    with FaultServer() as srv:
+        b = make(srv)
+        both = b.generate([ask("plan:ok;a"), ask("plan:one;b")], SamplingParams(n=3, seed=10, logprobs=True))
+    assert [g.text for g in both[0]] == [f"echo:plan:ok;a|seed=10|i={i}" for i in range(3)]
+    assert srv.hits["plan:ok;a"] == 1  # one request carrying n=3
+    # The server ignored n: samples 1 and 2 came from separate requests with seeds 11 and 12.
+    assert [g.text for g in both[1]] == [f"echo:plan:one;b|seed={s}|i=0" for s in (10, 11, 12)]
+    assert srv.hits["plan:one;b"] == 3
+    assert both[0][0].token_logprobs == [-0.5, -0.5, -0.5]
+    assert sum(g.completion_tokens for g in both[0]) == 9
+
+
+def test_concurrency_is_bounded():
+    with FaultServer() as srv:
+        b = make(srv, concurrency=2)
+        out = b.generate([ask(f"plan:slow;{i}") for i in range(6)], SamplingParams())
+    assert len(out) == 6 and 1 <= srv.max_inflight <= 2
+
+
+def test_failed_request_leaves_nothing_in_the_cache_and_reruns_make_no_calls(tmp_path: Path):
+    db = tmp_path / "cache.sqlite"
+    with FaultServer() as srv:
+        cb = CachedBackend(make(srv, max_retries=1), db)
+        with pytest.raises(RequestFailedError):
+            cb.generate([ask("plan:ok;good"), ask("plan:500;bad")], SamplingParams())
+        assert len(cb.cache) == 0
+        first = cb.generate([ask("plan:ok;good")], SamplingParams())
+        hits_after_first = sum(srv.hits.values())
+        again = cb.generate([ask("plan:ok;good")], SamplingParams())
+        cb.close()
+        cb2 = CachedBackend(make(srv), db)  # a new process-like reopen of the same file
+        third = cb2.generate([ask("plan:ok;good")], SamplingParams())
+        cb2.close()
+    assert sum(srv.hits.values()) == hits_after_first  # zero new calls on re-run
+    assert not first[0][0].cached and again[0][0].cached and third[0][0].cached
+    assert again[0][0].text == first[0][0].text == third[0][0].text
+
+
+def test_api_key_never_reaches_cache_run_dir_or_logs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    secret = "sk-test-SECRET123"
+    monkeypatch.setenv("COWEST_TEST_KEY", secret)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    handler = logging.FileHandler(run_dir / "debug.log")
+    root = logging.getLogger()
+    old_level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)  # the SDK and httpx log requests at DEBUG: they must not carry the key either
+    try:
+        with FaultServer() as srv:
+            cfg = ModelConfig(spec="openai/test-model", base_url=srv.base_url, api_key_env="COWEST_TEST_KEY",
+                              timeout_s=2, max_retries=1)
+            cb = CachedBackend(OpenAIBackend("test-model", cfg), run_dir / "cache" / "responses.sqlite")
+            cb.inner.backoff_base_s = 0.01
+            cb.generate([ask("plan:ok;x"), ask("plan:429,ok;y")], SamplingParams(n=2))
+            with pytest.raises(RequestFailedError) as e:
+                cb.generate([ask("plan:500;z")], SamplingParams())
+            logging.getLogger("cowest").error("failure: %s identity=%s", e.value, cb.identity)
+            cb.close()
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(old_level)
+        handler.close()
+    assert srv.auth_headers and all(h == f"Bearer {secret}" for h in srv.auth_headers)  # the key was used
+    files = [p for p in run_dir.rglob("*") if p.is_file()]
+    assert any(p.name == "responses.sqlite" for p in files) and (run_dir / "debug.log").stat().st_size > 0
+    for p in files:
+        assert secret.encode() not in p.read_bytes(), p
+    assert secret not in str(e.value) and secret not in cb.identity
+
+
+def test_missing_key_without_base_url_names_the_variable(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.delenv("COWEST_TEST_NO_SUCH_KEY", raising=False)
+    from cowest.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="COWEST_TEST_NO_SUCH_KEY"):
+        OpenAIBackend("gpt-x", ModelConfig(spec="openai/gpt-x", api_key_env="COWEST_TEST_NO_SUCH_KEY"))
+
+
+def test_helpers():
+    assert redact_url("http://user:pw@host:8000/v1?key=abc") == "http://host:8000/v1"
+    assert parse_retry_after({"retry-after": "3"}) == 3.0
+    assert parse_retry_after({"retry-after-ms": "250"}) == 0.25
+    assert parse_retry_after({}) is None
