@@ -1,0 +1,181 @@
+"""Evaluation: run named systems (strategy + draft format + models) on the eval split, trace by trace, resumably.
+
+Files in `out_dir`: `config.yaml` (the resolved config), `traces/<system>.seed<k>.jsonl` (one `Trace` per sample,
+appended as soon as its chunk is done, so a killed run resumes where it stopped) and `metrics.json` (see
+`cowest.summary`). Every name is checked and the samples are loaded before any model is.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from cowest.config import ExperimentConfig, ModelConfig, dump_config
+from cowest.errors import ConfigError
+from cowest.progress import Progress
+from cowest.records import Sample, Trace, append_jsonl, iter_jsonl
+from cowest.strategies import STRATEGIES, USES_DRAFT_FORMAT, StrategyContext, check_strategy, roles_of
+
+if TYPE_CHECKING:
+    from cowest.models.base import Backend
+
+TRACES_DIR = "traces"
+METRICS_FILE = "metrics.json"
+CONFIG_FILE = "config.yaml"
+
+
+@dataclass(frozen=True)
+class System:
+    """One evaluated system: a strategy, its draft format (collaborate) and optionally its own weak model."""
+
+    name: str
+    strategy: str
+    draft_format: str | None = None
+    weak: ModelConfig | None = None
+    """None = cfg.models.weak (e.g. the loop passes the SFT and the aligned weak model as two systems)."""
+    strong: ModelConfig | None = None
+    """None = cfg.models.strong."""
+
+
+def default_systems(cfg: ExperimentConfig) -> list[System]:
+    """cfg.eval.strategies, with one `collaborate-<format>` system per draft format."""
+    out = []
+    for strat in cfg.eval.strategies:
+        if strat in USES_DRAFT_FORMAT:
+            out += [System(f"{strat}-{fmt}", strat, fmt) for fmt in cfg.eval.draft_formats]
+        else:
+            out.append(System(strat, strat))
+    return out
+
+
+def check_systems(cfg: ExperimentConfig, systems: list[System]) -> None:
+    """Fail on unknown strategies, draft formats, prompt names or tasks, and on clashing system names."""
+    from cowest.tasks.base import get_task
+    from cowest.tasks.prompts import check_overrides
+
+    get_task(cfg.task.name)
+    check_overrides(cfg.eval.prompts)
+    seen = set()
+    for s in systems:
+        check_strategy(s.strategy, s.draft_format)
+        if not re.fullmatch(r"[A-Za-z0-9_.+-]+", s.name):
+            raise ConfigError(f"system name '{s.name}' must be letters, digits and _.+- (it names a file)")
+        if s.name in seen:
+            raise ConfigError(f"two systems are named '{s.name}'")
+        seen.add(s.name)
+    if not cfg.eval.seeds:
+        raise ConfigError("eval.seeds: needs at least one seed")
+
+
+class ModelPool:
+    """Opens each distinct (model config, cache use) once and closes them all at the end."""
+
+    def __init__(self, cache_dir: Path | None):
+        self.cache_dir = cache_dir
+        self._open: dict[tuple[str, bool], "Backend"] = {}
+
+    def get(self, mcfg: ModelConfig, role: str) -> "Backend":
+        try:
+            from cowest.models.cache import open_backend, use_cache
+        except ImportError:  # the cache module is optional for this loop
+            from cowest.models.base import load_backend
+
+            key = (mcfg.model_dump_json(), False)
+            if key not in self._open:
+                self._open[key] = load_backend(mcfg)
+            return self._open[key]
+        key = (mcfg.model_dump_json(), use_cache(mcfg, role))
+        if key not in self._open:
+            self._open[key] = open_backend(mcfg, role, self.cache_dir)
+        return self._open[key]
+
+    def close(self) -> None:
+        for b in self._open.values():
+            b.close()
+        self._open.clear()
+
+
+def trace_path(out_dir: Path, system: str, seed: int) -> Path:
+    return out_dir / TRACES_DIR / f"{system}.seed{seed}.jsonl"
+
+
+def read_traces(path: Path) -> list[Trace]:
+    """The traces of a file, tolerating a torn last line; an absent file has none."""
+    return list(iter_jsonl(path, Trace, tolerate_torn_tail=True)) if path.exists() else []
+
+
+def _cut_torn_tail(path: Path) -> None:
+    # A kill mid-write leaves an unterminated line; appending after it would glue two rows together.
+    if path.exists():
+        data = path.read_bytes()
+        if data and not data.endswith(b"\n"):
+            with open(path, "r+b") as f:
+                f.truncate(data.rfind(b"\n") + 1)
+
+
+def chunk_size(cfg: ExperimentConfig) -> int:
+    """Samples per strategy call: enough to fill a local batch or the HTTP concurrency of every model."""
+    m = cfg.models
+    return max(16, m.weak.batch_size, m.strong.batch_size, m.weak.concurrency, m.strong.concurrency)
+
+
+def run_system(system: System, seed: int, samples: list[Sample], cfg: ExperimentConfig, pool: ModelPool,
+               out_dir: Path, *, chunk: int | None = None) -> Path:
+    """Run one system with one seed on the samples not yet in its trace file; return the file."""
+    path = trace_path(out_dir, system.name, seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _cut_torn_tail(path)
+    done = {t.sample_id for t in read_traces(path)}
+    todo = [s for s in samples if s.id not in done]
+    if not todo:
+        return path
+    fn = STRATEGIES.get(system.strategy)
+    roles = roles_of(system.strategy)
+    weak = pool.get(system.weak or cfg.models.weak, "weak") if "weak" in roles else None
+    strong = pool.get(system.strong or cfg.models.strong, "strong") if "strong" in roles else None
+    ctx = StrategyContext.from_config(cfg, draft_format=system.draft_format, seed=seed, system=system.name)
+    step = chunk or chunk_size(cfg)
+    with Progress(len(samples), f"{system.name} seed {seed}", done=len(samples) - len(todo)) as prog:
+        for i in range(0, len(todo), step):
+            part = todo[i:i + step]
+            t0 = time.monotonic()
+            traces = fn(part, weak=weak, strong=strong, ctx=ctx)
+            per_sample = (time.monotonic() - t0) / len(part)
+            tokens = hits = 0
+            for t in traces:
+                t.metadata["wall_s"] = per_sample  # a share of the chunk's wall time, so sums survive resumes
+                append_jsonl(path, t)
+                tokens += sum(st.output.completion_tokens for st in t.steps)
+                hits += sum(st.output.cached for st in t.steps)
+            prog.update(len(part), tokens=tokens, cache_hits=hits)
+    return path
+
+
+def run_eval(cfg: ExperimentConfig, out_dir: Path, systems: list[System] | None = None, *,
+             chunk: int | None = None) -> dict:
+    """Evaluate every system for every seed in cfg.eval.seeds on the eval split; write and return metrics.json.
+
+    All systems see the same samples. Models load once per distinct config, only for systems with work left.
+    """
+    from cowest.summary import summarize, write_metrics
+    from cowest.tasks.base import load_samples
+
+    out_dir = Path(out_dir)
+    systems = systems if systems is not None else default_systems(cfg)
+    check_systems(cfg, systems)
+    samples = load_samples(cfg.task, cfg.task.eval_split, cfg.task.eval_limit)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / CONFIG_FILE).write_text(dump_config(cfg), encoding="utf-8")
+    pool = ModelPool(Path(cfg.cache_dir) if cfg.cache_dir else out_dir / "cache")
+    try:
+        for system in systems:
+            for seed in cfg.eval.seeds:
+                run_system(system, seed, samples, cfg, pool, out_dir, chunk=chunk)
+    finally:
+        pool.close()
+    metrics = summarize(cfg, samples, systems, out_dir)
+    write_metrics(out_dir / METRICS_FILE, metrics)
+    return metrics

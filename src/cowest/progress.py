@@ -1,0 +1,73 @@
+"""Progress of a long loop on stderr: items done/total, tokens/s, cache hits, ETA.
+
+Drawn in place only when the stream is a TTY (a log file or CI gets nothing, so logs stay clean); `enabled=True`
+forces it on (one line per update) and `False` off.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import TextIO
+
+
+class Progress:
+    """`with Progress(total, "eval strong_only") as p: ... p.update(n, tokens=t, cache_hits=h)`."""
+
+    def __init__(self, total: int, desc: str = "", *, stream: TextIO | None = None, enabled: bool | None = None,
+                 min_interval_s: float = 0.5, done: int = 0):
+        self.total, self.desc = total, desc
+        self.stream = stream if stream is not None else sys.stderr
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.enabled = self.tty if enabled is None else enabled
+        self.min_interval_s = min_interval_s
+        self.done = done
+        self.start_done = done  # items already done before this run (resume) do not count toward the rate
+        self.tokens = 0
+        self.cache_hits = 0
+        self.t0 = time.monotonic()
+        self._last_draw = 0.0
+
+    def update(self, n: int = 1, *, tokens: int = 0, cache_hits: int = 0) -> None:
+        self.done += n
+        self.tokens += tokens
+        self.cache_hits += cache_hits
+        now = time.monotonic()
+        if self.enabled and (now - self._last_draw >= self.min_interval_s or self.done >= self.total):
+            self._last_draw = now
+            self._draw(now)
+
+    def line(self, now: float | None = None) -> str:
+        """The status line (also what tests read)."""
+        elapsed = max((now or time.monotonic()) - self.t0, 1e-9)
+        new = self.done - self.start_done
+        parts = [f"{self.desc} {self.done}/{self.total}".strip()]
+        parts.append(f"{self.tokens / elapsed:.1f} tok/s")
+        if self.cache_hits:
+            parts.append(f"cache hits {self.cache_hits}")
+        if 0 < new and self.done < self.total:
+            parts.append(f"ETA {_fmt_s(elapsed / new * (self.total - self.done))}")
+        else:
+            parts.append(f"{_fmt_s(elapsed)}")
+        return " | ".join(parts)
+
+    def _draw(self, now: float) -> None:
+        end = "\r" if self.tty else "\n"
+        self.stream.write(self.line(now) + end)
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.enabled and self.tty:
+            self.stream.write(self.line() + "\n")
+            self.stream.flush()
+
+    def __enter__(self) -> "Progress":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _fmt_s(s: float) -> str:
+    s = int(s)
+    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"

@@ -1,0 +1,101 @@
+"""What every strategy shares: its context, one batched model step, and scoring a finished trace."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+from cowest.errors import CowestError
+from cowest.records import Generation, Message, Sample, SamplingParams, Step, Trace
+
+if TYPE_CHECKING:
+    from cowest.config import ExperimentConfig
+    from cowest.models.base import Backend
+
+
+@dataclass
+class StrategyContext:
+    """Settings a strategy needs besides its models: sampling per role, draft format, prompt overrides, seed."""
+
+    weak_params: SamplingParams = field(default_factory=lambda: SamplingParams(max_tokens=128))
+    strong_params: SamplingParams = field(default_factory=lambda: SamplingParams(max_tokens=192))
+    draft_format: str = "cot"
+    prompts: dict[str, str] = field(default_factory=dict)
+    seed: int = 0
+    system: str | None = None
+    """The evaluated system's name, recorded in each trace's metadata."""
+
+    @classmethod
+    def from_config(cls, cfg: "ExperimentConfig", *, draft_format: str | None = None, seed: int = 0,
+                    system: str | None = None) -> "StrategyContext":
+        return cls(weak_params=cfg.generation.weak, strong_params=cfg.generation.strong,
+                   draft_format=draft_format or cfg.eval.draft_formats[0], prompts=dict(cfg.eval.prompts),
+                   seed=seed, system=system)
+
+    def params(self, role: str, **update: Any) -> SamplingParams:
+        """The role's sampling params with this context's seed (and any `update`)."""
+        base = self.weak_params if role == "weak" else self.strong_params
+        return base.model_copy(update={"seed": self.seed, **update})
+
+
+class StrategyFn(Protocol):
+    def __call__(self, samples: list[Sample], *, weak: "Backend | None", strong: "Backend | None",
+                 ctx: StrategyContext) -> list[Trace]: ...
+
+
+def need(backend: "Backend | None", role: str, strategy: str) -> "Backend":
+    if backend is None:
+        raise CowestError(f"strategy '{strategy}' needs a {role} model")
+    return backend
+
+
+def run_step(backend: "Backend", role: str, name: str, prompts: list[list[Message]],
+             params: SamplingParams, traces: list[Trace]) -> list[Generation]:
+    """One `generate` call for all samples of a step; append a `Step` to each trace; return the first outputs.
+
+    Under greedy decoding identical prompts are sent once (they would give the same text anyway).
+    """
+    if params.temperature == 0:
+        keys = [repr(p) for p in prompts]
+        unique: dict[str, int] = {}
+        for i, k in enumerate(keys):
+            unique.setdefault(k, i)
+        order = list(unique.values())
+        outs = backend.generate([prompts[i] for i in order], params) if order else []
+        by_key = {keys[i]: o[0] for i, o in zip(order, outs)}
+        gens = [by_key[k] for k in keys]
+    else:
+        gens = [o[0] for o in backend.generate(prompts, params)] if prompts else []
+    for trace, msgs, gen in zip(traces, prompts, gens):
+        trace.steps.append(Step(role=role, name=name, messages=msgs, output=gen))  # type: ignore[arg-type]
+    return gens
+
+
+def new_traces(samples: list[Sample], strategy: str, ctx: StrategyContext, **meta: Any) -> list[Trace]:
+    base = {"system": ctx.system or strategy, **meta}
+    return [Trace(sample_id=s.id, strategy=strategy, seed=ctx.seed, metadata=dict(base)) for s in samples]
+
+
+def finish(traces: list[Trace], samples: list[Sample]) -> list[Trace]:
+    """Extract each final answer and score it; a failed extraction is kept, flagged and scored as a miss."""
+    from cowest.scoring.extract import extract_answer
+    from cowest.scoring.metrics import per_sample
+
+    for trace, sample in zip(traces, samples):
+        trace.prediction = extract_answer(trace.final, sample)
+        trace.extraction_failed = trace.prediction is None
+        trace.scores = dict(per_sample(sample, trace.prediction))
+    return traces
+
+
+def confidence(gen: Generation) -> float | None:
+    """exp(mean token logprob) of a completion: its geometric-mean token probability, in (0, 1].
+
+    We average over the whole completion rather than picking out the answer tokens: backends return logprobs
+    without token strings, and a direct answer is a few tokens long anyway. None when no logprobs came back.
+    """
+    lps = gen.token_logprobs
+    if not lps:
+        return None
+    return math.exp(sum(lps) / len(lps))
