@@ -169,7 +169,7 @@ def run_eval(cfg: ExperimentConfig, out_dir: Path, systems: list[System] | None 
     samples = load_samples(cfg.task, cfg.task.eval_split, cfg.task.eval_limit)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / CONFIG_FILE).write_text(dump_config(cfg), encoding="utf-8")
-    pool = ModelPool(Path(cfg.cache_dir) if cfg.cache_dir else out_dir / "cache")
+    pool = ModelPool(Path(cfg.cache_dir) if cfg.cache_dir else Path(cfg.run_dir) / "cache")
     try:
         for system in systems:
             for seed in cfg.eval.seeds:

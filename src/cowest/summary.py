@@ -1,8 +1,10 @@
 """Trace files -> `metrics.json`: each task metric per system with a 95% bootstrap CI, paired differences, usage.
 
-The bootstrap resamples *sample indices* (one shared draw for all systems), so it covers corpus-level metrics
-such as macro-F1, pools several seeds (each drawn sample brings its traces from every seed), and gives paired
-differences between systems on the same resamples. Shape of `metrics.json`:
+Metrics and intervals come from `cowest.scoring.metrics` (`compute`, `bootstrap_ci`, `paired_bootstrap`), which
+resample question indices, so macro-F1 gets an interval too. With several seeds the rows are (sample, seed)
+pairs: `value` and `ci` are over the pooled rows (for mean metrics the pooled value is the mean over seeds), and
+`per_seed`, `mean` and `sd` give the seed-to-seed spread. Paired differences use the same rows in the same order
+for both systems. Shape of `metrics.json`:
 
     {"task", "n_samples", "seeds", "metrics": [...], "headline", "bootstrap_samples",
      "systems": {name: {"strategy", "draft_format", "weak", "strong",
@@ -11,7 +13,7 @@ differences between systems on the same resamples. Shape of `metrics.json`:
                         "usage": {role: {"calls", "cache_hits", "prompt_tokens", "completion_tokens",
                                          "tokens_per_sample"}},
                         "wall_s"}},
-     "paired": [{"a", "b", "metric", "diff" (a - b), "ci", "p_value"}]}
+     "paired": [{"a", "b", "metric", "diff" (a - b), "ci"}]}
 """
 
 from __future__ import annotations
@@ -19,9 +21,7 @@ from __future__ import annotations
 import json
 import statistics
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from cowest.errors import CowestError
 from cowest.records import Sample, Trace
@@ -29,47 +29,6 @@ from cowest.records import Sample, Trace
 if TYPE_CHECKING:
     from cowest.config import ExperimentConfig
     from cowest.evaluate import System
-
-MACRO_F1 = ("macro_f1", "f1_macro")
-
-Stat = Callable[[np.ndarray], np.ndarray]
-"""Index matrix [B, n] -> metric per row [B]."""
-
-
-def _mean_stat(values: np.ndarray) -> Stat:
-    return lambda idx: values[idx].mean(axis=-1)
-
-
-def _macro_f1_stat(gold: np.ndarray, pred: np.ndarray, n_classes: int) -> Stat:
-    """Macro-F1 over the gold classes; a failed extraction (-1) is wrong for every class."""
-
-    def stat(idx: np.ndarray) -> np.ndarray:
-        g, p = gold[idx], pred[idx]
-        f1s = []
-        for c in range(n_classes):
-            tp = ((g == c) & (p == c)).sum(-1)
-            fp = ((g != c) & (p == c)).sum(-1)
-            fn = ((g == c) & (p != c)).sum(-1)
-            denom = 2 * tp + fp + fn
-            f1s.append(np.where(denom > 0, 2 * tp / np.maximum(denom, 1), 0.0))
-        return np.mean(f1s, axis=0)
-
-    return stat
-
-
-def metric_stat(name: str, samples: list[Sample], traces: list[Trace]) -> Stat:
-    """The statistic of one metric over one seed's traces (aligned with `samples`)."""
-    if name in MACRO_F1:
-        classes = sorted({s.gold for s in samples})
-        code = {c: i for i, c in enumerate(classes)}
-        gold = np.array([code[s.gold] for s in samples])
-        pred = np.array([code.get(t.prediction, -1) if t.prediction is not None else -1 for t in traces])
-        return _macro_f1_stat(gold, pred, len(classes))
-    missing = [t.sample_id for t in traces if name not in t.scores]
-    if missing:
-        raise CowestError(f"metric '{name}' is not among the per-sample scores of sample {missing[0]} "
-                          f"(it has: {', '.join(sorted(traces[0].scores)) or 'none'})")
-    return _mean_stat(np.array([t.scores[name] for t in traces], dtype=float))
 
 
 def _usage(traces: list[Trace]) -> dict[str, dict[str, float]]:
@@ -86,10 +45,6 @@ def _usage(traces: list[Trace]) -> dict[str, dict[str, float]]:
     return out
 
 
-def _ci(values: np.ndarray) -> list[float]:
-    return [float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5))]
-
-
 def load_aligned(out_dir: Path, system: str, seed: int, samples: list[Sample]) -> list[Trace]:
     """The traces of one system and seed in sample order; fails naming the file if a sample is missing."""
     from cowest.evaluate import read_traces, trace_path
@@ -104,50 +59,47 @@ def load_aligned(out_dir: Path, system: str, seed: int, samples: list[Sample]) -
 
 def summarize(cfg: "ExperimentConfig", samples: list[Sample], systems: list["System"], out_dir: Path) -> dict:
     """Compute metrics.json's content from the trace files."""
+    from cowest.scoring.metrics import bootstrap_ci, compute, paired_bootstrap
     from cowest.tasks.base import get_task
 
     names = list(get_task(cfg.task.name).metrics)
     seeds = list(cfg.eval.seeds)
-    n = len(samples)
-    rng = np.random.default_rng(0)
-    idx = rng.integers(0, n, size=(cfg.eval.bootstrap_samples, n)) if n else np.zeros((0, 0), int)
-    full = np.arange(n)[None, :]
-    boots: dict[tuple[str, str], np.ndarray] = {}
-    out: dict[str, Any] = {"task": cfg.task.name, "n_samples": n, "seeds": seeds, "metrics": names,
-                           "headline": names[0], "bootstrap_samples": cfg.eval.bootstrap_samples,
-                           "systems": {}, "paired": []}
+    n_boot = cfg.eval.bootstrap_samples
+    pooled_samples = samples * len(seeds)
+    preds: dict[str, list[str | None]] = {}
+    out: dict[str, Any] = {"task": cfg.task.name, "n_samples": len(samples), "seeds": seeds, "metrics": names,
+                           "headline": names[0], "bootstrap_samples": n_boot, "systems": {}, "paired": []}
     for system in systems:
         per_seed = {seed: load_aligned(out_dir, system.name, seed, samples) for seed in seeds}
         all_traces = [t for ts in per_seed.values() for t in ts]
+        preds[system.name] = [t.prediction for t in all_traces]
         entry: dict[str, Any] = {
             "strategy": system.strategy, "draft_format": system.draft_format,
             "weak": (system.weak or cfg.models.weak).spec, "strong": (system.strong or cfg.models.strong).spec,
             "metrics": {},
         }
+        seed_vals = {s: compute(names, samples, [t.prediction for t in ts]) for s, ts in per_seed.items()}
         for m in names:
-            stats = [metric_stat(m, samples, ts) for ts in per_seed.values()]
-            vals = [float(st(full)[0]) if n else float("nan") for st in stats]
-            boot = np.mean([st(idx) for st in stats], axis=0) if n else np.zeros(0)
-            boots[(system.name, m)] = boot
-            entry["metrics"][m] = {
-                "value": float(np.mean(vals)), "ci": _ci(boot) if boot.size else [float("nan")] * 2,
-                "per_seed": {str(s): v for s, v in zip(seeds, vals)},
-                "mean": float(np.mean(vals)), "sd": statistics.stdev(vals) if len(vals) > 1 else 0.0,
-            }
+            vals = [seed_vals[s][m] for s in seeds]
+            if samples:
+                ci = bootstrap_ci(m, pooled_samples, preds[system.name], n_boot=n_boot)
+                value, bounds = ci.value, [ci.lo, ci.hi]
+            else:
+                value, bounds = float("nan"), [float("nan")] * 2
+            entry["metrics"][m] = {"value": value, "ci": bounds, "per_seed": {str(s): v for s, v in zip(seeds, vals)},
+                                   "mean": statistics.fmean(vals), "sd": statistics.stdev(vals) if len(vals) > 1 else 0.0}
         fails = {str(s): sum(t.extraction_failed for t in ts) for s, ts in per_seed.items()}
         entry["extraction_failures"] = {"total": sum(fails.values()), "per_seed": fails,
                                         "rate": sum(fails.values()) / max(len(all_traces), 1)}
         entry["usage"] = _usage(all_traces)
         entry["wall_s"] = float(sum(t.metadata.get("wall_s", 0.0) for t in all_traces))
         out["systems"][system.name] = entry
-    for i, a in enumerate(systems):
-        for b in systems[i + 1:]:
-            for m in names:
-                va, vb = out["systems"][a.name]["metrics"][m]["value"], out["systems"][b.name]["metrics"][m]["value"]
-                d = boots[(a.name, m)] - boots[(b.name, m)]
-                p = float(min(1.0, 2 * min((d <= 0).mean(), (d >= 0).mean()))) if d.size else float("nan")
-                out["paired"].append({"a": a.name, "b": b.name, "metric": m, "diff": va - vb,
-                                      "ci": _ci(d) if d.size else [float("nan")] * 2, "p_value": p})
+    if samples:
+        for i, a in enumerate(systems):
+            for b in systems[i + 1:]:
+                for m in names:
+                    d = paired_bootstrap(m, pooled_samples, preds[a.name], preds[b.name], n_boot=n_boot)
+                    out["paired"].append({"a": a.name, "b": b.name, "metric": m, "diff": d.value, "ci": [d.lo, d.hi]})
     return out
 
 

@@ -1,0 +1,209 @@
+"""Run files -> `report.md` and PNG plots, without re-running anything.
+
+Reads, per run directory, whatever is there: `metrics.json` (in the run or its `eval/` folder) and its traces,
+and `round<r>/feedback/pairs_stats.json` from the loop. Missing files skip their section. Plots: each metric per
+system with its 95% CI, and the headline metric against strong-model tokens per sample.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from cowest.errors import CowestError
+from cowest.records import Trace
+
+REPORT_FILE = "report.md"
+
+
+def find_metrics(run_dir: Path) -> Path | None:
+    for cand in (run_dir / "metrics.json", run_dir / "eval" / "metrics.json"):
+        if cand.is_file():
+            return cand
+    return None
+
+
+def _fmt(v: Any, digits: int = 3) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, float):
+        return f"{v:.{digits}f}"
+    return str(v)
+
+
+def _table(head: list[str], rows: list[list[str]]) -> list[str]:
+    out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    out += ["| " + " | ".join(r) + " |" for r in rows]
+    return out + [""]
+
+
+def metrics_section(m: dict) -> list[str]:
+    names, seeds = m["metrics"], m.get("seeds", [0])
+    several = len(seeds) > 1
+    head = ["system", "strategy", "draft"] + [f"{n} [95% CI]" + (" (mean ± sd)" if several else "") for n in names]
+    head += ["extraction failures", "strong tok/sample", "weak tok/sample", "wall s"]
+    rows = []
+    for name, s in m["systems"].items():
+        row = [name, s["strategy"], s.get("draft_format") or "–"]
+        for n in names:
+            v = s["metrics"][n]
+            cell = f"{v['value']:.3f} [{v['ci'][0]:.3f}, {v['ci'][1]:.3f}]"
+            if several:
+                cell += f" ({v['mean']:.3f} ± {v['sd']:.3f})"
+            row.append(cell)
+        ef = s.get("extraction_failures", {})
+        usage = s.get("usage", {})
+        row += [f"{ef.get('total', 0)} ({ef.get('rate', 0.0):.1%})",
+                _fmt(usage.get("strong", {}).get("tokens_per_sample"), 0),
+                _fmt(usage.get("weak", {}).get("tokens_per_sample"), 0), _fmt(s.get("wall_s"), 1)]
+        rows.append(row)
+    out = [f"Task `{m['task']}`, {m['n_samples']} samples, seeds {seeds}, "
+           f"{m.get('bootstrap_samples', '?')} bootstrap resamples.", ""]
+    out += _table(head, rows)
+    paired = [p for p in m.get("paired", []) if p["metric"] == m["headline"]]
+    if paired:
+        out += [f"Paired differences in {m['headline']} (a − b, same samples):", ""]
+        out += _table(["a", "b", "diff [95% CI]", "CI excludes 0"],
+                      [[p["a"], p["b"], f"{p['diff']:+.3f} [{p['ci'][0]:+.3f}, {p['ci'][1]:+.3f}]",
+                        "yes" if p["ci"][0] > 0 or p["ci"][1] < 0 else "no"] for p in paired])
+    return out
+
+
+def _load_traces(metrics_path: Path, system: str, seed: int) -> dict[str, Trace]:
+    from cowest.evaluate import read_traces, trace_path
+
+    return {t.sample_id: t for t in read_traces(trace_path(metrics_path.parent, system, seed))}
+
+
+def traces_section(metrics_path: Path, m: dict) -> list[str]:
+    """Per-sample wins and losses of each system against the strong model alone, and one example where they differ."""
+    seed = m.get("seeds", [0])[0]
+    headline = m["headline"]
+    base = next((n for n, s in m["systems"].items() if s["strategy"] == "strong_only"), None)
+    if base is None:
+        return []
+    base_t = _load_traces(metrics_path, base, seed)
+    if not base_t:
+        return []
+    rows, example = [], None
+    for name in m["systems"]:
+        if name == base:
+            continue
+        tr = _load_traces(metrics_path, name, seed)
+        common = [i for i in tr if i in base_t and headline in tr[i].scores and headline in base_t[i].scores]
+        won = [i for i in common if tr[i].scores[headline] > base_t[i].scores[headline]]
+        lost = [i for i in common if tr[i].scores[headline] < base_t[i].scores[headline]]
+        rows.append([name, str(len(won)), str(len(lost)), str(len(common) - len(won) - len(lost))])
+        if example is None and won:
+            example = (name, tr[won[0]], base_t[won[0]])
+    out = [f"Per sample against `{base}` ({headline}, seed {seed}):", ""]
+    out += _table(["system", "better", "worse", "same"], rows)
+    if example:
+        name, t, b = example
+        out += [f"Example where `{name}` beats `{base}` (sample `{t.sample_id}`):", ""]
+        for st in t.steps:
+            out += [f"- {st.role} / {st.name}: " + _quote(st.output.text)]
+        out += [f"- prediction {t.prediction!r}; `{base}` predicted {b.prediction!r}", ""]
+    return out
+
+
+def _quote(text: str, limit: int = 300) -> str:
+    text = " ".join(text.split())
+    return "`" + (text[:limit] + " …" if len(text) > limit else text).replace("`", "'") + "`"
+
+
+def rounds_section(run_dir: Path) -> list[str]:
+    rows = []
+    for path in sorted(run_dir.glob("round*/feedback/pairs_stats.json")):
+        try:
+            s = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            continue
+        rnd = path.parent.parent.name
+        rows.append([rnd, _fmt(s.get("questions")), _fmt(s.get("drafts")), _fmt(s.get("pairs")),
+                     _fmt(s.get("positive_share")), _fmt(s.get("questions_without_pair")),
+                     _fmt(s.get("strong_calls_per_pair"), 2), _fmt(s.get("naive_strong_calls_per_pair"), 2)])
+    if not rows:
+        return []
+    out = ["## Collaborative feedback", ""]
+    out += _table(["round", "questions", "drafts", "pairs", "positive share", "no pair", "strong+judge calls/pair",
+                   "naive calls/pair"], rows)
+    for png in sorted(run_dir.glob("round*/feedback/pairs.png")):
+        out += [f"![{png.parent.parent.name} pairs]({png.resolve()})", ""]
+    return out
+
+
+def plot_metrics(m: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names, systems = m["metrics"], list(m["systems"])
+    fig, axes = plt.subplots(1, len(names), figsize=(1.2 + 0.9 * len(systems) * len(names), 3.6), squeeze=False)
+    for ax, metric in zip(axes[0], names):
+        vals = [m["systems"][s]["metrics"][metric] for s in systems]
+        y = [v["value"] for v in vals]
+        err = [[v["value"] - v["ci"][0] for v in vals], [v["ci"][1] - v["value"] for v in vals]]
+        ax.bar(range(len(systems)), y, yerr=err, capsize=4, color="tab:blue", alpha=0.8)
+        ax.set_xticks(range(len(systems)), systems, rotation=30, ha="right", fontsize=8)
+        ax.set(title=f"{metric} (95% CI)", ylim=(0, 1))
+    fig.suptitle(f"{m['task']}: {m['n_samples']} samples", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_cost(m: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    h = m["headline"]
+    fig, ax = plt.subplots(figsize=(5, 3.6))
+    for name, s in m["systems"].items():
+        x = s.get("usage", {}).get("strong", {}).get("tokens_per_sample", 0.0)
+        v = s["metrics"][h]
+        ax.errorbar([x], [v["value"]], yerr=[[v["value"] - v["ci"][0]], [v["ci"][1] - v["value"]]], fmt="o",
+                    capsize=3)
+        ax.annotate(name, (x, v["value"]), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    ax.set(xlabel="strong-model tokens per sample", ylabel=h, title=f"{m['task']}: {h} vs strong tokens")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def render_report(run_dirs: list[Path], out: Path | None = None) -> Path:
+    """Write report.md (default: into the first run directory) and its PNGs next to it; return its path."""
+    run_dirs = [Path(d) for d in run_dirs]
+    if not run_dirs:
+        raise CowestError("render_report: give at least one run directory")
+    for d in run_dirs:
+        if not d.is_dir():
+            raise CowestError(f"run directory not found: {d}")
+    out = Path(out) if out is not None else run_dirs[0] / REPORT_FILE
+    if out.suffix != ".md":
+        out = out / REPORT_FILE
+    out.parent.mkdir(parents=True, exist_ok=True)
+    lines = ["# CoWeST report", ""]
+    for i, d in enumerate(run_dirs):
+        tag = re.sub(r"[^A-Za-z0-9_.-]+", "_", d.resolve().name) if len(run_dirs) > 1 else ""
+        prefix = f"{i}_{tag}_" if tag else ""
+        lines += [f"## Run `{d}`", ""]
+        mpath = find_metrics(d)
+        if mpath is None:
+            lines += ["No metrics.json (evaluation not run yet).", ""]
+        else:
+            m = json.loads(mpath.read_text(encoding="utf-8"))
+            lines += metrics_section(m)
+            if m.get("systems"):
+                plot_metrics(m, out.parent / f"{prefix}metrics.png")
+                plot_cost(m, out.parent / f"{prefix}cost.png")
+                lines += [f"![metrics]({prefix}metrics.png)", "", f"![cost]({prefix}cost.png)", ""]
+            lines += traces_section(mpath, m)
+        lines += rounds_section(d)
+    out.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return out
