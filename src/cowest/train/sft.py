@@ -1,0 +1,71 @@
+"""SFT recipe: specialise the weak model on the task's training set with a LoRA adapter (TRL `SFTTrainer`).
+
+Each row is the weak model's draft prompt (exactly what it is asked at drafting time) and the gold draft as the
+completion; the loss covers the completion only.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from cowest.config import ExperimentConfig
+from cowest.errors import CowestError, DataError, require
+from cowest.records import Sample
+from cowest.tasks.prompts import draft_messages, draft_target
+from cowest.train.common import TRAIN_LOG, device_kwargs, log_callback, lora_config, publish, save_adapter, staging_dir
+
+
+def sft_target(sample: Sample, fmt: str, target: str) -> str:
+    """The completion for one sample: `answer` (direct answer only), `rationale` (the draft format's gold draft,
+    which needs a rationale) or `auto` (the gold draft when the sample has what it needs, else the direct answer)."""
+    if target == "answer":
+        return draft_target(sample, "direct")  # type: ignore[return-value] # direct always has a target
+    text = draft_target(sample, fmt)
+    if text is not None:
+        return text
+    if target == "rationale":
+        raise DataError(f"sample '{sample.id}' has no rationale for a '{fmt}' draft; set sft.target=auto or answer",
+                        field="rationale")
+    return draft_target(sample, "direct")  # type: ignore[return-value]
+
+
+def sft_rows(samples: list[Sample], cfg: ExperimentConfig) -> list[dict[str, Any]]:
+    """Conversational prompt-completion rows (TRL format) for the configured draft format."""
+    fmt = cfg.feedback.draft_format
+    return [
+        {"prompt": draft_messages(s, fmt, cfg.eval.prompts),
+         "completion": [{"role": "assistant", "content": sft_target(s, fmt, cfg.sft.target)}]}
+        for s in samples
+    ]
+
+
+def run_sft(cfg: ExperimentConfig, samples: list[Sample], out_dir: Path) -> Path:
+    """Train a LoRA adapter on `samples` and save it to `out_dir` (adapter, tokenizer, `cowest_adapter.json`,
+    `train_log.jsonl`, `trainer_state.json`; `merged/` when `cfg.sft.merge`). Returns `out_dir`."""
+    datasets = require("datasets", "train")
+    trl = require("trl", "train")
+    from cowest.models.hf_loading import load_model_and_tokenizer, resolve_source
+
+    if not samples:
+        raise CowestError("SFT: no training samples (check task.train_split and task.train_limit)")
+    s = cfg.sft
+    out_dir = Path(out_dir)
+    tmp = staging_dir(out_dir)
+    weak = cfg.models.weak
+    model, tok = load_model_and_tokenizer(resolve_source(weak.spec), adapter=weak.adapter)
+    args = trl.SFTConfig(
+        output_dir=str(tmp), learning_rate=s.lr, num_train_epochs=s.epochs, max_steps=s.max_steps,
+        per_device_train_batch_size=s.batch_size, gradient_accumulation_steps=s.grad_accum, max_length=s.max_length,
+        completion_only_loss=True, packing=False, seed=s.seed, data_seed=s.seed, lr_scheduler_type="linear",
+        **device_kwargs(),
+    )
+    trainer = trl.SFTTrainer(
+        model=model, args=args, train_dataset=datasets.Dataset.from_list(sft_rows(samples, cfg)),
+        processing_class=tok, peft_config=lora_config(s.lora_r, s.lora_alpha, s.lora_dropout),
+        callbacks=[log_callback(tmp / TRAIN_LOG)],
+    )
+    trainer.train()
+    save_adapter(trainer, tok, tmp, base=weak.spec, parent=weak.adapter, method="sft", merge=s.merge,
+                 draft_format=cfg.feedback.draft_format, target=s.target, samples=len(samples))
+    return publish(tmp, out_dir)
