@@ -1,0 +1,95 @@
+"""Answer extraction: letters, labels and short answers, and None (never a guess) when the text is ambiguous."""
+
+from __future__ import annotations
+
+import pytest
+
+from cowest.records import Sample
+from cowest.scoring.extract import answer_segment, extract_answer
+
+MC = Sample(id="1", task="t", family="mc", question="q", answers=["B"],
+            options={"A": "Vimentin", "B": "Keratin", "C": "Desmin", "D": "Tubulin"})
+ETHICS = Sample(id="1", task="t", family="cls", question="q", answers=["wrong"], labels=["not wrong", "wrong"])
+YNM = Sample(id="1", task="t", family="cls", question="q", answers=["yes"], labels=["yes", "no", "maybe"])
+SAFETY = Sample(id="1", task="t", family="cls", question="q", answers=["__casual__"],
+                labels=["__casual__", "__possibly_needs_caution__", "__probably_needs_caution__", "__needs_caution__",
+                        "__needs_intervention__"])
+QA = Sample(id="1", task="t", family="qa", question="q", answers=["4"])
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("B", "B"),
+    ("(C)", "C"),
+    ("D)", "D"),
+    ("Answer: B", "B"),
+    ("The answer is B.", "B"),
+    ("**Answer:** (D) Tubulin", "D"),
+    ("Answer: A. Vimentin", "A"),
+    ("Answer: Option C", "C"),
+    ("So the correct option is (C).", "C"),
+    ("Answer: D is correct", "D"),
+    ("Answer:\n\nB", "B"),
+    ("Let's check: A is wrong, B too.\nAnswer: C", "C"),     # the last marker decides, not letters in reasoning
+    ("Answer: A\nOn reflection, the final answer: D", "D"),  # last marker wins
+    ("Answer: Tubulin", "D"),                                # the option text instead of the letter
+    ("The answer is keratin.", "B"),
+    ("Answer: A patient with this finding", None),           # the article A is not option A
+    ("Final answer: B or C", None),                          # two letters: no guess
+    ("Answer: (A) or (B)", None),
+    ("Answer: E", None),                                     # not an option
+    ("I am not sure.", None),
+    ("", None),
+])
+def test_option_letters(text: str, expected: str | None) -> None:
+    assert extract_answer(text, MC) == expected
+
+
+@pytest.mark.parametrize("sample,text,expected", [
+    (ETHICS, "wrong", "wrong"),
+    (ETHICS, "not wrong", "not wrong"),                       # the longer label shadows the one it contains
+    (ETHICS, "Answer: Not wrong, although it is a bit wrong to ...", "not wrong"),  # first label after the marker
+    (ETHICS, "Reasoning...\nThe action is wrong.", "wrong"),
+    (ETHICS, "It is not wrong, yet it is wrong", None),      # unmarked line naming both: no guess
+    (ETHICS, "Answer: yes", None),
+    (YNM, "Answer: Yes.", "yes"),
+    (YNM, "The results are mixed.\nFinal answer: maybe", "maybe"),
+    (YNM, "**Answer**: no", "no"),
+    (YNM, "Answer: yes\nWait, final answer: no", "no"),
+    (YNM, "There is no clear evidence and maybe yes", None),
+    (SAFETY, "__needs_caution__", "__needs_caution__"),
+    (SAFETY, "Label: possibly needs caution", "__possibly_needs_caution__"),
+    (SAFETY, "Answer: needs intervention", "__needs_intervention__"),
+    (SAFETY, "casual", "__casual__"),
+])
+def test_class_labels(sample: Sample, text: str, expected: str | None) -> None:
+    assert extract_answer(text, sample) == expected
+
+
+def test_short_description_is_a_synonym_and_long_one_is_not() -> None:
+    s = Sample(id="1", task="t", family="cls", question="q", answers=["pos"], labels=["pos", "neg"],
+               label_descriptions={"pos": "positive", "neg": "the text expresses a negative sentiment overall"})
+    assert extract_answer("Answer: positive", s) == "pos"
+    assert extract_answer("Answer: the text expresses a negative sentiment overall", s) is None
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("Answer: 4 hours.", "4 hours"),
+    ("So the answer is 4.\nFinal answer: 5 hours", "5 hours"),  # last marker wins
+    ("The answer is: 1,200,000.", "1,200,000"),
+    ('Answer: "Paris"', "Paris"),
+    ("Answer: **Kathy Hochul**", "Kathy Hochul"),
+    ("Final answer:\nMay", "May"),
+    ("Some reasoning.\n\nJune 12, 2009", "June 12, 2009"),       # no marker: a short last line
+    ("China spans five geographical time zones, so the difference between its east and west would be four hours.",
+     None),                                                      # no marker, long last line: reasoning, not an answer
+    ("Answer:", None),
+    ("", None),
+])
+def test_short_answers(text: str, expected: str | None) -> None:
+    assert extract_answer(text, QA) == expected
+
+
+def test_answer_segment_reports_the_marker() -> None:
+    assert answer_segment("x\nAnswer: B") == ("B", True)
+    assert answer_segment("x\nB\n\n") == ("B", False)
+    assert answer_segment("the answer depends on it\nB") == ("B", False)  # "answer" without ':'/'is' is no marker
