@@ -1,0 +1,118 @@
+"""run_eval on mock models (pure logic): metrics.json values by hand, resume after a torn file, early failures."""
+
+import json
+
+import pytest
+
+from cowest.config import ModelConfig, validate_config
+from cowest.errors import UnknownNameError
+from cowest.evaluate import ModelPool, System, default_systems, run_eval, trace_path
+from cowest.records import Trace, read_jsonl
+
+ROWS = [("q1", "Question one?", "A"), ("q2", "Question two?", "B"), ("q3", "Question three?", "A"),
+        ("q4", "Question four?", "B")]
+RULES = [["Question one", "Answer: A"], ["Question two", "Reasoning.\nAnswer: B"], ["Question three", "Answer: A"],
+         ["Question four", "no idea"]]
+
+
+@pytest.fixture
+def setup(tmp_path):
+    data = tmp_path / "medmcqa.jsonl"
+    data.write_text("".join(json.dumps({"id": i, "question": q, "options": {"A": "a", "B": "b", "C": "c", "D": "d"},
+                                        "answer": a}) + "\n" for i, q, a in ROWS))
+    rules = tmp_path / "rules.json"
+    rules.write_text(json.dumps(RULES))
+
+    def cfg(**kw):
+        base = {"run_dir": str(tmp_path / "run"), "task": {"name": "medmcqa", "data": str(data)},
+                "models": {"weak": {"spec": "mock/answer:Answer: A"}, "strong": {"spec": f"mock/rules:{rules}"}},
+                "eval": {"strategies": ["weak_only", "strong_only", "collaborate"], "draft_formats": ["cot"],
+                         "seeds": [0, 1], "bootstrap_samples": 200}}
+        for k, v in kw.items():
+            base[k] = {**base.get(k, {}), **v}
+        return validate_config(base)
+
+    return cfg, tmp_path / "run" / "eval", rules
+
+
+def test_metrics_json_values_by_hand(setup):
+    make, out, _ = setup
+    cfg = make()
+    assert [s.name for s in default_systems(cfg)] == ["weak_only", "strong_only", "collaborate-cot"]
+    m = run_eval(cfg, out)
+    assert json.loads((out / "metrics.json").read_text()) == json.loads(json.dumps(m))
+    assert (out / "config.yaml").read_text().startswith("run_dir:")
+    assert m["metrics"] == ["accuracy", "macro_f1"] and m["headline"] == "accuracy" and m["n_samples"] == 4
+    w, s, c = (m["systems"][n] for n in ("weak_only", "strong_only", "collaborate-cot"))
+    # weak always says A: golds A,B,A,B -> acc 1/2; F1(A) = 2*2/(2*2+2) = 2/3, F1(B) = 0 -> macro 1/3
+    assert w["metrics"]["accuracy"]["value"] == pytest.approx(0.5)
+    assert w["metrics"]["macro_f1"]["value"] == pytest.approx(1 / 3)
+    # strong: A, B, A, (no answer) -> acc 3/4; F1(A) = 1, F1(B) = 2/3 -> macro 5/6; one extraction failure per seed
+    assert s["metrics"]["accuracy"]["value"] == pytest.approx(0.75)
+    assert s["metrics"]["macro_f1"]["value"] == pytest.approx(5 / 6)
+    assert s["extraction_failures"] == {"total": 2, "per_seed": {"0": 1, "1": 1}, "rate": 0.25}
+    assert s["metrics"]["accuracy"]["per_seed"] == {"0": 0.75, "1": 0.75} and s["metrics"]["accuracy"]["sd"] == 0
+    lo, hi = s["metrics"]["accuracy"]["ci"]
+    assert 0 <= lo <= 0.75 <= hi <= 1 and lo < hi
+    assert c["metrics"]["accuracy"]["value"] == pytest.approx(0.75) and c["draft_format"] == "cot"
+    # usage: 4 samples x 2 seeds; collaborate calls both roles once per sample
+    assert w["usage"]["weak"]["calls"] == 8 and "strong" not in w["usage"]
+    assert c["usage"]["weak"]["calls"] == 8 and c["usage"]["strong"]["calls"] == 8
+    assert s["usage"]["strong"]["tokens_per_sample"] > 0 and w["wall_s"] >= 0
+    # seed 1 asks the strong model the same prompts with another seed: no cache hit; rerun of the same seed would
+    assert s["usage"]["strong"]["cache_hits"] == 0
+    pair = next(p for p in m["paired"] if (p["a"], p["b"], p["metric"]) == ("weak_only", "strong_only", "accuracy"))
+    assert pair["diff"] == pytest.approx(-0.25) and pair["ci"][0] <= -0.25 <= pair["ci"][1]
+    assert len(m["paired"]) == 3 * 2  # 3 system pairs x 2 metrics
+    traces = read_jsonl(trace_path(out, "collaborate-cot", 1), Trace)
+    assert [t.sample_id for t in traces] == ["q1", "q2", "q3", "q4"] and traces[0].seed == 1
+    assert traces[0].metadata["system"] == "collaborate-cot"
+
+
+def test_resume_skips_done_samples_and_tolerates_a_torn_line(setup):
+    make, out, rules = setup
+    cfg = make(models={"weak": {"spec": "mock/answer:Answer: A"},
+                       "strong": {"spec": f"mock/rules:{rules}", "cache": False}}, eval={"seeds": [0]})
+    systems = [System("strong", "strong_only")]
+    run_eval(cfg, out, systems)
+    path = trace_path(out, "strong", 0)
+    lines = path.read_text().splitlines(keepends=True)
+    path.write_text(lines[0] + lines[1] + lines[2][: len(lines[2]) // 2])  # killed while writing row 3
+    rules.write_text(json.dumps([["", "Answer: C"]]))  # the model now answers C to everything
+    m = run_eval(cfg, out, systems)
+    preds = [t.prediction for t in read_jsonl(path, Trace)]
+    assert preds == ["A", "B", "C", "C"]  # rows 1-2 kept, the torn row and row 4 redone
+    assert m["systems"]["strong"]["metrics"]["accuracy"]["value"] == pytest.approx(0.5)
+    # a third run has nothing left to do and changes nothing
+    before = path.read_text()
+    run_eval(cfg, out, systems)
+    assert path.read_text() == before
+
+
+def test_own_weak_model_per_system_same_samples(setup):
+    make, out, _ = setup
+    cfg = make(eval={"seeds": [0]})
+    systems = [System("weak_a", "weak_only"), System("weak_b", "weak_only", weak=ModelConfig(spec="mock/answer:Answer: B"))]
+    m = run_eval(cfg, out, systems)
+    assert m["systems"]["weak_a"]["metrics"]["accuracy"]["value"] == 0.5
+    assert m["systems"]["weak_b"]["metrics"]["accuracy"]["value"] == 0.5
+    assert m["systems"]["weak_b"]["weak"] == "mock/answer:Answer: B"
+    assert [t.prediction for t in read_jsonl(trace_path(out, "weak_b", 0), Trace)] == ["B"] * 4
+
+
+@pytest.mark.parametrize("change,message", [
+    ({"systems": [System("x", "colab")]}, "unknown strategy 'colab'; valid: collaborate"),
+    ({"systems": [System("x", "collaborate", "essay")]}, "unknown draft format 'essay'; valid: cot, direct, knowledge"),
+    ({"task": {"name": "ifqaa"}}, "unknown task 'ifqaa'; valid:.*ifqa"),
+    ({"eval": {"prompts": {"refin": "x"}}}, "unknown prompt template"),
+])
+def test_unknown_names_fail_before_any_model_loads(setup, monkeypatch, change, message):
+    make, out, _ = setup
+
+    def boom(*a, **k):
+        raise AssertionError("a model was loaded")
+
+    monkeypatch.setattr(ModelPool, "get", boom)
+    systems = change.pop("systems", None)
+    with pytest.raises(UnknownNameError, match=message):
+        run_eval(make(**change), out, systems)
