@@ -1,0 +1,113 @@
+"""transformers causal LM backend: batched, left-padded generation with the chat template (torch imported lazily).
+
+Loading (local folder, hub id or .gguf file, PEFT adapter chains) is `cowest.models.hf_loading`'s job. Sampling is
+reproducible per sample index: sample i of every prompt in a batch is drawn under `torch.manual_seed(seed + i)`,
+so the same request gives the same text. Greedy requests (temperature 0) are generated once and copied n times.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from cowest.config import ModelConfig
+from cowest.errors import require
+from cowest.models.identity import weights_id
+from cowest.records import Generation, Message, SamplingParams
+
+
+def render_plain(messages: list[Message]) -> str:
+    """A prompt for a model without a chat template: the turns as plain text, ending where the answer goes."""
+    lines = [f"{m['role'].capitalize()}: {m['content']}" for m in messages]
+    return "\n\n".join(lines) + "\n\nAssistant:"
+
+
+def cut_at_stop(text: str, stop: list[str]) -> tuple[str, bool]:
+    """Text up to the first stop string (excluded), and whether one was found."""
+    cuts = [i for i in (text.find(s) for s in stop if s) if i >= 0]
+    return (text[: min(cuts)], True) if cuts else (text, False)
+
+
+class HFBackend:
+    """A transformers model on CPU (fp32) behind the batch interface."""
+
+    def __init__(self, model: str, cfg: ModelConfig):
+        self.torch = require("torch", "train")
+        from cowest.models.hf_loading import load_model_and_tokenizer
+
+        if cfg.n_threads:
+            self.torch.set_num_threads(cfg.n_threads)
+        self.cfg = cfg
+        self.model, self.tok = load_model_and_tokenizer(model, adapter=cfg.adapter)
+        self.model.eval()
+        self.tok.padding_side = "left"  # decoder-only generation continues from the right end of every row
+        self.has_chat_template = bool(getattr(self.tok, "chat_template", None))
+        name = Path(model).name if Path(model).exists() else model
+        adapter = f"+adapter@{weights_id(cfg.adapter)}" if cfg.adapter else ""
+        self.identity = f"hf/{name}@{weights_id(model)}{adapter}"
+        eos = self.model.generation_config.eos_token_id
+        self._eos = set(eos if isinstance(eos, list) else [eos] if eos is not None else [self.tok.eos_token_id])
+
+    def _render(self, messages: list[Message]) -> str:
+        if self.has_chat_template:
+            return self.tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        return render_plain(messages)
+
+    def _run_batch(self, texts: list[str], params: SamplingParams, seed: int | None) -> list[Generation]:
+        torch = self.torch
+        enc = self.tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+        sample = params.temperature > 0
+        kwargs: dict[str, Any] = dict(max_new_tokens=params.max_tokens, do_sample=sample,
+                                      return_dict_in_generate=True, output_logits=params.logprobs,
+                                      pad_token_id=self.tok.pad_token_id)
+        if sample:
+            kwargs.update(temperature=params.temperature, top_p=params.top_p, top_k=0)
+        else:  # silence the generation_config's sampling defaults, which greedy decoding ignores anyway
+            kwargs.update(temperature=None, top_p=None, top_k=None)
+        if params.stop:
+            kwargs.update(stop_strings=params.stop, tokenizer=self.tok)
+        if seed is not None:
+            torch.manual_seed(seed)
+        t0 = time.perf_counter()
+        with torch.inference_mode():
+            out = self.model.generate(**enc, **kwargs)
+        dt = time.perf_counter() - t0
+        prompt_len = enc["input_ids"].shape[1]
+        new = out.sequences[:, prompt_len:]
+        logprobs = None
+        if params.logprobs:
+            # raw logits (before temperature / top-p) -> log-probabilities of the chosen tokens
+            steps = torch.stack(out.logits, dim=1).float().log_softmax(-1)
+            logprobs = steps.gather(-1, new[:, : steps.shape[1]].unsqueeze(-1)).squeeze(-1)
+        gens = []
+        for row in range(new.shape[0]):
+            ids = new[row].tolist()
+            end = next((k for k, t in enumerate(ids) if t in self._eos), None)
+            n_tok = len(ids) if end is None else end + 1
+            text = self.tok.decode(ids[:n_tok], skip_special_tokens=True)
+            text, stopped = cut_at_stop(text, params.stop)
+            finish = "stop" if end is not None or stopped or n_tok < params.max_tokens else "length"
+            gens.append(Generation(
+                text=text, prompt_tokens=int(enc["attention_mask"][row].sum()), completion_tokens=n_tok,
+                finish_reason=finish, latency_s=dt,
+                token_logprobs=logprobs[row, :n_tok].tolist() if logprobs is not None else None,
+            ))
+        return gens
+
+    def generate(self, prompts: list[list[Message]], params: SamplingParams) -> list[list[Generation]]:
+        texts = [self._render(p) for p in prompts]
+        out: list[list[Generation]] = [[] for _ in prompts]
+        bs = max(1, self.cfg.batch_size)
+        draws = params.n if params.temperature > 0 else 1
+        for i in range(draws):
+            seed = None if params.seed is None else params.seed + i
+            for start in range(0, len(texts), bs):
+                for j, g in enumerate(self._run_batch(texts[start : start + bs], params, seed)):
+                    out[start + j].append(g)
+        if draws < params.n:  # greedy: every sample is the same text
+            out = [[row[0].model_copy() for _ in range(params.n)] for row in out]
+        return out
+
+    def close(self) -> None:
+        del self.model
