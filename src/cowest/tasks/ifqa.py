@@ -26,7 +26,8 @@ def to_sample(row: Row, cfg: TaskConfig) -> Sample:
     text = question
     if cfg.show_context and passages:
         text = "Context:\n" + "\n\n".join(passages) + f"\n\nQuestion: {question}"
-    return Sample(id=str(idx), task="ifqa", family="qa", question=text, answers=answers,
+    # Upstream numbers each split from 0: the split (file stem) keeps ids unique across train and dev.
+    return Sample(id=f"{Path(row.path).stem}-{idx}", task="ifqa", family="qa", question=text, answers=answers,
                   metadata={"context": passages, "question_only": question})
 
 
