@@ -28,6 +28,7 @@ QA = Sample(id="1", task="t", family="qa", question="q", answers=["4"])
     ("Answer: Option C", "C"),
     ("So the correct option is (C).", "C"),
     ("Answer: D is correct", "D"),
+    ("Answer: <C>", "C"),                                    # the prompt's placeholder brackets copied
     ("Answer:\n\nB", "B"),
     ("Let's check: A is wrong, B too.\nAnswer: C", "C"),     # the last marker decides, not letters in reasoning
     ("Answer: A\nOn reflection, the final answer: D", "D"),  # last marker wins
@@ -77,6 +78,7 @@ def test_short_description_is_a_synonym_and_long_one_is_not() -> None:
     ("So the answer is 4.\nFinal answer: 5 hours", "5 hours"),  # last marker wins
     ("The answer is: 1,200,000.", "1,200,000"),
     ('Answer: "Paris"', "Paris"),
+    ("Answer: <Paris>", "Paris"),
     ("Answer: **Kathy Hochul**", "Kathy Hochul"),
     ("Final answer:\nMay", "May"),
     ("Some reasoning.\n\nJune 12, 2009", "June 12, 2009"),       # no marker: a short last line

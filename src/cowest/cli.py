@@ -12,12 +12,9 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 from cowest.errors import CowestError
-
-Command = Callable[[argparse.Namespace], int]
-
 
 def add_config_args(p: argparse.ArgumentParser) -> None:
     """`CONFIG [KEY=VALUE ...]`: a YAML experiment config and dotted overrides (e.g. `sft.lr=1e-4`)."""

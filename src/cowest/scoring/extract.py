@@ -40,7 +40,7 @@ def answer_segment(text: str) -> tuple[str | None, bool]:
 
 def _clean(s: str) -> str:
     s = _DECOR.sub("", s).strip()
-    s = s.strip(" \t\"'“”‘’")
+    s = s.strip(" \t\"'“”‘’<>[]")
     return s.rstrip(".").strip() if not re.search(r"\.\.\.$", s) else s
 
 
@@ -79,7 +79,7 @@ def extract_option(text: str, options: dict[str, str]) -> str | None:
     letters = "".join(sorted(options))
     # A letter standing alone at the start: "(B)", "[B]", "B)", "B.", "B:", "B" alone, "B is ...", "Option B";
     # "A patient ..." (the article) is not the letter A.
-    lead = re.match(rf"^\W*?(?:(?i:option|choice)\s+)?[(\[]?([{letters}])(?:[)\]:.,]|\s*$|\s+(\S))", seg)
+    lead = re.match(rf"^\W*?(?:(?i:option|choice)\s+)?[(\[<]?([{letters}])(?:[)\]>:.,;]|\s*$|\s+(\S))", seg)
     if lead and not (lead.group(1) == "A" and lead.group(2) and lead.group(2).islower()):
         rest = seg[lead.end(1):]
         # "B or C", "B and D": two letters named, so no single answer.
