@@ -361,3 +361,11 @@ def test_missing_data_folder_files_and_hub_offline(tmp_path: Path, monkeypatch: 
         load_samples(TaskConfig(name="prosocial_dialog"), "dev")
     with pytest.raises(UnknownNameError, match="'dev'.*valid: train"):
         load_samples(TaskConfig(name="pubmedqa"), "dev")
+
+
+def test_byte_order_mark_is_tolerated(tmp_path: Path) -> None:
+    # Spreadsheet exports start with a BOM; without utf-8-sig the first header would read '\ufefflabel'.
+    path = tmp_path / "cm_test.csv"
+    path.write_text("label,input,is_short,edited\n1,I lied to my friend.,True,False\n", encoding="utf-8-sig")
+    (s,) = read("ethics", path, subset="commonsense")
+    assert s.gold == "wrong"

@@ -77,7 +77,7 @@ def read_json_rows(path: Path) -> list[Row]:
     Fails on malformed JSON, a non-object row, or a file without rows.
     """
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # -sig: tolerate a byte-order mark (Excel exports)
     except FileNotFoundError:
         raise DataError("file not found", path=str(path)) from None
     except UnicodeDecodeError as e:
@@ -137,7 +137,7 @@ def read_csv_rows(path: Path, columns: list[str] | None = None) -> list[Row]:
     """Rows of a CSV file. With `columns`, the file has no header and each row must have exactly those columns;
     without, the first line is the header."""
     try:
-        f = open(path, encoding="utf-8", newline="")
+        f = open(path, encoding="utf-8-sig", newline="")
     except FileNotFoundError:
         raise DataError("file not found", path=str(path)) from None
     rows: list[Row] = []
