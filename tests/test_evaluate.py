@@ -116,3 +116,18 @@ def test_unknown_names_fail_before_any_model_loads(setup, monkeypatch, change, m
     systems = change.pop("systems", None)
     with pytest.raises(UnknownNameError, match=message):
         run_eval(make(**change), out, systems)
+
+
+def test_cli_eval_and_report(setup, tmp_path, capsys):
+    import yaml
+
+    from cowest.cli import main
+
+    make, out, _ = setup
+    cfg_file = tmp_path / "c.yaml"
+    cfg_file.write_text(yaml.safe_dump(make().model_dump(mode="json")))
+    assert main(["eval", str(cfg_file), "eval.seeds=[0]", "eval.strategies=[weak_only]", "--out", str(out)]) == 0
+    assert "weak_only" in capsys.readouterr().out and (out / "traces" / "weak_only.seed0.jsonl").exists()
+    assert main(["report", str(out)]) == 0 and (out / "report.md").exists()
+    assert main(["eval", str(cfg_file), "eval.strategies=[colab]"]) == 2
+    assert "unknown strategy 'colab'" in capsys.readouterr().err

@@ -106,6 +106,33 @@ def cmd_data_check(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---- eval, report ----------------------------------------------------------------------------------------------
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    """Evaluate cfg.eval.strategies x draft formats on the eval split; write traces/ and metrics.json."""
+    from cowest.evaluate import run_eval
+
+    cfg = config_from_args(args)
+    out = Path(args.out or cfg.run_dir)
+    m = run_eval(cfg, out)
+    h = m["headline"]
+    for name, s in m["systems"].items():
+        v = s["metrics"][h]
+        print(f"{name:24s} {h} {v['value']:.3f} [{v['ci'][0]:.3f}, {v['ci'][1]:.3f}]  "
+              f"extraction failures {s['extraction_failures']['total']}")
+    print(f"wrote {out / 'metrics.json'}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """Render report.md and plots from one or more run directories, without re-running anything."""
+    from cowest.report import render_report
+
+    print(f"wrote {render_report([Path(d) for d in args.run_dirs], Path(args.out) if args.out else None)}")
+    return 0
+
+
 # ---- parser --------------------------------------------------------------------------------------------------
 
 
@@ -134,9 +161,18 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--labels", help="jsonl task with --family cls: comma-separated labels")
     c.set_defaults(func=cmd_data_check)
 
+    p = sub.add_parser("eval", help="evaluate strategies (weak_only, strong_only, collaborate ...) on the eval split")
+    add_config_args(p)
+    p.add_argument("--out", help="output folder (default: the config's run_dir)")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("report", help="report.md and plots from run directories")
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    p.add_argument("--out", help="report file or folder (default: RUN_DIR/report.md of the first)")
+    p.set_defaults(func=cmd_report)
+
     # ---- subcommands owned by others; the lead wires them here when their modules exist: ----
-    #   eval     CONFIG [KEY=VALUE ...]  (cowest.evaluate)      report   RUN_DIR           (cowest.report)
-    #   sft      CONFIG [KEY=VALUE ...]  (cowest.train.sft)     feedback CONFIG [KEY=VALUE] (cowest.feedback)
+        #   sft      CONFIG [KEY=VALUE ...]  (cowest.train.sft)     feedback CONFIG [KEY=VALUE] (cowest.feedback)
     #   align    CONFIG [KEY=VALUE ...]  (cowest.train.dpo)     run      CONFIG [KEY=VALUE] (all stages)
     #   models   (backends and embedded models)                 serve    (HTTP server)
     # Use add_config_args(p) for the CONFIG [KEY=VALUE ...] shape and config_from_args(args) to load it.
