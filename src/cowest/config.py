@@ -110,6 +110,8 @@ class SFTConfig(Section):
 class FeedbackConfig(Section):
     k: int = 4
     """Drafts sampled per training question."""
+    questions: int | None = None
+    """Use at most this many training questions (seeded subsample of the SFT data); None = all."""
     temperature: float = 1.0
     top_p: float = 0.95
     evaluator: Literal["metric", "judge", "hybrid"] = "metric"

@@ -81,14 +81,15 @@ def do_feedback(cfg: ExperimentConfig, rnd: int = 1, force: bool = False) -> dic
     from cowest.models.cache import open_backend
     from cowest.pairs import write_pairs
     from cowest.progress import Progress
-    from cowest.tasks.base import load_samples
+    from cowest.tasks.base import load_samples, subsample
 
     out = Path(cfg.run_dir) / f"round{rnd}" / "feedback"
     st = stage(cfg, f"feedback{rnd}", out)
     if not st.begin(force):
         log(f"feedback round {rnd}: done already, skipped")
         return st.summary()
-    samples = load_samples(cfg.task, cfg.task.train_split, cfg.task.train_limit)
+    samples = subsample(load_samples(cfg.task, cfg.task.train_split, cfg.task.train_limit),
+                        cfg.feedback.questions, cfg.task.seed)
     weak = load_backend(drafter(cfg, rnd))
     strong = open_backend(cfg.models.strong, "strong", cache_dir(cfg))
     judge = None
