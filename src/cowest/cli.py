@@ -171,6 +171,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="report file or folder (default: RUN_DIR/report.md of the first)")
     p.set_defaults(func=cmd_report)
 
+    from cowest.cli_loop import add_loop_commands
+
+    add_loop_commands(sub)
     # ---- subcommands owned by others; the lead wires them here when their modules exist: ----
         #   sft      CONFIG [KEY=VALUE ...]  (cowest.train.sft)     feedback CONFIG [KEY=VALUE] (cowest.feedback)
     #   align    CONFIG [KEY=VALUE ...]  (cowest.train.dpo)     run      CONFIG [KEY=VALUE] (all stages)

@@ -125,18 +125,15 @@ def do_align(cfg: ExperimentConfig, rnd: int = 1, method: str | None = None, for
     pairs = Path(cfg.run_dir) / f"round{rnd}" / "feedback" / PAIRS_FILE
     if not pairs.exists():
         raise CowestError(f"{pairs} does not exist: run `cowest feedback` first")
-    # The policy starts from the round's drafter; the frozen reference is the SFT model or the previous round.
-    policy = sft_adapter(cfg) if rnd == 1 else aligned_adapter(cfg, rnd - 1)
-    reference = sft_adapter(cfg) if cfg.align.reference == "sft" or rnd == 1 else policy
+    # The new LoRA starts from its frozen reference: the SFT model, or (align.reference=previous, rounds > 1) the
+    # previous round's aligned model. Either way the pairs come from the current drafter's samples.
+    reference = sft_adapter(cfg) if cfg.align.reference == "sft" or rnd == 1 else aligned_adapter(cfg, rnd - 1)
     source = resolve_source(cfg.models.weak.spec)
     if method == "dpo":
-        from cowest.train.dpo import run_dpo
-
-        path = run_dpo(cfg, pairs, out, weak_source=source, policy_adapter=str(policy), reference_adapter=str(reference))
+        from cowest.train.dpo import run_dpo as train
     else:
-        from cowest.train.dpo import run_sft_positive
-
-        path = run_sft_positive(cfg, pairs, out, weak_source=source, policy_adapter=str(policy))
+        from cowest.train.dpo import run_sft_positive as train
+    path = train(cfg, pairs, out, weak_source=source, reference_adapter=str(reference))
     st.finish({"adapter": str(path), "method": method})
     return path
 
@@ -195,3 +192,20 @@ def run_all(cfg: ExperimentConfig, force: set[str] | None = None) -> Path:
             do_align(cfg, rnd, "sft_positive", "align" in force)
     do_eval(cfg, "eval" in force, eval_systems(cfg))
     return do_report(cfg)
+
+
+def summary_table(cfg: ExperimentConfig) -> str:
+    """A short results table from eval/metrics.json: each system's headline metric with its CI, and the
+    aligned-vs-SFT collaboration difference."""
+    import json
+
+    m = json.loads((Path(cfg.run_dir) / "eval" / "metrics.json").read_text())
+    h = m["headline"]
+    lines = [f"{'system':28s} {h:>8s}  95% CI", "-" * 52]
+    for name, s in m["systems"].items():
+        v = s["metrics"][h]
+        lines.append(f"{name:28s} {v['value']:8.3f}  [{v['ci'][0]:.3f}, {v['ci'][1]:.3f}]")
+    for p in m.get("paired", []):
+        if p["metric"] == h and p["b"] == "collab_sft" and p["a"].startswith("collab_"):
+            lines.append(f"{p['a']} - collab_sft: {p['diff']:+.3f} [{p['ci'][0]:+.3f}, {p['ci'][1]:+.3f}]")
+    return "\n".join(lines)

@@ -1,0 +1,72 @@
+"""The loop's subcommands: `sft`, `feedback`, `align`, `run`. Argument parsing only; the work is in cowest.loop."""
+
+from __future__ import annotations
+
+import argparse
+
+STAGE_NAMES = ("sft", "feedback", "align", "eval", "report")
+
+
+def _cfg(args: argparse.Namespace):
+    from cowest.cli import config_from_args
+    from cowest.loop import run_dir
+
+    cfg = config_from_args(args)
+    run_dir(cfg)
+    return cfg
+
+
+def cmd_sft(args: argparse.Namespace) -> int:
+    from cowest.loop import do_sft
+
+    print(f"adapter: {do_sft(_cfg(args), args.force)}")
+    return 0
+
+
+def cmd_feedback(args: argparse.Namespace) -> int:
+    from cowest.loop import do_feedback
+
+    stats = do_feedback(_cfg(args), args.round, args.force)
+    print(f"pairs: {stats.get('pairs')} from {stats.get('questions')} questions")
+    return 0
+
+
+def cmd_align(args: argparse.Namespace) -> int:
+    from cowest.loop import do_align
+
+    print(f"adapter: {do_align(_cfg(args), args.round, args.method, args.force)}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from cowest.loop import run_all, summary_table
+
+    cfg = _cfg(args)
+    report = run_all(cfg, set(args.force))
+    print(summary_table(cfg))
+    print(f"report: {report}")
+    return 0
+
+
+def add_loop_commands(sub: argparse._SubParsersAction) -> None:
+    from cowest.cli import add_config_args
+
+    for name, fn, help_ in [
+        ("sft", cmd_sft, "specialise the weak model on the task's train split (TRL SFT + LoRA)"),
+        ("feedback", cmd_feedback, "collaborative feedback: K drafts, solo and refined answers, influence, pairs"),
+        ("align", cmd_align, "align the weak model on pairs.jsonl (DPO, or --method sft_positive)"),
+    ]:
+        p = sub.add_parser(name, help=help_)
+        add_config_args(p)
+        p.add_argument("--force", action="store_true", help="redo the stage even if its outputs exist")
+        if name != "sft":
+            p.add_argument("--round", type=int, default=1, help="feedback/align round (default 1)")
+        if name == "align":
+            p.add_argument("--method", choices=["dpo", "sft_positive"], default=None,
+                           help="default: the config's align.method")
+        p.set_defaults(func=fn)
+    p = sub.add_parser("run", help="the whole loop: sft -> feedback -> align -> eval -> report")
+    add_config_args(p)
+    p.add_argument("--force", action="append", default=[], choices=STAGE_NAMES, metavar="STAGE",
+                   help=f"redo one stage (repeatable): {', '.join(STAGE_NAMES)}")
+    p.set_defaults(func=cmd_run)
