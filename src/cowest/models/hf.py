@@ -84,7 +84,8 @@ class HFBackend:
         for row in range(new.shape[0]):
             ids = new[row].tolist()
             end = next((k for k, t in enumerate(ids) if t in self._eos), None)
-            n_tok = len(ids) if end is None else end + 1
+            # the end-of-generation token is not part of the answer (nor counted: OpenAI and llama.cpp agree)
+            n_tok = len(ids) if end is None else end
             text = self.tok.decode(ids[:n_tok], skip_special_tokens=True)
             text, stopped = cut_at_stop(text, params.stop)
             finish = "stop" if end is not None or stopped or n_tok < params.max_tokens else "length"
