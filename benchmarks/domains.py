@@ -1,0 +1,75 @@
+"""Weak alone, strong alone and collaboration (each draft format) on the three domains' dev splits.
+
+Uses configs/eval_{ifqa,medmcqa,ethics}.yaml with the embedded models (n samples each, default 200), runs
+`cowest.evaluate.run_eval` into runs/bench-domains/<task> (resumable: rerun to continue), and prints one table
+with 95% bootstrap CIs; `--record` appends it to BENCHMARKS.md. Load models only under the shared CPU lock.
+
+    flock /tmp/cowest-cpu.lock python benchmarks/domains.py [--n 200] [--strong embedded/qwen2.5-coder-0.5b]
+        [--max-tokens 128] [--tasks ifqa medmcqa ethics] [--record]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import sys
+import time
+from pathlib import Path
+
+from cowest.config import load_config
+from cowest.evaluate import System, run_eval
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from concurrency import machine  # noqa: E402
+
+FORMATS = ("cot", "knowledge", "direct")
+
+
+def systems() -> list[System]:
+    return [System("weak_only", "weak_only"), System("strong_only", "strong_only")] + [
+        System(f"collaborate-{f}", "collaborate", f) for f in FORMATS]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=200, help="dev samples per task")
+    ap.add_argument("--tasks", nargs="+", default=["ifqa", "medmcqa", "ethics"])
+    ap.add_argument("--strong", help="strong model spec (default: the configs', embedded/qwen2.5-coder-1.5b)")
+    ap.add_argument("--max-tokens", type=int, help="max new tokens for both roles (default: the configs')")
+    ap.add_argument("--out", default=str(ROOT / "runs" / "bench-domains"))
+    ap.add_argument("--record", action="store_true", help="append the table to BENCHMARKS.md")
+    args = ap.parse_args()
+    rows, specs = [], set()
+    t0 = time.perf_counter()
+    for task in args.tasks:
+        ov = [f"task.eval_limit={args.n}", f"run_dir={args.out}/{task}", f"task.data={ROOT.parent / 'shared' / 'data'}"]
+        if args.strong:
+            ov.append(f"models.strong.spec={args.strong}")
+        if args.max_tokens:
+            ov += [f"generation.weak.max_tokens={args.max_tokens}", f"generation.strong.max_tokens={args.max_tokens}"]
+        cfg = load_config(ROOT / "configs" / f"eval_{task}.yaml", ov)
+        specs.add(f"weak {cfg.models.weak.spec}, strong {cfg.models.strong.spec}, "
+                  f"max tokens {cfg.generation.weak.max_tokens}/{cfg.generation.strong.max_tokens}")
+        m = run_eval(cfg, Path(cfg.run_dir), systems())
+        name = task + (f"/{cfg.task.subset}" if cfg.task.subset else "")
+        for sys_name, s in m["systems"].items():
+            cells = [f"{v['value']:.3f} [{v['ci'][0]:.2f}, {v['ci'][1]:.2f}]" for v in s["metrics"].values()]
+            strong_tok = s["usage"].get("strong", {}).get("tokens_per_sample", 0)
+            rows.append(f"| {name} | {sys_name} | {' / '.join(m['metrics'])} | {' / '.join(cells)} | "
+                        f"{s['extraction_failures']['total']}/{m['n_samples']} | {strong_tok:.0f} | {s['wall_s']:.0f} |")
+    lines = [f"### Domains: weak, strong, collaboration ({datetime.date.today()}, {machine()})", "",
+             f"`python benchmarks/domains.py --n {args.n}` — dev splits, {args.n} samples per task, greedy, "
+             f"{'; '.join(sorted(specs))}; 95% bootstrap CIs; total wall {time.perf_counter() - t0:.0f} s "
+             "(0 when resumed from finished traces).", "",
+             "| task | system | metrics | values [95% CI] | extraction failures | strong tok/sample | wall s |",
+             "|---|---|---|---|---|---|---|"] + rows
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if args.record:
+        with open(ROOT / "BENCHMARKS.md", "a", encoding="utf-8") as f:
+            f.write("\n" + text)
+
+
+if __name__ == "__main__":
+    main()
