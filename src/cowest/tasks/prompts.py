@@ -31,7 +31,10 @@ ANSWER_KIND_CLS = "one label: {label_list}"
 SYSTEM = ""
 """System message; empty = none (the model's chat template then applies its own default)."""
 
-SOLO = "{question}\n\nThink step by step in a few short sentences, then give the final answer on the last line as \"Answer: <{answer_kind}>\"."
+SOLO = (
+    "{question}\n\nThink step by step in a few short sentences, then give the final answer on the last line as "
+    "\"Answer: <{answer_kind}>\"."
+)
 DRAFT_COT = SOLO
 DRAFT_KNOWLEDGE = (
     "{question}\n\nWrite the background knowledge (facts, definitions, rules) needed to answer this. "
@@ -42,13 +45,13 @@ ANSWER = DRAFT_DIRECT
 REFINE = (
     "{question}\n\nA smaller assistant wrote this {draft_kind}; it may contain mistakes:\n"
     "\"\"\"\n{draft}\n\"\"\"\n\n"
-    "Use it where it helps. Think step by step in a few short sentences, then give the final answer on the last line as "
-    "\"Answer: <{answer_kind}>\"."
+    "Use it where it helps. Think step by step in a few short sentences, then give the final answer on the last "
+    "line as \"Answer: <{answer_kind}>\"."
 )
 SUPER_ICL = (
     "{question}\n\nA smaller fine-tuned model predicted \"{prediction}\" (confidence {confidence}). "
-    "It may be wrong; override it if needed. Think step by step in a few short sentences, then give the final answer on the last line as "
-    "\"Answer: <{answer_kind}>\"."
+    "It may be wrong; override it if needed. Think step by step in a few short sentences, then give the final "
+    "answer on the last line as \"Answer: <{answer_kind}>\"."
 )
 SELF_REFINE = (
     "{question}\n\nYour previous attempt:\n\"\"\"\n{draft}\n\"\"\"\n\n"

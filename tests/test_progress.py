@@ -1,0 +1,37 @@
+"""Progress: counts, rate and ETA on a TTY; silent on a pipe unless forced."""
+
+import io
+
+from cowest.progress import Progress
+
+
+class FakeTTY(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_tty_line_has_counts_rate_hits_and_eta():
+    out = FakeTTY()
+    p = Progress(10, "eval x", stream=out, min_interval_s=0, done=2)
+    p.t0 -= 4.0  # as if 4 s had passed
+    p.update(2, tokens=400, cache_hits=3)
+    line = p.line()
+    assert line.startswith("eval x 4/10 | ") and "tok/s" in line and "cache hits 3" in line
+    assert "ETA 0:" in line  # 2 new items in ~4 s, 6 left -> about 12 s
+    assert 11 <= int(line.split("ETA 0:")[1][:2]) <= 13
+    assert out.getvalue().endswith("\r")
+    p.update(6)
+    p.close()
+    assert out.getvalue().endswith("\n") and "10/10" in out.getvalue().splitlines()[-1]
+
+
+def test_quiet_when_not_a_tty_unless_enabled():
+    pipe = io.StringIO()
+    with Progress(3, "q", stream=pipe, min_interval_s=0) as p:
+        p.update(3)
+    assert pipe.getvalue() == ""
+    forced = io.StringIO()
+    with Progress(2, "f", stream=forced, enabled=True, min_interval_s=0) as p:
+        p.update(1)
+        p.update(1)
+    assert forced.getvalue().splitlines()[0].startswith("f 1/2") and len(forced.getvalue().splitlines()) == 2
