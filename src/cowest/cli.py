@@ -174,6 +174,9 @@ def build_parser() -> argparse.ArgumentParser:
     from cowest.cli_loop import add_loop_commands
 
     add_loop_commands(sub)
+    from cowest.models.listing import add_models_command
+
+    add_models_command(sub)
     # ---- subcommands owned by others; the lead wires them here when their modules exist: ----
         #   sft      CONFIG [KEY=VALUE ...]  (cowest.train.sft)     feedback CONFIG [KEY=VALUE] (cowest.feedback)
     #   align    CONFIG [KEY=VALUE ...]  (cowest.train.dpo)     run      CONFIG [KEY=VALUE] (all stages)
