@@ -26,6 +26,7 @@ def run_dir(tmp_path):
     run_eval(cfg, run / "eval")
     fb = run / "round1" / "feedback"
     fb.mkdir(parents=True)
+    (fb / "pairs.png").write_bytes(b"png")
     (fb / "pairs_stats.json").write_text(json.dumps({"questions": 10, "drafts": 40, "pairs": 12, "positive_share": 0.3,
                                                       "questions_without_pair": 4, "strong_calls_per_pair": 4.5,
                                                       "naive_strong_calls_per_pair": 8.3}))
@@ -42,6 +43,7 @@ def test_report_from_run_files(run_dir):
     assert "| collaborate-cot | 2 | 2 | 0 |" in text  # per-sample wins/losses read from the traces
     assert "smaller assistant" in text or "weak / draft_cot" in text
     assert "| round1 | 10 | 40 | 12 | 0.300 | 4 | 4.50 | 8.30 |" in text
+    assert "](round1/feedback/pairs.png)" in text
     for png in ("metrics.png", "cost.png"):
         assert f"]({png})" in text
         assert (run_dir / png).read_bytes()[:8] == PNG_MAGIC

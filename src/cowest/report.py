@@ -8,6 +8,7 @@ system with its 95% CI, and the headline metric against strong-model tokens per 
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -114,7 +115,7 @@ def _quote(text: str, limit: int = 300) -> str:
     return "`" + (text[:limit] + " …" if len(text) > limit else text).replace("`", "'") + "`"
 
 
-def rounds_section(run_dir: Path) -> list[str]:
+def rounds_section(run_dir: Path, out_dir: Path) -> list[str]:
     rows = []
     for path in sorted(run_dir.glob("round*/feedback/pairs_stats.json")):
         try:
@@ -131,7 +132,7 @@ def rounds_section(run_dir: Path) -> list[str]:
     out += _table(["round", "questions", "drafts", "pairs", "positive share", "no pair", "strong+judge calls/pair",
                    "naive calls/pair"], rows)
     for png in sorted(run_dir.glob("round*/feedback/pairs.png")):
-        out += [f"![{png.parent.parent.name} pairs]({png.resolve()})", ""]
+        out += [f"![{png.parent.parent.name} pairs]({os.path.relpath(png, out_dir)})", ""]
     return out
 
 
@@ -204,6 +205,6 @@ def render_report(run_dirs: list[Path], out: Path | None = None) -> Path:
                 plot_cost(m, out.parent / f"{prefix}cost.png")
                 lines += [f"![metrics]({prefix}metrics.png)", "", f"![cost]({prefix}cost.png)", ""]
             lines += traces_section(mpath, m)
-        lines += rounds_section(d)
+        lines += rounds_section(d, out.parent)
     out.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return out
