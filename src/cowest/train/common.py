@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +52,9 @@ def log_callback(path: Path) -> Any:
         def on_log(self, args, state, control, logs=None, **kw):  # noqa: ANN001 - transformers' signature
             if logs and state.is_world_process_zero:
                 with open(path, "a", encoding="utf-8") as f:
-                    f.write(json.dumps({"step": state.global_step, "epoch": state.epoch, **logs}) + "\n")
+                    # Wall-clock time too, so s/step can be read off the log (benchmarks/training.py does).
+                    row = {"step": state.global_step, "epoch": state.epoch, "time": round(time.time(), 3), **logs}
+                    f.write(json.dumps(row) + "\n")
 
     return JsonlLog()
 
