@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from pydantic import Field
 
@@ -32,6 +32,9 @@ from cowest.scoring.extract import extract_answer
 from cowest.scoring.judge import judge_messages, parse_judge_score
 from cowest.scoring.metrics import per_sample
 from cowest.tasks import prompts
+
+if TYPE_CHECKING:
+    from cowest.progress import Progress
 
 FEEDBACK_FILE = "feedback.jsonl"
 
@@ -160,7 +163,7 @@ def run_feedback(
     strong: Backend,
     judge: Backend | None,
     chunk_size: int = 8,
-    progress: Callable[[int, int], None] | None = None,
+    progress: "Progress | None" = None,
 ) -> Path:
     """Run (or resume) collaborative feedback over `samples`; returns the path of feedback.jsonl."""
     fb = cfg.feedback
@@ -173,9 +176,8 @@ def run_feedback(
     draft_params = cfg.generation.weak.model_copy(update={"n": fb.k, "temperature": fb.temperature, "top_p": fb.top_p})
     strong_params = cfg.generation.strong.model_copy(update={"n": 1})
     ctx = EvalContext(judge=judge, judge_params=cfg.generation.judge.model_copy(update={"n": 1}))
-    n_done = len(samples) - len(todo)
     if progress:
-        progress(n_done, len(samples))
+        progress.update(len(samples) - len(todo))
     for start in range(0, len(todo), chunk_size):
         chunk = todo[start : start + chunk_size]
         usage = {s.id: Usage.empty() for s in chunk}
@@ -230,8 +232,8 @@ def run_feedback(
                 unscored=sum(d.score is None for d in draft_rows) + (solo_score is None),
             )
             append_jsonl(path, record)
-            n_done += 1
             if progress:
-                progress(n_done, len(samples))
+                hits = sum(u.requests.values()) - sum(u.calls.values())
+                progress.update(1, tokens=sum(u.tokens.values()), cache_hits=hits)
     return path
 

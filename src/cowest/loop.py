@@ -98,7 +98,7 @@ def do_feedback(cfg: ExperimentConfig, rnd: int = 1, force: bool = False) -> dic
     bar = Progress(len(samples), f"feedback round {rnd}")
     try:
         path = run_feedback(cfg, samples, out, weak=weak, strong=strong, judge=judge,
-                            progress=lambda done, total: bar.set(done))
+                            progress=bar)
     finally:
         bar.close()
         for b in {id(x): x for x in (weak, strong, judge) if x is not None}.values():

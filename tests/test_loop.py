@@ -1,0 +1,86 @@
+"""The whole loop on the embedded models, tiny: sft -> feedback -> align -> eval -> report, then a re-run that
+skips every stage, and a changed config that is refused. Real SmolLM2 (weak, transformers) and Qwen-0.5B (strong,
+llama.cpp); the hybrid evaluator lets the strong model judge the drafts the metric scores equally, so a handful of
+questions yields pairs."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from cowest.config import load_config
+from cowest.errors import ConfigError
+from cowest.records import PreferencePair, read_jsonl
+
+pytestmark = pytest.mark.slow
+
+TINY = [
+    "task.train_limit=16", "task.eval_limit=3", "feedback.questions=4", "feedback.k=3", "feedback.evaluator=hybrid",
+    "sft.max_steps=3", "sft.lr=1e-3", "sft.batch_size=4", "align.max_steps=2", "align.lr=5e-4",
+    "models.strong.spec=embedded/qwen2.5-coder-0.5b", "models.strong.n_threads=2",
+    "generation.weak.max_tokens=32", "generation.strong.max_tokens=48", "generation.judge.max_tokens=12",
+]
+
+
+@pytest.fixture(scope="module")
+def loop_run(tmp_path_factory):
+    from cowest.loop import run_all
+
+    run = tmp_path_factory.mktemp("loop")
+    cfg = load_config("configs/demo.yaml", [f"run_dir={run}", *TINY])
+    report = run_all(cfg)
+    return cfg, run, report
+
+
+def test_every_artifact_is_well_formed(loop_run):
+    cfg, run, report = loop_run
+    assert load_config(run / "config.yaml") == cfg
+    assert (run / "sft" / "adapter" / "adapter_config.json").exists()
+    fb = run / "round1" / "feedback"
+    lines = (fb / "feedback.jsonl").read_text().splitlines()
+    assert len(lines) == 4 and len({json.loads(x)["question_id"] for x in lines}) == 4
+    pairs = read_jsonl(fb / "pairs.jsonl", PreferencePair)
+    stats = json.loads((fb / "pairs_stats.json").read_text())
+    assert stats["pairs"] == len(pairs) > 0
+    assert all(p.delta_chosen > 0 >= p.delta_rejected and p.chosen != p.rejected for p in pairs)
+    import datasets
+
+    ds = datasets.load_dataset("json", data_files=str(fb / "pairs.jsonl"), split="train")
+    assert {"prompt", "chosen", "rejected"} <= set(ds.column_names) and len(ds) == len(pairs)
+    assert (run / "round1" / "align" / "adapter" / "adapter_model.safetensors").exists()
+    metrics = json.loads((run / "eval" / "metrics.json").read_text())
+    assert set(metrics["systems"]) == {"weak_sft", "strong", "collab_sft", "collab_aligned_r1"}
+    assert metrics["n_samples"] == 3
+    assert report.exists() and "collab_aligned_r1" in report.read_text()
+
+
+def test_dpo_adapter_changed_the_weak_model(loop_run):
+    import torch
+
+    from cowest.models.hf_loading import load_model_and_tokenizer, resolve_source
+
+    cfg, run, _ = loop_run
+    src = resolve_source(cfg.models.weak.spec)
+    prompt = "How much does the Zorvex lamp cost, in dollars?"
+    logits = []
+    for adapter in (run / "sft" / "adapter", run / "round1" / "align" / "adapter"):
+        model, tok = load_model_and_tokenizer(src, adapter=str(adapter))
+        ids = tok(prompt, return_tensors="pt")
+        with torch.no_grad():
+            logits.append(model(**ids).logits[0, -1])
+    assert (logits[0] - logits[1]).abs().max().item() > 1e-3
+
+
+def test_rerun_skips_every_stage_and_a_changed_config_is_refused(loop_run, capfd):
+    from cowest.loop import do_sft, run_all
+
+    cfg, run, _ = loop_run
+    capfd.readouterr()
+    run_all(cfg)
+    err = capfd.readouterr().err
+    for stage in ("sft", "feedback round 1", "align round 1 (dpo)", "eval"):
+        assert f"{stage}: done already, skipped" in err
+    changed = cfg.model_copy(update={"sft": cfg.sft.model_copy(update={"lr": 1e-5})})
+    with pytest.raises(ConfigError, match=r"differing keys: sft\.lr.*--force sft"):
+        do_sft(changed)
