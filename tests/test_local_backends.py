@@ -111,3 +111,18 @@ def test_hf_sampling_is_reproducible(smol_hf):
     assert a[0][0].text != a[0][1].text
     greedy = smol_hf.generate([CAPITAL], SamplingParams(max_tokens=6, n=3))[0]
     assert len(greedy) == 3 and len({g.text for g in greedy}) == 1
+
+
+def test_llamacpp_rejects_peft_folder_and_missing_file(tmp_path):
+    pytest.importorskip("llama_cpp")
+    from cowest.errors import CowestError
+
+    with pytest.raises(CowestError, match="not a GGUF LoRA file; PEFT adapter folders load with hf/"):
+        load_backend(ModelConfig(spec=f"llamacpp/{gguf_path('smollm2-135m')}", adapter=str(tmp_path)))
+    with pytest.raises(CowestError, match="GGUF file not found: .*nope.gguf"):
+        load_backend(ModelConfig(spec=f"llamacpp/{tmp_path / 'nope.gguf'}"))
+
+
+def test_hf_stop_strings(smol_hf):
+    g = smol_hf.generate([FRUITS], SamplingParams(max_tokens=30, stop=["\n"]))[0][0]
+    assert g.text and "\n" not in g.text and g.finish_reason == "stop" and g.completion_tokens < 30
