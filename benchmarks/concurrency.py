@@ -12,8 +12,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import platform
-import subprocess
+import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -25,6 +24,8 @@ from cowest.records import Sample, SamplingParams
 from cowest.strategies import STRATEGIES, StrategyContext
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from bench_io import machine, record  # noqa: E402
 
 
 def make_handler(delay: float) -> type[BaseHTTPRequestHandler]:
@@ -76,15 +77,6 @@ def run(samples: int, delay: float, concurrency: int, base_url: str) -> dict:
             "ratio": achieved / ideal}
 
 
-def machine() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        info = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
-        return f"{info.get('Model name', '?').strip()}, {info.get('CPU(s)', '?').strip()} CPUs"
-    except (OSError, subprocess.CalledProcessError):
-        return platform.processor() or "unknown CPU"
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--samples", type=int, default=64)
@@ -112,8 +104,7 @@ def main() -> None:
     text = "\n".join(lines) + "\n"
     print(text)
     if args.record:
-        with open(ROOT / "BENCHMARKS.md", "a", encoding="utf-8") as f:
-            f.write("\n" + text)
+        record("concurrency.py", text)
 
 
 if __name__ == "__main__":

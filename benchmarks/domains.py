@@ -21,7 +21,7 @@ from cowest.evaluate import System, run_eval
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from concurrency import machine  # noqa: E402
+from bench_io import machine, record  # noqa: E402
 
 FORMATS = ("cot", "knowledge", "direct")
 
@@ -67,8 +67,7 @@ def main() -> None:
     text = "\n".join(lines) + "\n"
     print(text)
     if args.record:
-        with open(ROOT / "BENCHMARKS.md", "a", encoding="utf-8") as f:
-            f.write("\n" + text)
+        record("domains.py", text)
 
 
 if __name__ == "__main__":

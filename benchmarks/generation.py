@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import re
-import subprocess
 import time
 from pathlib import Path
+
+import sys
 
 from cowest.config import ModelConfig
 from cowest.models.base import load_backend
@@ -25,7 +25,8 @@ from cowest.models.embedded import gguf_path
 from cowest.records import SamplingParams
 
 ROOT = Path(__file__).resolve().parents[1]
-START, END = "<!-- generation.py:start -->", "<!-- generation.py:end -->"
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from bench_io import machine, record  # noqa: E402
 TOPICS = ["a lighthouse keeper", "a lost dog", "a chess match", "a rainy market", "a night train", "a old clock",
           "a mountain village", "a robot gardener"]
 
@@ -94,18 +95,6 @@ def bench_raw(b, alias: str, tokens: int) -> dict:
             "cpp_prompt": pn / (pms / 1000) if pms else None}
 
 
-def machine() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        model = re.search(r"Model name:\s*(.+)", out).group(1).strip()
-        cpus = re.search(r"^CPU\(s\):\s*(\d+)", out, re.M).group(1)
-        return f"{model}, {cpus} CPUs"
-    except (OSError, subprocess.CalledProcessError, AttributeError):
-        import os
-
-        return f"{os.cpu_count()} CPUs"
-
-
 def table(rows: list[dict]) -> str:
     f = lambda x: "-" if x is None else f"{x:.1f}"  # noqa: E731
     lines = ["| backend | model | batch | completion tokens | wall s | tok/s (incl. prompt) | "
@@ -114,17 +103,6 @@ def table(rows: list[dict]) -> str:
         lines.append(f"| {r['backend']} | {r['model']} | {r['batch']} | {r['tokens']} | {r['wall']:.2f} | "
                      f"{r['tps']:.1f} | {f(r['cpp_decode'])} | {f(r['cpp_prompt'])} | {f(r['load'])} |")
     return "\n".join(lines)
-
-
-def record(text: str) -> None:
-    path = ROOT / "BENCHMARKS.md"
-    old = path.read_text(encoding="utf-8") if path.exists() else ""
-    block = f"{START}\n{text}\n{END}"
-    if START in old and END in old:
-        new = old[: old.index(START)] + block + old[old.index(END) + len(END):]
-    else:
-        new = old.rstrip("\n") + ("\n\n" if old else "") + block + "\n"
-    path.write_text(new, encoding="utf-8")
 
 
 def main() -> None:
@@ -162,7 +140,7 @@ def main() -> None:
     print()
     print(text)
     if args.record:
-        record(text)
+        record("generation.py", text)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import sys
 import time
 from pathlib import Path
@@ -22,7 +21,7 @@ from cowest.evaluate import System, run_eval
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from concurrency import machine  # noqa: E402
+from bench_io import machine, record  # noqa: E402
 
 MODELS = ("smollm2-135m", "qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b")
 TASKS = {"ifqa": "configs/eval_ifqa.yaml", "medmcqa": "configs/eval_medmcqa.yaml", "ethics-justice": "configs/eval_ethics.yaml"}
@@ -61,15 +60,7 @@ def main() -> None:
         head = (f"## Zero-shot strength of the embedded models (`benchmarks/zero_shot.py --n {args.n}`)\n\n"
                 f"{machine()}, {datetime.date.today()}. Direct answer (`weak_only`, max 16 new tokens, greedy), "
                 "llama.cpp. Values with 95% bootstrap CIs; differences are paired on the same questions.\n\n")
-        bench = ROOT / "BENCHMARKS.md"
-        text = bench.read_text() if bench.exists() else "# Benchmarks\n"
-        start, end = "<!-- zero_shot.py:start -->", "<!-- zero_shot.py:end -->"
-        block = f"{start}\n{head}{table}\n{end}"
-        if start in text:
-            text = text[: text.index(start)] + block + text[text.index(end) + len(end):]
-        else:
-            text = text.rstrip() + "\n\n" + block + "\n"
-        bench.write_text(text)
+        record("zero_shot.py", head + table)
 
 
 if __name__ == "__main__":
