@@ -177,6 +177,9 @@ def build_parser() -> argparse.ArgumentParser:
     from cowest.models.listing import add_models_command
 
     add_models_command(sub)
+    from cowest.serve import add_serve_command
+
+    add_serve_command(sub)
     # ---- subcommands owned by others; the lead wires them here when their modules exist: ----
         #   sft      CONFIG [KEY=VALUE ...]  (cowest.train.sft)     feedback CONFIG [KEY=VALUE] (cowest.feedback)
     #   align    CONFIG [KEY=VALUE ...]  (cowest.train.dpo)     run      CONFIG [KEY=VALUE] (all stages)
@@ -200,3 +203,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("cowest: interrupted", file=sys.stderr)
         return 130
+
+
+if __name__ == "__main__":  # `python -m cowest.cli` (e.g. under `accelerate launch -m cowest.cli sft CONFIG`)
+    raise SystemExit(main())

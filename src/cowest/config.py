@@ -143,6 +143,27 @@ class AlignConfig(Section):
     seed: int = 0
 
 
+class ServeConfig(Section):
+    """`cowest serve`: the collaboration as an OpenAI-compatible HTTP endpoint."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    model_name: str = "cowest"
+    """The model id clients ask for (`/v1/models` lists it)."""
+    token_env: str = "COWEST_SERVE_TOKEN"
+    """Environment variable holding the bearer token (the token itself never goes in a config)."""
+    max_request_bytes: int = 1_000_000
+    """Larger request bodies get 413."""
+    max_prompt_chars: int = 16_000
+    """Longer prompts (all message contents together) get 400 context_length_exceeded."""
+    max_concurrent: int = 4
+    """Requests in flight at once; one more gets 429 with Retry-After."""
+    timeout_s: float = 300.0
+    """Per request (draft + answer); past it the client gets 504."""
+    log_prompts: bool = False
+    """Put the question text in the JSON request log (off: logs carry no user text)."""
+
+
 class ExperimentConfig(Section):
     run_dir: str = "runs/default"
     task: TaskConfig = Field(default_factory=TaskConfig)
@@ -152,6 +173,7 @@ class ExperimentConfig(Section):
     sft: SFTConfig = Field(default_factory=SFTConfig)
     feedback: FeedbackConfig = Field(default_factory=FeedbackConfig)
     align: AlignConfig = Field(default_factory=AlignConfig)
+    serve: ServeConfig = Field(default_factory=ServeConfig)
     rounds: int = 1
     """Feedback + align rounds."""
     cache_dir: str | None = None

@@ -1,0 +1,265 @@
+"""`cowest serve`: a real HTTP server on 127.0.0.1 driven by the official `openai` client.
+
+Auth, limits and concurrency use mock backends in an in-process uvicorn server (fast, and a scripted strong model
+can be held mid-answer to fill the concurrency slots); the round trip runs `python -m cowest.cli serve` in a
+subprocess with the embedded models (weak SmolLM2-135M, strong Qwen2.5-Coder-0.5B) and a few tokens.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+openai = pytest.importorskip("openai")
+uvicorn = pytest.importorskip("uvicorn")
+
+from cowest.config import ExperimentConfig  # noqa: E402
+from cowest.models.mock import MockBackend  # noqa: E402
+from cowest.serve import Collaboration, is_loopback, server_token  # noqa: E402
+from cowest.serve_app import build_app  # noqa: E402
+
+TOKEN = "test-token-0123456789"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Served:
+    """A uvicorn server in a thread, with the app's log captured."""
+
+    def __init__(self, collab: Collaboration, token: str | None = TOKEN):
+        self.log = io.StringIO()
+        self.app = build_app(collab, token=token, log=self.log)
+        self.port = free_port()
+        self.server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="error"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> "Served":
+        self.thread.start()
+        while not self.server.started:
+            time.sleep(0.01)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def client(self, token: str = TOKEN) -> "openai.OpenAI":
+        return openai.OpenAI(base_url=self.url + "/v1", api_key=token, max_retries=0)
+
+
+def mock_collab(strong: MockBackend | None = None, **serve: object) -> Collaboration:
+    cfg = ExperimentConfig()
+    for k, v in serve.items():
+        setattr(cfg.serve, k, v)
+    return Collaboration(cfg, MockBackend("answer:the draft says 42"), strong or MockBackend("echo"))
+
+
+def ask(token: str | None = TOKEN, **body: object) -> dict:
+    return {"model": "cowest", "messages": [{"role": "user", "content": "What is six times seven?"}], **body}
+
+
+def test_mock_round_trip_prompts_and_draft() -> None:
+    strong = MockBackend("echo")  # echoes the refine prompt: shows what the strong model was given
+    with Served(mock_collab(strong)) as s:
+        resp = s.client().chat.completions.create(model="cowest", messages=ask()["messages"],
+                                                  extra_body={"cowest": {"return_draft": True}})
+        plain = s.client().chat.completions.create(model="cowest", messages=ask()["messages"])
+    answer = resp.choices[0].message.content
+    assert "What is six times seven?" in answer and "the draft says 42" in answer  # question + draft reached strong
+    assert resp.model_extra["cowest"]["draft"] == "the draft says 42"
+    assert resp.model_extra["cowest"]["draft_format"] == "cot"
+    assert "cowest" not in (plain.model_extra or {})
+    assert len(strong.calls) == 2
+    lines = [json.loads(x) for x in s.log.getvalue().splitlines()]
+    chat = [x for x in lines if x["path"] == "/v1/chat/completions"]
+    assert [x["status"] for x in chat] == [200, 200] and all("completion_tokens" in x for x in chat)
+    assert TOKEN not in s.log.getvalue() and "six times seven" not in s.log.getvalue()  # no secrets, no prompts
+
+
+def test_log_prompts_on_puts_question_in_log() -> None:
+    with Served(mock_collab(log_prompts=True)) as s:
+        s.client().chat.completions.create(model="cowest", messages=ask()["messages"])
+    assert "six times seven" in s.log.getvalue() and TOKEN not in s.log.getvalue()
+
+
+def test_auth_refused() -> None:
+    with Served(mock_collab()) as s:
+        with pytest.raises(openai.AuthenticationError):
+            s.client(token="wrong").chat.completions.create(model="cowest", messages=ask()["messages"])
+        r = httpx.post(s.url + "/v1/chat/completions", json=ask())  # no Authorization header
+        assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer"
+        assert httpx.get(s.url + "/v1/models").status_code == 401
+        assert httpx.get(s.url + "/health").json()["status"] == "ok"  # health needs no token
+
+
+def test_limits_and_bad_requests() -> None:
+    h = {"Authorization": f"Bearer {TOKEN}"}
+    with Served(mock_collab(max_request_bytes=2000, max_prompt_chars=100)) as s:
+        big = ask(messages=[{"role": "user", "content": "x" * 5000}])
+        assert httpx.post(s.url + "/v1/chat/completions", json=big, headers=h).status_code == 413
+        long = ask(messages=[{"role": "user", "content": "y" * 500}])
+        r = httpx.post(s.url + "/v1/chat/completions", json=long, headers=h)
+        assert r.status_code == 400 and r.json()["error"]["code"] == "context_length_exceeded"
+        r = httpx.post(s.url + "/v1/chat/completions", content=b'{"model": "cowest", "messages": [',
+                       headers={**h, "Content-Type": "application/json"})
+        assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_json"
+        r = httpx.post(s.url + "/v1/chat/completions", json={"model": "cowest", "messages": "hi"}, headers=h)
+        assert r.status_code == 422 and "messages" in r.json()["error"]["message"]
+        r = httpx.post(s.url + "/v1/chat/completions", json=ask(model="gpt-4"), headers=h)
+        assert r.status_code == 404 and r.json()["error"]["code"] == "model_not_found"
+        r = httpx.post(s.url + "/v1/chat/completions", json=ask(messages=[{"role": "system", "content": "x"}]),
+                       headers=h)
+        assert r.status_code == 400
+        with pytest.raises(openai.BadRequestError):  # the client sees the length limit as a 400
+            s.client().chat.completions.create(model="cowest", messages=long["messages"])
+
+
+def held_strong(release: threading.Event) -> MockBackend:
+    def script(msgs: list) -> str:
+        release.wait(30)
+        return "Answer: 42"
+    return MockBackend("scripted", script=script)
+
+
+def wait_in_flight(s: Served, n: int) -> None:
+    for _ in range(1000):
+        if httpx.get(s.url + "/health").json()["in_flight"] == n:
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"never saw {n} requests in flight")
+
+
+def test_concurrency_limit_429_then_recovers() -> None:
+    release = threading.Event()
+    h = {"Authorization": f"Bearer {TOKEN}"}
+    with Served(mock_collab(held_strong(release), max_concurrent=2)) as s:
+        results: list[int] = []
+        threads = [threading.Thread(target=lambda: results.append(
+            httpx.post(s.url + "/v1/chat/completions", json=ask(), headers=h, timeout=30).status_code))
+            for _ in range(2)]
+        for t in threads:
+            t.start()
+        wait_in_flight(s, 2)
+        r = httpx.post(s.url + "/v1/chat/completions", json=ask(), headers=h)
+        assert r.status_code == 429 and r.headers["retry-after"] == "1"
+        release.set()
+        for t in threads:
+            t.join(30)
+        assert results == [200, 200]
+        assert httpx.post(s.url + "/v1/chat/completions", json=ask(), headers=h).status_code == 200
+
+
+def test_timeout_504_keeps_slot_until_the_call_ends() -> None:
+    release = threading.Event()
+    h = {"Authorization": f"Bearer {TOKEN}"}
+    with Served(mock_collab(held_strong(release), timeout_s=0.2, max_concurrent=1)) as s:
+        r = httpx.post(s.url + "/v1/chat/completions", json=ask(), headers=h, timeout=30)
+        assert r.status_code == 504 and r.json()["error"]["type"] == "timeout_error"
+        # the model call is still running in its thread: its slot stays taken until it finishes
+        assert httpx.post(s.url + "/v1/chat/completions", json=ask(), headers=h).status_code == 429
+        release.set()
+        wait_in_flight(s, 0)
+
+
+def test_stream_local_strong_is_one_chunk() -> None:
+    with Served(mock_collab(MockBackend("answer:Answer: 42"))) as s:
+        stream = s.client().chat.completions.create(model="cowest", messages=ask()["messages"], stream=True,
+                                                    extra_body={"cowest": {"return_draft": True}})
+        chunks = list(stream)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks)
+    assert text == "Answer: 42"
+    assert chunks[0].model_extra["cowest"]["draft"] == "the draft says 42"
+    assert chunks[-1].choices[0].finish_reason == "stop"
+
+
+def test_token_required_unless_insecure_on_loopback(monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = ExperimentConfig()
+    monkeypatch.delenv(cfg.serve.token_env, raising=False)
+    with pytest.raises(Exception, match="COWEST_SERVE_TOKEN"):
+        server_token(cfg, insecure_no_auth=False)
+    assert server_token(cfg, insecure_no_auth=True) is None
+    cfg.serve.host = "0.0.0.0"
+    with pytest.raises(Exception, match="loopback"):
+        server_token(cfg, insecure_no_auth=True)
+    monkeypatch.setenv(cfg.serve.token_env, "abc")
+    assert server_token(cfg, insecure_no_auth=False) == "abc"
+    assert is_loopback("127.0.0.1") and is_loopback("::1") and not is_loopback("10.0.0.1")
+
+
+def test_cli_refuses_to_start_without_token(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "COWEST_SERVE_TOKEN"}
+    p = subprocess.run([sys.executable, "-m", "cowest.cli", "serve", "configs/demo.yaml", "--host", "0.0.0.0",
+                        "--insecure-no-auth"], capture_output=True, text=True, env=env,
+                       cwd=Path(__file__).resolve().parents[1], timeout=60)
+    assert p.returncode == 2 and "loopback" in p.stderr
+
+
+# ---- real models, real subprocess ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def real_server(tmp_path_factory: pytest.TempPathFactory):
+    pytest.importorskip("llama_cpp")
+    tmp = tmp_path_factory.mktemp("serve")
+    cfg = tmp / "serve.yaml"
+    cfg.write_text(f"run_dir: {tmp / 'run'}\nmodels:\n  strong: {{spec: embedded/qwen2.5-coder-0.5b}}\n"
+                   "generation:\n  weak: {max_tokens: 12}\n  strong: {max_tokens: 12}\n")
+    port = free_port()
+    env = {**os.environ, "COWEST_SERVE_TOKEN": TOKEN}
+    log = open(tmp / "server.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "cowest.cli", "serve", str(cfg), "--port", str(port)],
+                            stdout=log, stderr=subprocess.STDOUT, env=env)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(600):
+            if proc.poll() is not None:
+                raise AssertionError(f"server exited: {(tmp / 'server.log').read_text()[-2000:]}")
+            try:
+                if httpx.get(url + "/health").status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.5)
+        yield url, tmp / "server.log"
+    finally:
+        proc.terminate()
+        proc.wait(30)
+        log.close()
+
+
+@pytest.mark.slow
+def test_real_round_trip_with_openai_client(real_server) -> None:
+    url, log = real_server
+    client = openai.OpenAI(base_url=url + "/v1", api_key=TOKEN, max_retries=0, timeout=300)
+    models = client.models.list()
+    assert [m.id for m in models.data] == ["cowest"]
+    assert "smollm2" in models.data[0].model_extra["weak"].lower()
+    msgs = [{"role": "user", "content": "What is the capital of France?"}]
+    resp = client.chat.completions.create(model="cowest", messages=msgs, max_tokens=8,
+                                          extra_body={"cowest": {"return_draft": True}})
+    assert resp.choices[0].message.content.strip()
+    assert resp.model_extra["cowest"]["draft"].strip()
+    assert 0 < resp.usage.completion_tokens <= 8
+    chunks = list(client.chat.completions.create(model="cowest", messages=msgs, max_tokens=8, stream=True))
+    streamed = "".join(c.choices[0].delta.content or "" for c in chunks)
+    assert streamed == resp.choices[0].message.content  # greedy decoding: the same answer, sent as one chunk
+    rows = [json.loads(x) for x in log.read_text().splitlines() if x.startswith("{")]
+    assert [r["status"] for r in rows if r["path"] == "/v1/chat/completions"] == [200, 200]
+    assert not any("France" in x for x in log.read_text().splitlines())
