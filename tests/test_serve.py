@@ -263,3 +263,24 @@ def test_real_round_trip_with_openai_client(real_server) -> None:
     rows = [json.loads(x) for x in log.read_text().splitlines() if x.startswith("{")]
     assert [r["status"] for r in rows if r["path"] == "/v1/chat/completions"] == [200, 200]
     assert not any("France" in x for x in log.read_text().splitlines())
+
+
+def test_stream_through_an_openai_strong_endpoint(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An `openai/` strong model streams: here the upstream is another cowest server (an OpenAI-compatible endpoint
+    itself), so the outer server's answer arrives as the upstream's SSE deltas."""
+    from cowest.config import ModelConfig
+    from cowest.models.base import load_backend
+
+    with Served(mock_collab(MockBackend("answer:Answer: 42"))) as upstream:
+        monkeypatch.setenv("UPSTREAM_KEY", TOKEN)
+        scfg = ModelConfig(spec="openai/cowest", base_url=upstream.url + "/v1", api_key_env="UPSTREAM_KEY")
+        cfg = ExperimentConfig()
+        outer = Collaboration(cfg, MockBackend("answer:the draft says 42"), load_backend(scfg), strong_cfg=scfg)
+        assert outer.streams
+        with Served(outer) as s:
+            chunks = list(s.client().chat.completions.create(model="cowest", messages=ask()["messages"],
+                                                             stream=True))
+            plain = s.client().chat.completions.create(model="cowest", messages=ask()["messages"])
+    assert "".join(c.choices[0].delta.content or "" for c in chunks) == "Answer: 42"
+    assert plain.choices[0].message.content == "Answer: 42"
+    assert chunks[-1].choices[0].finish_reason == "stop"

@@ -65,7 +65,12 @@ class Collaboration:
         None, the run folder's latest aligned adapter if there is one."""
         from cowest.models.base import load_backend, split_spec
 
-        adapter_path = Path(adapter) if adapter else latest_aligned_adapter(cfg)
+        remote_weak = split_spec(cfg.models.weak.spec)[0] == "openai"
+        if remote_weak and adapter:
+            raise CowestError("--adapter: the weak model is an openai/ endpoint, which applies its own LoRA; "
+                              "name the served adapter in models.weak.spec instead")
+        # an openai/ weak model is served with its adapter already (vLLM --lora-modules): nothing to apply here
+        adapter_path = Path(adapter) if adapter else (None if remote_weak else latest_aligned_adapter(cfg))
         if adapter_path is not None and not (adapter_path / "adapter_config.json").exists():
             raise CowestError(f"--adapter {adapter_path}: not a PEFT adapter folder (no adapter_config.json)")
         from cowest.loop import weak_model
