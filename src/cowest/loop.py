@@ -49,7 +49,8 @@ def weak_model(cfg: ExperimentConfig, adapter: Path | None) -> ModelConfig:
     """The weak model with a trained adapter, served by transformers (llama.cpp cannot load our PEFT adapters)."""
     from cowest.models.hf_loading import resolve_source
 
-    if adapter is None:
+    if adapter is None or cfg.models.weak.spec.startswith("openai/"):
+        # An OpenAI-compatible weak server (vLLM with --lora-modules) applies the adapter the spec names itself.
         return cfg.models.weak
     return cfg.models.weak.model_copy(update={"spec": f"hf/{resolve_source(cfg.models.weak.spec)}", "adapter": str(adapter)})
 
