@@ -9,6 +9,8 @@ done, so a killed run resumes with every question done exactly once. Pairs are b
 
 from __future__ import annotations
 
+import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
@@ -146,6 +148,21 @@ def hybrid_evaluator(sample, solo, refinements, ctx, usage):
     return judged[0], judged[1:]
 
 
+class _Clock:
+    """`with clock("step"):` adds the block's wall time to `totals["step"]`."""
+
+    def __init__(self, totals: dict[str, float]):
+        self.totals = totals
+
+    @contextmanager
+    def __call__(self, step: str):
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.totals[step] = self.totals.get(step, 0.0) + time.perf_counter() - t0
+
+
 def load_done(path: Path) -> dict[str, FeedbackRecord]:
     """Records already written (the torn tail of a killed run is cut first)."""
     if not path.exists():
@@ -164,8 +181,12 @@ def run_feedback(
     judge: Backend | None,
     chunk_size: int = 8,
     progress: "Progress | None" = None,
+    timings: dict[str, float] | None = None,
 ) -> Path:
-    """Run (or resume) collaborative feedback over `samples`; returns the path of feedback.jsonl."""
+    """Run (or resume) collaborative feedback over `samples`; returns the path of feedback.jsonl.
+
+    `timings`, when given, accumulates wall seconds per step: drafts, solo, refine, evaluate."""
+    clock = _Clock(timings if timings is not None else {})
     fb = cfg.feedback
     evaluator = EVALUATORS.get(fb.evaluator)
     overrides = cfg.eval.prompts
@@ -182,8 +203,10 @@ def run_feedback(
         chunk = todo[start : start + chunk_size]
         usage = {s.id: Usage.empty() for s in chunk}
         draft_prompts = [prompts.draft_messages(s, fb.draft_format, overrides) for s in chunk]
-        drafts = weak.generate(draft_prompts, draft_params)
-        solos = strong.generate([prompts.solo_messages(s, overrides) for s in chunk], strong_params)
+        with clock("drafts"):
+            drafts = weak.generate(draft_prompts, draft_params)
+        with clock("solo"):
+            solos = strong.generate([prompts.solo_messages(s, overrides) for s in chunk], strong_params)
         # Identical drafts are refined once: refinement requests are keyed by (question, draft text).
         unique: list[tuple[int, str]] = []
         for qi, gens in enumerate(drafts):
@@ -191,9 +214,11 @@ def run_feedback(
             usage[chunk[qi].id].add("strong", solos[qi])
             for text in dict.fromkeys(g.text for g in gens):
                 unique.append((qi, text))
-        refined = strong.generate(
-            [prompts.refine_messages(chunk[qi], text, fb.draft_format, overrides) for qi, text in unique], strong_params
-        )
+        with clock("refine"):
+            refined = strong.generate(
+                [prompts.refine_messages(chunk[qi], text, fb.draft_format, overrides) for qi, text in unique],
+                strong_params,
+            )
         by_key: dict[tuple[int, str], str] = {}
         for (qi, text), gens in zip(unique, refined):
             usage[chunk[qi].id].add("strong", gens)
@@ -203,7 +228,8 @@ def run_feedback(
             texts = list(dict.fromkeys(g.text for g in drafts[qi]))
             refinements = [by_key[(qi, t)] for t in texts]
             solo_text = solos[qi][0].text
-            solo_score, ref_scores = evaluator(sample, solo_text, refinements, ctx, u)
+            with clock("evaluate"):
+                solo_score, ref_scores = evaluator(sample, solo_text, refinements, ctx, u)
             score_of = dict(zip(texts, ref_scores))
             ref_of = dict(zip(texts, refinements))
             draft_rows = []
