@@ -136,6 +136,31 @@ def rounds_section(run_dir: Path, out_dir: Path) -> list[str]:
     return out
 
 
+def round_trend_section(m: dict) -> list[str]:
+    """Each round's aligned collaboration next to the round before it (round 1: the SFT collaboration), flagging a
+    round that made the headline metric worse (and whether its paired CI excludes 0)."""
+    h, systems = m.get("headline"), m.get("systems", {})
+    rounds = sorted((int(n.rsplit("_r", 1)[1]), n) for n in systems if re.fullmatch(r"collab_aligned_r\d+", n))
+    if not rounds or "collab_sft" not in systems:
+        return []
+    paired = {(p["a"], p["b"]): p for p in m.get("paired", []) if p["metric"] == h}
+    rows, prev = [], "collab_sft"
+    for r, name in rounds:
+        p = paired.get((name, prev))
+        sign = 1
+        if p is None and (prev, name) in paired:  # stored as prev - name
+            p, sign = paired[(prev, name)], -1
+        diff = None if p is None else sign * p["diff"]
+        lo, hi = (None, None) if p is None else sorted(sign * x for x in p["ci"])
+        verdict = "n/a" if diff is None else ("worse (CI excludes 0)" if hi < 0 else "worse" if diff < 0 else
+                                               "better (CI excludes 0)" if lo > 0 else "better" if diff > 0 else "same")
+        rows.append([f"round {r}", _fmt(systems[name]["metrics"][h]["value"]), prev,
+                     "–" if diff is None else f"{diff:+.3f}",
+                     "" if lo is None else f"[{lo:+.3f}, {hi:+.3f}]", verdict])
+        prev = name
+    return [f"## Rounds ({h})", ""] + _table(["round", h, "against", "difference", "95% CI", "verdict"], rows)
+
+
 def plot_metrics(m: dict, path: Path) -> None:
     import matplotlib
 
@@ -205,6 +230,7 @@ def render_report(run_dirs: list[Path], out: Path | None = None) -> Path:
                 plot_cost(m, out.parent / f"{prefix}cost.png")
                 lines += [f"![metrics]({prefix}metrics.png)", "", f"![cost]({prefix}cost.png)", ""]
             lines += traces_section(mpath, m)
+            lines += round_trend_section(m)
         lines += rounds_section(d, out.parent)
     out.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return out
