@@ -31,13 +31,14 @@ class FakeWeak:
 
 
 class FakeStrong:
-    """Refinement: repeats the draft's 'Answer:' line. Solo: 'Answer: wrong'. Counts calls; optional delay."""
+    """Refinement: repeats the draft's 'Answer:' line. Solo: 'Answer: <solo>'. Counts calls; optional delay."""
 
     identity = "fake/strong"
     has_chat_template = True
 
-    def __init__(self, delay: float = 0.0):
+    def __init__(self, delay: float = 0.0, solo: str = "wrong"):
         self.delay = delay
+        self.solo = solo
         self.calls = 0
 
     def generate(self, prompts, params):
@@ -46,7 +47,7 @@ class FakeStrong:
             self.calls += 1
             time.sleep(self.delay)
             m = re.findall(r"Answer: ([^\n\"]+)", msgs[-1]["content"].split("wrote this", 1)[-1])
-            text = f"Answer: {m[0]}" if "wrote this" in msgs[-1]["content"] and m else "Answer: wrong"
+            text = f"Answer: {m[0]}" if "wrote this" in msgs[-1]["content"] and m else f"Answer: {self.solo}"
             out.append([Generation(text=text, completion_tokens=2)])
         return out
 

@@ -114,6 +114,17 @@ def test_hybrid_calls_judge_only_on_metric_ties(tmp_path):
     assert [d.delta for d in rec.drafts] == [pytest.approx(3 / 9), pytest.approx(-2 / 9)]
 
 
+def test_hybrid_never_lets_the_judge_flip_a_metric_difference(tmp_path):
+    # Solo answer right (metric 1), both refinements wrong (metric 0): every Δ is -1 whatever a judge would say.
+    judge = FakeJudge(["Score: 2", "Score: 9", "Score: 9"])
+    path = run_feedback(cfg(evaluator="hybrid", k=2), [qa(1)], tmp_path,
+                        weak=FakeWeak(lambda q: ["Answer: rome", "Answer: oslo"]), strong=FakeStrong(solo="paris"),
+                        judge=judge)
+    rec = next(iter(load_done(path).values()))
+    assert judge.calls == 0
+    assert rec.solo_score == 1.0 and [d.delta for d in rec.drafts] == [-1.0, -1.0]
+
+
 @pytest.mark.parametrize(
     "text,expected",
     [

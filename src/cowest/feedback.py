@@ -136,15 +136,15 @@ def judge_evaluator(sample, solo, refinements, ctx, usage):
 
 @EVALUATORS.register("hybrid")
 def hybrid_evaluator(sample, solo, refinements, ctx, usage):
-    """The metric first; the judge only when the metric scores every refinement the same (no pair possible).
-    The judge's score then separates the drafts within the metric's tie (scaled to stay inside it)."""
+    """The metric first; the judge only when the metric cannot tell anything apart (every refinement scores the
+    same as the solo answer, so every metric Δ is 0). Then the judge's scores give Δ. When the metric separates
+    anything, its scores stand: the judge never overrides a metric difference (it could flip Δ's sign)."""
     solo_m, ref_m = metric_evaluator(sample, solo, refinements, ctx, usage)
-    if len(set(ref_m)) > 1 or not refinements:
+    if not refinements or any(m != solo_m for m in ref_m):
         return solo_m, ref_m
     judged = judge_scores(sample, [solo, *refinements], ctx, usage)
-    if any(s is None for s in judged):
-        return solo_m, [None if j is None else m for m, j in zip(ref_m, judged[1:])]
-    # Δ = judge difference: which of the equally-scored answers reasons better than the solo answer.
+    if judged[0] is None:
+        return None, [None] * len(refinements)
     return judged[0], judged[1:]
 
 
