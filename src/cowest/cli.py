@@ -111,11 +111,12 @@ def cmd_data_check(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     """Evaluate cfg.eval.strategies x draft formats on the eval split; write traces/ and metrics.json."""
-    from cowest.evaluate import run_eval
+    from cowest.loop import do_eval, run_dir
 
     cfg = config_from_args(args)
-    out = Path(args.out or cfg.run_dir)
-    m = run_eval(cfg, out)
+    run_dir(cfg)
+    out = Path(args.out) if args.out else Path(cfg.run_dir) / "eval"
+    m = do_eval(cfg, args.force, None, out)
     h = m["headline"]
     for name, s in m["systems"].items():
         v = s["metrics"][h]
@@ -163,7 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("eval", help="evaluate strategies (weak_only, strong_only, collaborate ...) on the eval split")
     add_config_args(p)
-    p.add_argument("--out", help="output folder (default: the config's run_dir)")
+    p.add_argument("--out", help="output folder (default: <run_dir>/eval)")
+    p.add_argument("--force", action="store_true", help="redo the evaluation even if its traces exist")
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("report", help="report.md and plots from run directories")

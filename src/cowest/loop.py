@@ -56,14 +56,14 @@ def weak_model(cfg: ExperimentConfig, adapter: Path | None) -> ModelConfig:
 
 
 def drafter(cfg: ExperimentConfig, rnd: int) -> ModelConfig:
-    """Round 1 drafts with the SFT model; round r > 1 with round r-1's aligned model."""
-    return weak_model(cfg, sft_adapter(cfg) if rnd == 1 else aligned_adapter(cfg, rnd - 1))
+    """Round 1 drafts with the SFT model; round r > 1 with round r-1's aligned model (align.method)."""
+    return weak_model(cfg, sft_adapter(cfg) if rnd == 1 else aligned_adapter(cfg, rnd - 1, cfg.align.method))
 
 
 def do_sft(cfg: ExperimentConfig, force: bool = False) -> Path:
     from cowest.tasks.base import load_samples
 
-    st = stage(cfg, "sft", Path(cfg.run_dir) / "sft")
+    st = stage(cfg, "sft", Path(cfg.run_dir) / "sft")  # reads only the task's data and the base model
     if not st.begin(force):
         log("sft: done already, skipped")
         return sft_adapter(cfg)
@@ -85,7 +85,9 @@ def do_feedback(cfg: ExperimentConfig, rnd: int = 1, force: bool = False) -> dic
     from cowest.tasks.base import load_samples, subsample
 
     out = Path(cfg.run_dir) / f"round{rnd}" / "feedback"
-    st = stage(cfg, f"feedback{rnd}", out)
+    draft_adapter = sft_adapter(cfg) if rnd == 1 else aligned_adapter(cfg, rnd - 1, cfg.align.method)
+    # Rounds after the first draft with the previous round's aligned model, so they depend on the align keys too.
+    st = stage(cfg, f"feedback{rnd}", out, keys="feedback" if rnd == 1 else "align", upstream=[draft_adapter])
     if not st.begin(force):
         log(f"feedback round {rnd}: done already, skipped")
         return st.summary()
@@ -119,16 +121,17 @@ def do_align(cfg: ExperimentConfig, rnd: int = 1, method: str | None = None, for
 
     method = method or cfg.align.method
     out = aligned_adapter(cfg, rnd, method)
-    st = stage(cfg, f"align{rnd}-{method}", out.parent)
-    if not st.begin(force):
-        log(f"align round {rnd} ({method}): done already, skipped")
-        return out
     pairs = Path(cfg.run_dir) / f"round{rnd}" / "feedback" / PAIRS_FILE
     if not pairs.exists():
         raise CowestError(f"{pairs} does not exist: run `cowest feedback` first")
     # The new LoRA starts from its frozen reference: the SFT model, or (align.reference=previous, rounds > 1) the
     # previous round's aligned model. Either way the pairs come from the current drafter's samples.
-    reference = sft_adapter(cfg) if cfg.align.reference == "sft" or rnd == 1 else aligned_adapter(cfg, rnd - 1)
+    reference = (sft_adapter(cfg) if cfg.align.reference == "sft" or rnd == 1
+                 else aligned_adapter(cfg, rnd - 1, cfg.align.method))
+    st = stage(cfg, f"align{rnd}-{method}", out.parent, upstream=[pairs, reference])
+    if not st.begin(force):
+        log(f"align round {rnd} ({method}): done already, skipped")
+        return out
     source = resolve_source(cfg.models.weak.spec)
     if method == "dpo":
         from cowest.train.dpo import run_dpo as train
@@ -140,28 +143,46 @@ def do_align(cfg: ExperimentConfig, rnd: int = 1, method: str | None = None, for
 
 
 def eval_systems(cfg: ExperimentConfig) -> list:
-    """Weak SFT alone, strong alone, collaboration with the SFT weak model and with each round's aligned model."""
+    """Weak SFT alone, strong alone, collaboration with the SFT weak model and with each round's aligned model
+    (align.method), the sft_positive control when enabled; then any other `eval.strategies` (super_icl,
+    self_refine ...) with the SFT weak model, and the other `eval.draft_formats` with the SFT and the last aligned
+    weak model."""
     from cowest.evaluate import System
 
     fmt = cfg.feedback.draft_format
+    sft = weak_model(cfg, sft_adapter(cfg))
+    last = weak_model(cfg, aligned_adapter(cfg, cfg.rounds, cfg.align.method))
     systems = [
-        System("weak_sft", "weak_only", None, weak_model(cfg, sft_adapter(cfg))),
+        System("weak_sft", "weak_only", None, sft),
         System("strong", "strong_only", None, None),
-        System("collab_sft", "collaborate", fmt, weak_model(cfg, sft_adapter(cfg))),
+        System("collab_sft", "collaborate", fmt, sft),
     ]
     for r in range(1, cfg.rounds + 1):
-        systems.append(System(f"collab_aligned_r{r}", "collaborate", fmt, weak_model(cfg, aligned_adapter(cfg, r))))
+        systems.append(System(f"collab_aligned_r{r}", "collaborate", fmt,
+                              weak_model(cfg, aligned_adapter(cfg, r, cfg.align.method))))
         if cfg.align.sft_positive_control:
             systems.append(System(f"collab_sft_positive_r{r}", "collaborate", fmt,
                                   weak_model(cfg, aligned_adapter(cfg, r, "sft_positive"))))
+    for other in cfg.eval.draft_formats:
+        if "collaborate" in cfg.eval.strategies and other != fmt:
+            systems.append(System(f"collab_sft_{other}", "collaborate", other, sft))
+            systems.append(System(f"collab_aligned_r{cfg.rounds}_{other}", "collaborate", other, last))
+    for strat in cfg.eval.strategies:
+        if strat not in ("weak_only", "strong_only", "collaborate"):
+            systems.append(System(f"{strat}_sft", strat, fmt, sft))
     return systems
 
 
-def do_eval(cfg: ExperimentConfig, force: bool = False, systems: list | None = None) -> dict:
-    from cowest.evaluate import run_eval
+def do_eval(cfg: ExperimentConfig, force: bool = False, systems: list | None = None, out: Path | None = None) -> dict:
+    """Evaluate `systems` (default: cfg.eval.strategies x draft formats) into `out` (default run_dir/eval),
+    refusing traces of a different config and skipping a finished evaluation of the same one."""
+    from cowest.evaluate import check_systems, default_systems, run_eval
 
-    out = Path(cfg.run_dir) / "eval"
-    st = stage(cfg, "eval", out)
+    out = out or Path(cfg.run_dir) / "eval"
+    systems = systems or default_systems(cfg)
+    check_systems(cfg, systems)  # bad names fail before anything is written
+    adapters = sorted({Path(s.weak.adapter) for s in systems or [] if s.weak is not None and s.weak.adapter})
+    st = stage(cfg, "eval", out, upstream=adapters)
     if not st.begin(force):
         log("eval: done already, skipped")
         import json
@@ -188,8 +209,8 @@ def run_all(cfg: ExperimentConfig, force: set[str] | None = None) -> Path:
     do_sft(cfg, "sft" in force)
     for rnd in range(1, cfg.rounds + 1):
         do_feedback(cfg, rnd, "feedback" in force)
-        do_align(cfg, rnd, "dpo", "align" in force)
-        if cfg.align.sft_positive_control:
+        do_align(cfg, rnd, cfg.align.method, "align" in force)
+        if cfg.align.sft_positive_control and cfg.align.method != "sft_positive":
             do_align(cfg, rnd, "sft_positive", "align" in force)
     do_eval(cfg, "eval" in force, eval_systems(cfg))
     return do_report(cfg)
@@ -207,6 +228,7 @@ def summary_table(cfg: ExperimentConfig) -> str:
         v = s["metrics"][h]
         lines.append(f"{name:28s} {v['value']:8.3f}  [{v['ci'][0]:.3f}, {v['ci'][1]:.3f}]")
     for p in m.get("paired", []):
-        if p["metric"] == h and p["b"] == "collab_sft" and p["a"].startswith("collab_"):
-            lines.append(f"{p['a']} - collab_sft: {p['diff']:+.3f} [{p['ci'][0]:+.3f}, {p['ci'][1]:+.3f}]")
+        # Pairs are stored in system order (a = collab_sft, b = the later system), diff = a - b: flip it.
+        if p["metric"] == h and p["a"] == "collab_sft" and p["b"].startswith("collab_aligned"):
+            lines.append(f"{p['b']} - collab_sft: {-p['diff']:+.3f} [{-p['ci'][1]:+.3f}, {-p['ci'][0]:+.3f}]")
     return "\n".join(lines)

@@ -20,7 +20,8 @@ REPORT_FILE = "report.md"
 
 
 def find_metrics(run_dir: Path) -> Path | None:
-    for cand in (run_dir / "metrics.json", run_dir / "eval" / "metrics.json"):
+    # The loop's (and `cowest eval`'s) eval/ first; a bare metrics.json is an eval run with --out RUN_DIR.
+    for cand in (run_dir / "eval" / "metrics.json", run_dir / "metrics.json"):
         if cand.is_file():
             return cand
     return None

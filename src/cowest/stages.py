@@ -7,6 +7,7 @@ inputs differ from the current config is refused, naming the differing keys, unl
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import time
@@ -27,6 +28,20 @@ STAGE_KEYS: dict[str, tuple[str, ...]] = {
     "eval": ("task", "models", "generation", "eval", "rounds"),
 }
 STAGES = ("sft", "feedback", "align", "eval", "report")
+# Settings that change how fast a stage runs, never what it writes: not part of its inputs.
+NOT_INPUTS = (".concurrency", ".timeout_s", ".max_retries", ".n_threads", ".batch_size", ".cache")
+
+
+def fingerprint(path: Path) -> str:
+    """SHA-256 of an upstream output: a file, or an adapter folder's weights file."""
+    target = path / "adapter_model.safetensors" if path.is_dir() else path
+    if not target.exists():
+        return "missing"
+    h = hashlib.sha256()
+    with open(target, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def stage_inputs(cfg: ExperimentConfig, stage: str) -> dict[str, Any]:
@@ -39,7 +54,8 @@ def stage_inputs(cfg: ExperimentConfig, stage: str) -> dict[str, Any]:
         for s in order[: order.index(stage) + 1]:
             prefixes.extend(STAGE_KEYS[s])
     flat = flatten(cfg.model_dump(mode="json"))
-    return {k: v for k, v in sorted(flat.items()) if any(k == p or k.startswith(p + ".") for p in prefixes)}
+    return {k: v for k, v in sorted(flat.items())
+            if any(k == p or k.startswith(p + ".") for p in prefixes) and not k.endswith(NOT_INPUTS)}
 
 
 @dataclass
@@ -83,6 +99,13 @@ class Stage:
         return json.loads((self.path / "done.json").read_text()) if self.done else {}
 
 
-def stage(cfg: ExperimentConfig, name: str, path: Path) -> Stage:
-    kind = "feedback" if name.startswith("feedback") else "align" if name.startswith("align") else name
-    return Stage(name=name, path=path, inputs=stage_inputs(cfg, kind))
+def stage(cfg: ExperimentConfig, name: str, path: Path, *, keys: str | None = None,
+          upstream: list[Path] | None = None) -> Stage:
+    """A stage whose inputs are the config keys of `keys` (default: the stage kind its name starts with) plus the
+    fingerprints of the upstream outputs it reads, so a retrained adapter or new pairs file is never mixed with
+    outputs made from the old one."""
+    kind = keys or next(k for k in ("sft", "feedback", "align", "eval", "report") if name.startswith(k))
+    inputs = stage_inputs(cfg, kind) if kind != "report" else {}
+    for p in upstream or []:
+        inputs[f"upstream:{p.relative_to(cfg.run_dir) if p.is_relative_to(cfg.run_dir) else p}"] = fingerprint(p)
+    return Stage(name=name, path=path, inputs=inputs)
