@@ -140,3 +140,22 @@ def test_bootstrap_in_blocks_matches_vectorised_definition(monkeypatch: pytest.M
     stats = np.concatenate([scores[rng.integers(0, 50, size=(min(2, 101 - i), 50))].mean(1) for i in range(0, 101, 2)])
     lo, hi = np.quantile(stats, [0.025, 0.975])
     assert (ci.lo, ci.hi) == pytest.approx((lo, hi))
+
+
+def test_repeated_seeds_do_not_narrow_the_interval():
+    # The same predictions under 3 seeds are 3 copies of each question, not 3x the questions: the cluster bootstrap
+    # gives the single-seed interval, the naive pooled bootstrap a ~sqrt(3) narrower one.
+    from cowest.scoring.metrics import bootstrap_ci, paired_bootstrap
+
+    samples = [Sample(id=str(i), task="t", family="mc", question="q", answers=["A"], options={"A": "x", "B": "y"})
+               for i in range(60)]
+    preds = ["A" if i % 2 else "B" for i in range(60)]
+    one = bootstrap_ci("accuracy", samples, preds, n_boot=500, seed=1)
+    three = bootstrap_ci("accuracy", samples * 3, preds * 3, n_boot=500, seed=1, groups=3)
+    naive = bootstrap_ci("accuracy", samples * 3, preds * 3, n_boot=500, seed=1)
+    assert (three.lo, three.hi) == pytest.approx((one.lo, one.hi))
+    assert naive.hi - naive.lo < 0.75 * (one.hi - one.lo)
+    other = ["A"] * 60
+    d1 = paired_bootstrap("accuracy", samples, other, preds, n_boot=500, seed=1)
+    d3 = paired_bootstrap("accuracy", samples * 3, other * 3, preds * 3, n_boot=500, seed=1, groups=3)
+    assert (d3.lo, d3.hi) == pytest.approx((d1.lo, d1.hi))

@@ -369,3 +369,11 @@ def test_byte_order_mark_is_tolerated(tmp_path: Path) -> None:
     path.write_text("label,input,is_short,edited\n1,I lied to my friend.,True,False\n", encoding="utf-8-sig")
     (s,) = read("ethics", path, subset="commonsense")
     assert s.gold == "wrong"
+
+
+def test_jsonl_task_reports_the_metrics_of_its_family():
+    from cowest.tasks.base import task_metrics
+
+    assert task_metrics(TaskConfig(name="jsonl", family="cls")) == ("accuracy", "macro_f1")
+    assert task_metrics(TaskConfig(name="jsonl", family="qa"))[0] == "exact_match"
+    assert task_metrics(TaskConfig(name="medmcqa")) == get_task("medmcqa").metrics

@@ -2,7 +2,8 @@
 
 Metrics and intervals come from `cowest.scoring.metrics` (`compute`, `bootstrap_ci`, `paired_bootstrap`), which
 resample question indices, so macro-F1 gets an interval too. With several seeds the rows are (sample, seed)
-pairs: `value` and `ci` are over the pooled rows (for mean metrics the pooled value is the mean over seeds), and
+pairs: `value` is over the pooled rows (for mean metrics the mean over seeds), `ci` a cluster bootstrap that resamples
+questions with all their seeds (repeated seeds are not more questions), and
 `per_seed`, `mean` and `sd` give the seed-to-seed spread. Paired differences use the same rows in the same order
 for both systems. Shape of `metrics.json`:
 
@@ -60,9 +61,9 @@ def load_aligned(out_dir: Path, system: str, seed: int, samples: list[Sample]) -
 def summarize(cfg: "ExperimentConfig", samples: list[Sample], systems: list["System"], out_dir: Path) -> dict:
     """Compute metrics.json's content from the trace files."""
     from cowest.scoring.metrics import bootstrap_ci, compute, paired_bootstrap
-    from cowest.tasks.base import get_task
+    from cowest.tasks.base import task_metrics
 
-    names = list(get_task(cfg.task.name).metrics)
+    names = list(task_metrics(cfg.task))
     seeds = list(cfg.eval.seeds)
     n_boot = cfg.eval.bootstrap_samples
     pooled_samples = samples * len(seeds)
@@ -82,7 +83,7 @@ def summarize(cfg: "ExperimentConfig", samples: list[Sample], systems: list["Sys
         for m in names:
             vals = [seed_vals[s][m] for s in seeds]
             if samples:
-                ci = bootstrap_ci(m, pooled_samples, preds[system.name], n_boot=n_boot)
+                ci = bootstrap_ci(m, pooled_samples, preds[system.name], n_boot=n_boot, groups=len(seeds))
                 value, bounds = ci.value, [ci.lo, ci.hi]
             else:
                 value, bounds = float("nan"), [float("nan")] * 2
@@ -98,7 +99,8 @@ def summarize(cfg: "ExperimentConfig", samples: list[Sample], systems: list["Sys
         for i, a in enumerate(systems):
             for b in systems[i + 1:]:
                 for m in names:
-                    d = paired_bootstrap(m, pooled_samples, preds[a.name], preds[b.name], n_boot=n_boot)
+                    d = paired_bootstrap(m, pooled_samples, preds[a.name], preds[b.name], n_boot=n_boot,
+                                         groups=len(seeds))
                     out["paired"].append({"a": a.name, "b": b.name, "metric": m, "diff": d.value, "ci": [d.lo, d.hi]})
     return out
 

@@ -188,37 +188,47 @@ _CHUNK_CELLS = 2_000_000
 
 
 def _bootstrap_stats(metric: str, samples: Sequence[Sample], runs: Sequence[Sequence[Prediction]], n_boot: int,
-                     seed: int) -> list[np.ndarray]:
-    """The metric of each run of predictions on the same `n_boot` resamples of the questions."""
+                     seed: int, groups: int = 1) -> list[np.ndarray]:
+    """The metric of each run of predictions on the same `n_boot` resamples of the questions.
+
+    With `groups` > 1 the rows are `groups` consecutive blocks over the same questions (one block per seed): a
+    resample draws questions and keeps every block's row of each, so repeated seeds do not pass for more
+    questions (a cluster bootstrap)."""
     n = len(samples)
     if n == 0:
         raise ValueError("bootstrap of an empty set")
+    if n % groups:
+        raise ValueError(f"{n} rows do not split into {groups} equal groups")
+    n_q = n // groups
     rng = np.random.default_rng(seed)
     block = max(1, _CHUNK_CELLS // n)
     stats = [_resampler(metric, samples, preds) for preds in runs]
     out: list[list[np.ndarray]] = [[] for _ in runs]
     for start in range(0, n_boot, block):
-        idx = rng.integers(0, n, size=(min(block, n_boot - start), n))
+        q = rng.integers(0, n_q, size=(min(block, n_boot - start), n_q))
+        idx = np.concatenate([q + k * n_q for k in range(groups)], axis=1) if groups > 1 else q
         for i, stat in enumerate(stats):
             out[i].append(stat(idx))
     return [np.concatenate(parts) for parts in out]
 
 
 def bootstrap_ci(metric: str, samples: Sequence[Sample], predictions: Sequence[Prediction], n_boot: int = 1000,
-                 seed: int = 0, alpha: float = 0.05) -> CI:
-    """The metric with a (1 - alpha) percentile bootstrap interval over questions."""
-    (stats,) = _bootstrap_stats(metric, samples, [predictions], n_boot, seed)
+                 seed: int = 0, alpha: float = 0.05, groups: int = 1) -> CI:
+    """The metric with a (1 - alpha) percentile bootstrap interval over questions (`groups`: see
+    `_bootstrap_stats`)."""
+    (stats,) = _bootstrap_stats(metric, samples, [predictions], n_boot, seed, groups)
     lo, hi = np.quantile(stats, [alpha / 2, 1 - alpha / 2])
     return CI(METRICS.get(metric)(samples, predictions), float(lo), float(hi))
 
 
 def paired_bootstrap(metric: str, samples: Sequence[Sample], preds_a: Sequence[Prediction],
-                     preds_b: Sequence[Prediction], n_boot: int = 1000, seed: int = 0, alpha: float = 0.05) -> CI:
+                     preds_b: Sequence[Prediction], n_boot: int = 1000, seed: int = 0, alpha: float = 0.05,
+                     groups: int = 1) -> CI:
     """metric(a) - metric(b) with a paired percentile bootstrap interval (the same resampled questions for both).
 
     An interval that excludes 0 means the difference is unlikely to be resampling noise at level alpha.
     """
-    a, b = _bootstrap_stats(metric, samples, [preds_a, preds_b], n_boot, seed)
+    a, b = _bootstrap_stats(metric, samples, [preds_a, preds_b], n_boot, seed, groups)
     diff = a - b
     lo, hi = np.quantile(diff, [alpha / 2, 1 - alpha / 2])
     fn = METRICS.get(metric)

@@ -55,6 +55,16 @@ def _import_builtin_tasks() -> None:
     from cowest.tasks import demo, ethics, ifqa, jsonl_task, medmcqa, prosocial_dialog, pubmedqa  # noqa: F401
 
 
+def task_metrics(cfg: TaskConfig) -> tuple[str, ...]:
+    """The metrics to report: the task's, or for a user `jsonl` task those of its configured family."""
+    from cowest.scoring.metrics import default_metrics
+
+    task = get_task(cfg.name)
+    if cfg.name == "jsonl" and cfg.family is not None:
+        return default_metrics(cfg.family)
+    return task.metrics
+
+
 def subsample(samples: list[Sample], limit: int | None, seed: int) -> list[Sample]:
     """A seeded subsample that keeps file order (so the same seed gives the same rows on every machine)."""
     if limit is None or limit >= len(samples):

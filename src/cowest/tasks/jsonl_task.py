@@ -83,7 +83,5 @@ def find_files(root: Path, cfg: TaskConfig) -> dict[str, Path]:
 
 TASKS.register("jsonl", Task(
     name="jsonl", family="qa", metrics=("exact_match", "f1"), read_file=read_file, find_files=find_files,
-    description="any JSONL file: set task.family (qa/mc/cls), task.fields, task.labels",
-    extra={"metrics_by_family": {"qa": ("exact_match", "f1"), "mc": ("accuracy", "macro_f1"),
-                                 "cls": ("accuracy", "macro_f1")}},
+    description="any JSONL file: set task.family (qa/mc/cls), task.fields, task.labels; metrics follow the family",
 ))
