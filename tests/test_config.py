@@ -123,3 +123,10 @@ def test_assignment_is_validated() -> None:
     cfg = validate_config({})
     with pytest.raises(ValueError):
         cfg.sft.lr = "fast"  # validate_assignment: later code cannot smuggle in a wrong type either
+
+
+@pytest.mark.parametrize("url", ["http://user:secret@host:8000/v1", "https://host/v1?api-key=abc"])
+def test_a_secret_in_base_url_is_refused_before_it_reaches_disk(url):
+    with pytest.raises(ConfigError, match=r"models\.strong\.base_url.*api_key_env") as e:
+        load_config(None, [f"models.strong.base_url={url}", "models.strong.spec=openai/x"])
+    assert "secret" not in str(e.value) and "abc" not in str(e.value)

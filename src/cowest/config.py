@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from cowest.errors import ConfigError
 from cowest.records import SamplingParams
@@ -50,7 +50,20 @@ class ModelConfig(Section):
     adapter: str | None = None
     """PEFT LoRA adapter folder applied on top (hf; llamacpp takes a GGUF LoRA)."""
     base_url: str | None = None
-    """openai: the endpoint (vLLM, Ollama, llama.cpp server, TGI, Azure ...); None = api.openai.com."""
+    """openai: the endpoint (vLLM, Ollama, llama.cpp server, TGI, Azure ...); None = api.openai.com. Never with
+    credentials in it: configs are written into run directories."""
+
+    @field_validator("base_url")
+    @classmethod
+    def _no_secret_in_url(cls, url: str | None) -> str | None:
+        from urllib.parse import urlsplit
+
+        if url is not None:
+            parts = urlsplit(url)
+            if parts.username or parts.password or parts.query:
+                raise ValueError("base_url must not carry credentials or a query string (configs are saved into "
+                                 "the run directory); put the key in the environment variable named by api_key_env")
+        return url
     api_key_env: str = "OPENAI_API_KEY"
     """openai: the name of the environment variable holding the key (the key itself never goes in a config)."""
     concurrency: int = 8
@@ -232,7 +245,9 @@ def validate_config(data: dict[str, Any], source: str = "<config>") -> Experimen
         for err in e.errors():
             key = ".".join(str(x) for x in err["loc"])
             kind = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
-            msgs.append(f"{source}: '{key}': {kind}" + ("" if err["type"] == "extra_forbidden" else f" (got {err.get('input')!r})"))
+            # The offending value is echoed, except a URL, which may hold the very secret being refused.
+            echo = err["type"] != "extra_forbidden" and not key.endswith("base_url")
+            msgs.append(f"{source}: '{key}': {kind}" + (f" (got {err.get('input')!r})" if echo else ""))
         raise ConfigError("\n".join(msgs)) from None
 
 
