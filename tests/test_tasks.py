@@ -377,3 +377,15 @@ def test_jsonl_task_reports_the_metrics_of_its_family():
     assert task_metrics(TaskConfig(name="jsonl", family="cls")) == ("accuracy", "macro_f1")
     assert task_metrics(TaskConfig(name="jsonl", family="qa"))[0] == "exact_match"
     assert task_metrics(TaskConfig(name="medmcqa")) == get_task("medmcqa").metrics
+
+
+def test_medmcqa_cop_base_is_never_guessed_when_the_values_do_not_settle_it(tmp_path):
+    rows = [{"id": f"r{i}", "question": "q?", "opa": "a", "opb": "b", "opc": "c", "opd": "d", "cop": c}
+            for i, c in enumerate([1, 2, 3])]
+    f = tmp_path / "small.jsonl"
+    f.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    with pytest.raises(DataError, match=r"small\.jsonl:1.*'cop'.*task\.cop_base"):
+        load_samples(TaskConfig(name="medmcqa", data=str(f)), "train")
+    one = load_samples(TaskConfig(name="medmcqa", data=str(f), cop_base=1), "train")
+    zero = load_samples(TaskConfig(name="medmcqa", data=str(f), cop_base=0), "train")
+    assert [s.gold for s in one] == ["A", "B", "C"] and [s.gold for s in zero] == ["B", "C", "D"]

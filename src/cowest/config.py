@@ -39,6 +39,8 @@ class TaskConfig(Section):
     """`jsonl` task: qa (short answer), mc (options) or cls (labels)."""
     labels: list[str] | None = None
     """`jsonl` task with family cls: the valid labels."""
+    cop_base: Literal[0, 1] | None = None
+    """MedMCQA rows with `cop`: 0 = hub (0..3), 1 = original release (1..4); None = read off the values."""
     show_context: bool = False
     """IfQA / PubMedQA: show the evidence passages to the models."""
 

@@ -58,18 +58,26 @@ def to_sample(row: Row, cop_base: int = 0) -> Sample:
                   options=options, rationale=rationale, metadata=meta)
 
 
-def cop_base_of(rows: list[Row]) -> int:
-    cops = {r.data.get("cop") for r in rows if "options" not in r.data}
+def cop_base_of(rows: list[Row], configured: int | None = None) -> int:
+    """0 (hub rows) or 1 (original release) for `cop`: configured, or read off the values when they settle it."""
+    original = [r for r in rows if "opa" in r.data]
+    if configured is not None or not original:
+        return configured or 0
+    cops = {r.data.get("cop") for r in original}
     if 0 in cops and 4 in cops:
         first = next(r for r in rows if r.data.get("cop") == 4)
         raise first.error("'cop' takes both 0 and 4 in this file: it is neither 0-based (hub) nor 1-based "
                           "(original release)", "cop")
+    if cops & {1, 2, 3} and not cops & {0, 4}:
+        # Guessing would shift every gold letter silently on a small or filtered file.
+        raise original[0].error("'cop' is ambiguous here (no 0 and no 4): set task.cop_base=0 for hub rows "
+                                "(0..3) or task.cop_base=1 for the original release (1..4)", "cop")
     return 1 if 4 in cops else 0
 
 
 def read_file(path: Path, cfg: TaskConfig) -> list[Sample]:
     rows = read_json_rows(path)
-    base = cop_base_of(rows)
+    base = cop_base_of(rows, cfg.cop_base)
     return convert(rows, lambda r: to_sample(r, base))
 
 
