@@ -34,7 +34,7 @@ class HFBackend:
 
     def __init__(self, model: str, cfg: ModelConfig):
         self.torch = require("torch", "train")
-        from cowest.models.hf_loading import load_model_and_tokenizer
+        from cowest.models.hf_loading import adapter_chain, load_model_and_tokenizer
 
         if cfg.n_threads:
             self.torch.set_num_threads(cfg.n_threads)
@@ -44,7 +44,8 @@ class HFBackend:
         self.tok.padding_side = "left"  # decoder-only generation continues from the right end of every row
         self.has_chat_template = bool(getattr(self.tok, "chat_template", None))
         name = Path(model).name if Path(model).exists() else model
-        adapter = f"+adapter@{weights_id(cfg.adapter)}" if cfg.adapter else ""
+        # Every adapter of the chain (SFT parent, DPO leaf) is in the identity: a retrained parent changes outputs.
+        adapter = "".join(f"+adapter@{weights_id(a)}" for a in adapter_chain(cfg.adapter)) if cfg.adapter else ""
         self.identity = f"hf/{name}@{weights_id(model)}{adapter}"
         eos = self.model.generation_config.eos_token_id
         self._eos = set(eos if isinstance(eos, list) else [eos] if eos is not None else [self.tok.eos_token_id])
