@@ -13,6 +13,7 @@ from pathlib import Path
 
 from cowest.config import FeedbackConfig
 from cowest.feedback import FeedbackRecord
+from cowest.models.hf import render_plain  # the layout the hf backend prompts a template-less weak model with
 from cowest.records import PreferencePair, write_jsonl
 
 PAIRS_FILE = "pairs.jsonl"
@@ -32,7 +33,7 @@ def question_pairs(rec: FeedbackRecord, fb: FeedbackConfig, conversational: bool
         combos = [(chosen[0], rejected[0])]
     else:
         combos = [(c, r) for c in chosen for r in rejected][: fb.max_pairs_per_question]
-    prompt: list | str = rec.prompt if conversational else _render_plain(rec.prompt)
+    prompt: list | str = rec.prompt if conversational else render_plain(rec.prompt)
     out = []
     for (ct, cv), (rt, rv) in combos:
         out.append(
@@ -46,11 +47,6 @@ def question_pairs(rec: FeedbackRecord, fb: FeedbackConfig, conversational: bool
             )
         )
     return out
-
-
-def _render_plain(messages: list[dict]) -> str:
-    # For weak models with no chat template: the same plain layout the hf backend uses.
-    return "\n\n".join(m["content"] for m in messages) + "\n\n"
 
 
 def no_pair_reason(rec: FeedbackRecord, fb: FeedbackConfig) -> str:
