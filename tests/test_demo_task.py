@@ -96,5 +96,5 @@ def test_registered_and_loadable():
     from cowest.tasks.base import get_task, load_samples
 
     assert get_task("demo").family == "qa"
-    assert get_task("demo").metrics[0] == "em"
+    assert get_task("demo").metrics[0] == "exact_match"
     assert len(load_samples(TaskConfig(), "train", limit=20)) == 20

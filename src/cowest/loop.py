@@ -230,5 +230,6 @@ def summary_table(cfg: ExperimentConfig) -> str:
     for p in m.get("paired", []):
         # Pairs are stored in system order (a = collab_sft, b = the later system), diff = a - b: flip it.
         if p["metric"] == h and p["a"] == "collab_sft" and p["b"].startswith("collab_aligned"):
-            lines.append(f"{p['b']} - collab_sft: {-p['diff']:+.3f} [{-p['ci'][1]:+.3f}, {-p['ci'][0]:+.3f}]")
+            line = f"{p['b']} - collab_sft: {-p['diff']:+.3f} [{-p['ci'][1]:+.3f}, {-p['ci'][0]:+.3f}]"
+            lines.append(line.replace("-0.000", "+0.000"))
     return "\n".join(lines)

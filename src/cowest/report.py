@@ -156,8 +156,8 @@ def round_trend_section(m: dict) -> list[str]:
         verdict = "n/a" if diff is None else ("worse (CI excludes 0)" if hi < 0 else "worse" if diff < 0 else
                                                "better (CI excludes 0)" if lo > 0 else "better" if diff > 0 else "same")
         rows.append([f"round {r}", _fmt(systems[name]["metrics"][h]["value"]), prev,
-                     "–" if diff is None else f"{diff:+.3f}",
-                     "" if lo is None else f"[{lo:+.3f}, {hi:+.3f}]", verdict])
+                     "–" if diff is None else f"{diff + 0.0:+.3f}".replace("-0.000", "+0.000"),
+                     "" if lo is None else f"[{lo:+.3f}, {hi:+.3f}]".replace("-0.000", "+0.000"), verdict])
         prev = name
     return [f"## Rounds ({h})", ""] + _table(["round", h, "against", "difference", "95% CI", "verdict"], rows)
 

@@ -190,6 +190,6 @@ def find_files(root: Path, cfg: TaskConfig) -> dict[str, Path]:
 
 
 TASKS.register("demo", Task(
-    name="demo", family="qa", metrics=("em", "f1"), read_file=read_file, find_files=find_files, build=build,
+    name="demo", family="qa", metrics=("exact_match", "f1"), read_file=read_file, find_files=find_files, build=build,
     description=f"Offline demo: reasoning over the invented product catalogue of {COMPANY} (generated, seeded).",
 ))
