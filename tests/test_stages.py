@@ -45,6 +45,9 @@ def test_speed_settings_are_not_inputs_and_later_rounds_depend_on_align(tmp_path
     assert base == faster
     assert not any(k.startswith("align.") for k in base)
     assert "align.beta" in stage_inputs(cfg(tmp_path), "align")
+    control = cfg(tmp_path, align={"sft_positive_control": True})
+    assert stage_inputs(control, "align") == stage_inputs(cfg(tmp_path), "align")
+    assert stage_inputs(control, "eval") != stage_inputs(cfg(tmp_path), "eval")
     st = stage(cfg(tmp_path), "feedback2", tmp_path / "f2", keys="align")
     assert "align.beta" in st.inputs
 

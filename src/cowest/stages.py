@@ -54,8 +54,11 @@ def stage_inputs(cfg: ExperimentConfig, stage: str) -> dict[str, Any]:
         for s in order[: order.index(stage) + 1]:
             prefixes.extend(STAGE_KEYS[s])
     flat = flatten(cfg.model_dump(mode="json"))
-    return {k: v for k, v in sorted(flat.items())
-            if any(k == p or k.startswith(p + ".") for p in prefixes) and not k.endswith(NOT_INPUTS)}
+    out = {k: v for k, v in sorted(flat.items())
+           if any(k == p or k.startswith(p + ".") for p in prefixes) and not k.endswith(NOT_INPUTS)}
+    if stage != "eval":  # turning the control on adds a stage and eval systems; it changes no DPO output
+        out.pop("align.sft_positive_control", None)
+    return out
 
 
 @dataclass
