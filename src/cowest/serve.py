@@ -152,11 +152,11 @@ def draft_prompt(sample: Sample, fmt: str, overrides: dict[str, str] | None) -> 
 
 
 def latest_aligned_adapter(cfg: ExperimentConfig) -> Path | None:
-    """`<run_dir>/round<r>/align/adapter` of the highest round that has one, else None."""
+    """The aligned adapter (align.method) of the highest round that has one, else None."""
     from cowest.loop import aligned_adapter
 
     for rnd in range(max(cfg.rounds, 1) + 8, 0, -1):  # a run may have gone past cfg.rounds
-        p = aligned_adapter(cfg, rnd)
+        p = aligned_adapter(cfg, rnd, cfg.align.method)
         if (p / "adapter_config.json").exists():
             return p
     return None
