@@ -77,9 +77,10 @@ def test_llamacpp_length_stop_and_logprobs(smol_cpp):
     assert "\n" not in s.text and s.text and s.finish_reason == "stop"
 
 
-def test_llamacpp_qwen_05b_generates():
+@pytest.mark.parametrize("alias", ["qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b"])  # the demo's and the default strong
+def test_llamacpp_qwen_strong_models_generate(alias):
     pytest.importorskip("llama_cpp")
-    b = load_backend(ModelConfig(spec="embedded/qwen2.5-coder-0.5b", n_ctx=512))
+    b = load_backend(ModelConfig(spec=f"embedded/{alias}", n_ctx=512))
     try:
         g = b.generate([CAPITAL], SamplingParams(max_tokens=8))[0][0]
     finally:
