@@ -24,6 +24,14 @@ def test_finished_stage_is_skipped_and_a_changed_key_is_named(tmp_path):
     assert stage(changed, "sft", tmp_path / "sft").begin(force=True) is True
 
 
+def test_a_crashed_stage_counts_its_attempts(tmp_path):
+    stage(cfg(tmp_path), "sft", tmp_path / "sft").begin()  # killed before finish
+    st = stage(cfg(tmp_path), "sft", tmp_path / "sft")
+    assert st.begin() is True  # not done: runs again
+    st.finish()
+    assert st.summary()["attempts"] == 2
+
+
 def test_a_changed_upstream_output_is_refused(tmp_path):
     adapter = tmp_path / "sft" / "adapter"
     adapter.mkdir(parents=True)

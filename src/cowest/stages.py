@@ -90,12 +90,17 @@ class Stage:
                 return False
         self.path.mkdir(parents=True, exist_ok=True)
         inputs_file.write_text(json.dumps(self.inputs, indent=1, sort_keys=True))
+        # Count the attempts: after a crash, done.json's wall time covers only the last one, and says so.
+        attempts = self.path / "attempts"
+        self._attempt = int(attempts.read_text()) + 1 if attempts.exists() else 1
+        attempts.write_text(str(self._attempt))
         self._t0 = time.time()
         return True
 
     def finish(self, summary: dict[str, Any] | None = None) -> None:
         wall = time.time() - getattr(self, "_t0", time.time())
-        body = {"stage": self.name, "wall_s": round(wall, 2), "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        body = {"stage": self.name, "wall_s": round(wall, 2), "attempts": getattr(self, "_attempt", 1),
+                "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
         (self.path / "done.json").write_text(json.dumps({**body, **(summary or {})}, indent=2))
 
     def summary(self) -> dict[str, Any]:
