@@ -95,3 +95,36 @@ def test_answer_segment_reports_the_marker() -> None:
     assert answer_segment("x\nAnswer: B") == ("B", True)
     assert answer_segment("x\nB\n\n") == ("B", False)
     assert answer_segment("the answer depends on it\nB") == ("B", False)  # "answer" without ':'/'is' is no marker
+
+
+@pytest.mark.parametrize("text,sample,expected", [
+    ("Step 1: count.\n3. The mascot is not named after a wild", QA, None),  # cut mid-reasoning: no guess
+    ("Answer: The Roman Emp", QA, None),                                  # the answer itself may be cut
+    ("Answer: 4 hours.\nTo check: 2 + 2 is", QA, "4 hours"),              # a finished marked line counts
+    ("Hmm.\nB", MC, None),
+    ("Answer: B\nBecause keratin is", MC, "B"),
+])
+def test_a_truncated_reply_gives_only_a_finished_marked_answer(text: str, sample: Sample, expected: str | None) -> None:
+    assert extract_answer(text, sample, truncated=True) == expected
+    assert extract_answer(text, sample) is not None  # the same text, not cut, would have given an answer
+
+
+def test_metrics_re_read_answers_from_trace_texts(tmp_path) -> None:
+    """A trace file written under older rules (here: a guessed answer in a cut-off reply) is scored by the current
+    rules when metrics are computed."""
+    from cowest.config import ExperimentConfig
+    from cowest.evaluate import System, trace_path
+    from cowest.records import Generation, Step, Trace, append_jsonl
+    from cowest.summary import summarize
+
+    cfg = ExperimentConfig.model_validate({"task": {"name": "demo"}, "run_dir": str(tmp_path)})
+    cut = Generation(text="Reasoning about it.\n4", finish_reason="length")
+    trace = Trace(sample_id=QA.id, strategy="strong_only", steps=[Step(role="strong", name="solo", messages=[],
+                                                                        output=cut)],
+                  prediction="4", scores={"exact_match": 1.0, "f1": 1.0})  # as an old run scored it
+    path = trace_path(tmp_path, "strong", 0)
+    path.parent.mkdir(parents=True)
+    append_jsonl(path, trace)
+    m = summarize(cfg, [QA], [System("strong", "strong_only")], tmp_path)
+    assert m["systems"]["strong"]["metrics"]["exact_match"]["value"] == 0.0
+    assert m["systems"]["strong"]["extraction_failures"]["total"] == 1

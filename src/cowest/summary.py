@@ -61,6 +61,7 @@ def load_aligned(out_dir: Path, system: str, seed: int, samples: list[Sample]) -
 def summarize(cfg: "ExperimentConfig", samples: list[Sample], systems: list["System"], out_dir: Path) -> dict:
     """Compute metrics.json's content from the trace files."""
     from cowest.scoring.metrics import bootstrap_ci, compute, paired_bootstrap
+    from cowest.strategies.common import finish
     from cowest.tasks.base import task_metrics
 
     names = list(task_metrics(cfg.task))
@@ -71,7 +72,9 @@ def summarize(cfg: "ExperimentConfig", samples: list[Sample], systems: list["Sys
     out: dict[str, Any] = {"task": cfg.task.name, "n_samples": len(samples), "seeds": seeds, "metrics": names,
                            "headline": names[0], "bootstrap_samples": n_boot, "systems": {}, "paired": []}
     for system in systems:
-        per_seed = {seed: load_aligned(out_dir, system.name, seed, samples) for seed in seeds}
+        # Traces keep the model's text; answers are read from it again here, so metrics always follow the current
+        # extraction rules, also for traces written before a rule changed.
+        per_seed = {seed: finish(load_aligned(out_dir, system.name, seed, samples), samples) for seed in seeds}
         all_traces = [t for ts in per_seed.values() for t in ts]
         preds[system.name] = [t.prediction for t in all_traces]
         entry: dict[str, Any] = {

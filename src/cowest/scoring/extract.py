@@ -44,8 +44,17 @@ def _clean(s: str) -> str:
     return s.rstrip(".").strip() if not re.search(r"\.\.\.$", s) else s
 
 
-def extract_answer(text: str, sample: Sample) -> str | None:
-    """The answer in `text` for `sample`'s family, or None when it cannot be read unambiguously."""
+def extract_answer(text: str, sample: Sample, truncated: bool = False) -> str | None:
+    """The answer in `text` for `sample`'s family, or None when it cannot be read unambiguously.
+
+    `truncated`: the reply hit its token limit. Its last line is then reasoning cut off mid-way, not an answer, and
+    a marked answer on that last line may itself be cut ("Answer: The Roman Emp"): only a marked answer on an
+    earlier, finished line counts.
+    """
+    if truncated:
+        segment, marked = answer_segment(text)
+        if not marked or segment is None or not text[text.rindex(segment) + len(segment):].strip(" \t\n*_`#"):
+            return None
     if sample.family == "mc":
         return extract_option(text, sample.options or {})
     if sample.family == "cls":

@@ -83,7 +83,8 @@ def finish(traces: list[Trace], samples: list[Sample]) -> list[Trace]:
     from cowest.scoring.metrics import per_sample
 
     for trace, sample in zip(traces, samples):
-        trace.prediction = extract_answer(trace.final, sample)
+        truncated = bool(trace.steps) and trace.steps[-1].output.finish_reason == "length"
+        trace.prediction = extract_answer(trace.final, sample, truncated)
         trace.extraction_failed = trace.prediction is None
         trace.scores = dict(per_sample(sample, trace.prediction))
     return traces
