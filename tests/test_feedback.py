@@ -16,7 +16,7 @@ from cowest.config import ExperimentConfig, FeedbackConfig
 from cowest.errors import DataError
 from cowest.feedback import FeedbackRecord, load_done, run_feedback
 from cowest.pairs import build_pairs, write_pairs
-from cowest.records import PreferencePair, Sample, read_jsonl
+from cowest.records import Generation, PreferencePair, Sample, read_jsonl
 from cowest.scoring.judge import parse_judge_score
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -57,6 +57,28 @@ def test_influence_and_pairs_are_hand_computable(tmp_path):
     assert stats["positive_share"] == pytest.approx(6 / 8)
     assert stats["naive_strong_and_judge_calls"] == 2 * (2 * 4 + 2)
     assert stats["strong_calls_per_pair"] == pytest.approx(8 / 4)
+
+
+class CutStrong(FakeStrong):
+    """Refinements end in the bare gold answer; the one of the london draft was cut at the token limit."""
+
+    def generate(self, prompts, params):
+        out = super().generate(prompts, params)
+        for msgs, gens in zip(prompts, out):
+            content = msgs[-1]["content"]
+            if "wrote this" in content:
+                ans = "london" if "london" in content else "paris"
+                gens[0] = Generation(text=f"Thinking about {ans}.\nparis",
+                                     finish_reason="length" if ans == "london" else "stop")
+        return out
+
+
+def test_a_refinement_cut_at_the_token_limit_scores_no_answer(tmp_path):
+    path = run_feedback(cfg(), [qa(1)], tmp_path, weak=FakeWeak(lambda q: DRAFTS), strong=CutStrong(), judge=None)
+    r = next(iter(load_done(path).values()))
+    # Same unmarked last line 'paris' in every refinement; only the cut one is not read as an answer.
+    assert [d.delta for d in r.drafts] == [1.0, 0.0, 1.0, 1.0]
+    assert [d.prediction for d in r.drafts] == ["paris", None, "paris", "paris"]
 
 
 def test_rules_margin_and_best_vs_worst(tmp_path):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
@@ -90,6 +90,8 @@ class EvalContext:
 
     judge: Backend | None
     judge_params: SamplingParams
+    cut: frozenset[str] = frozenset()
+    """This question's replies that hit the token limit: the metric reads no answer from their last line."""
 
 
 # An evaluator scores the solo answer and the refinements of one question:
@@ -98,16 +100,16 @@ Evaluator = Callable[[Sample, str, list[str], EvalContext, Usage], tuple[float |
 EVALUATORS: Registry[Evaluator] = Registry("evaluator")
 
 
-def metric_score(sample: Sample, text: str) -> float:
+def metric_score(sample: Sample, text: str, truncated: bool = False) -> float:
     """The task metric against gold: token F1 for short answers (finer than EM), accuracy otherwise.
     An answer that cannot be extracted scores 0: it did not give the gold answer."""
-    scores = per_sample(sample, extract_answer(text, sample))
+    scores = per_sample(sample, extract_answer(text, sample, truncated))
     return scores["f1"] if sample.family == "qa" else scores["accuracy"]
 
 
 @EVALUATORS.register("metric")
 def metric_evaluator(sample, solo, refinements, ctx, usage):
-    return metric_score(sample, solo), [metric_score(sample, r) for r in refinements]
+    return metric_score(sample, solo, solo in ctx.cut), [metric_score(sample, r, r in ctx.cut) for r in refinements]
 
 
 def judge_scores(sample: Sample, texts: list[str], ctx: EvalContext, usage: Usage) -> list[float | None]:
@@ -220,16 +222,21 @@ def run_feedback(
                 strong_params,
             )
         by_key: dict[tuple[int, str], str] = {}
+        cut: dict[int, set[str]] = {qi: {g.text for g in solos[qi] if g.finish_reason == "length"}
+                                    for qi in range(len(chunk))}
         for (qi, text), gens in zip(unique, refined):
             usage[chunk[qi].id].add("strong", gens)
             by_key[(qi, text)] = gens[0].text
+            if gens[0].finish_reason == "length":
+                cut[qi].add(gens[0].text)
         for qi, sample in enumerate(chunk):
             u = usage[sample.id]
             texts = list(dict.fromkeys(g.text for g in drafts[qi]))
             refinements = [by_key[(qi, t)] for t in texts]
             solo_text = solos[qi][0].text
+            qctx = replace(ctx, cut=frozenset(cut[qi]))
             with clock("evaluate"):
-                solo_score, ref_scores = evaluator(sample, solo_text, refinements, ctx, u)
+                solo_score, ref_scores = evaluator(sample, solo_text, refinements, qctx, u)
             score_of = dict(zip(texts, ref_scores))
             ref_of = dict(zip(texts, refinements))
             draft_rows = []
@@ -240,7 +247,7 @@ def run_feedback(
                     DraftFeedback(
                         text=g.text,
                         refinement=ref_of[g.text],
-                        prediction=extract_answer(ref_of[g.text], sample),
+                        prediction=extract_answer(ref_of[g.text], sample, ref_of[g.text] in qctx.cut),
                         score=sc,
                         delta=delta,
                     )
@@ -249,7 +256,7 @@ def run_feedback(
                 question_id=sample.id,
                 prompt=draft_prompts[qi],
                 solo=solo_text,
-                solo_prediction=extract_answer(solo_text, sample),
+                solo_prediction=extract_answer(solo_text, sample, solo_text in qctx.cut),
                 solo_score=solo_score,
                 drafts=draft_rows,
                 requests=u.requests,
