@@ -33,14 +33,16 @@ def ci(v: dict) -> str:
 
 
 def stage_rows(run: Path) -> list[str]:
-    """One row per finished stage, from its done.json (wall time of its last attempt, and how many there were)."""
+    """One row per finished stage, from its done.json. A stage resumed after a stop is timed by `work_s` (its
+    items' summed shares of wall time, over every attempt); `wall_s` covers only the last attempt."""
     rows = []
     for done in sorted(run.glob("**/done.json"), key=lambda p: json.loads(p.read_text())["finished"]):
         d = json.loads(done.read_text())
         what = ", ".join(f"{k} {v if not isinstance(v, float) else round(v, 3)}" for k, v in d.items()
-                         if k not in ("stage", "wall_s", "finished", "attempts", "adapter"))
-        resumed = f" (last of {d['attempts']} attempts)" if d.get("attempts", 1) > 1 else ""
-        rows.append(f"| {d['stage']} | {d['wall_s']:.0f}{resumed} | {what} |")
+                         if k not in ("stage", "wall_s", "work_s", "finished", "attempts", "adapter"))
+        n = d.get("attempts", 1)
+        took = f"{d['work_s']:.0f} (over {n} attempts)" if n > 1 and "work_s" in d else f"{d['wall_s']:.0f}"
+        rows.append(f"| {d['stage']} | {took} | {what} |")
     return rows
 
 

@@ -81,6 +81,14 @@ def test_a_refinement_cut_at_the_token_limit_scores_no_answer(tmp_path):
     assert [d.prediction for d in r.drafts] == ["paris", None, "paris", "paris"]
 
 
+def test_records_share_their_chunks_wall_time(tmp_path):
+    # 2 questions x (1 solo + 3 distinct refinements) strong calls of 50 ms each, batched in one chunk.
+    path = run_feedback(cfg(), [qa(1), qa(2)], tmp_path, weak=FakeWeak(lambda q: DRAFTS),
+                        strong=FakeStrong(delay=0.05), judge=None)
+    walls = [r.wall_s for r in load_done(path).values()]
+    assert all(w >= 0.2 for w in walls) and 0.4 <= sum(walls) < 5
+
+
 def test_rules_margin_and_best_vs_worst(tmp_path):
     drafts = ["Answer: paris", "Answer: par", "Answer: rome", "Answer: oslo"]
     path = run_feedback(cfg(), [qa(1)], tmp_path, weak=FakeWeak(lambda q: drafts), strong=FakeStrong(), judge=None)

@@ -64,6 +64,8 @@ class FeedbackRecord(Record):
     """Requests per role that reached the model (cache misses)."""
     tokens: dict[str, int] = Field(default_factory=dict)
     unscored: int = 0
+    wall_s: float = 0.0
+    """This question's share of its chunk's wall time: summed over records, the stage's time across resumes."""
 
 
 @dataclass
@@ -203,6 +205,7 @@ def run_feedback(
         progress.update(len(samples) - len(todo))
     for start in range(0, len(todo), chunk_size):
         chunk = todo[start : start + chunk_size]
+        t0 = time.perf_counter()
         usage = {s.id: Usage.empty() for s in chunk}
         draft_prompts = [prompts.draft_messages(s, fb.draft_format, overrides) for s in chunk]
         with clock("drafts"):
@@ -229,7 +232,9 @@ def run_feedback(
             by_key[(qi, text)] = gens[0].text
             if gens[0].finish_reason == "length":
                 cut[qi].add(gens[0].text)
+        shared_s = (time.perf_counter() - t0) / len(chunk)  # the batched generation, split evenly
         for qi, sample in enumerate(chunk):
+            tq = time.perf_counter()
             u = usage[sample.id]
             texts = list(dict.fromkeys(g.text for g in drafts[qi]))
             refinements = [by_key[(qi, t)] for t in texts]
@@ -263,6 +268,7 @@ def run_feedback(
                 calls=u.calls,
                 tokens=u.tokens,
                 unscored=sum(d.score is None for d in draft_rows) + (solo_score is None),
+                wall_s=shared_s + time.perf_counter() - tq,
             )
             append_jsonl(path, record)
             if progress:

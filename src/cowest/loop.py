@@ -109,7 +109,9 @@ def do_feedback(cfg: ExperimentConfig, rnd: int = 1, force: bool = False) -> dic
     ids = {s.id for s in samples}
     records = [r for r in load_done(path).values() if r.question_id in ids]
     stats = write_pairs(records, cfg.feedback, out, conversational=weak.has_chat_template)
-    st.finish({k: stats[k] for k in ("questions", "pairs", "positive_share", "questions_without_pair", "unscored")})
+    work_s = round(sum(r.wall_s for r in records), 1)  # all attempts, where done.json's wall_s is the last one's
+    st.finish({**{k: stats[k] for k in ("questions", "pairs", "positive_share", "questions_without_pair", "unscored")},
+               "work_s": work_s})
     log(f"feedback round {rnd}: {stats['pairs']} pairs from {stats['questions']} questions "
         f"(positive share {stats['positive_share']:.0%})")
     return stats
@@ -189,7 +191,8 @@ def do_eval(cfg: ExperimentConfig, force: bool = False, systems: list | None = N
 
         return json.loads((out / "metrics.json").read_text())
     metrics = run_eval(cfg, out, systems)
-    st.finish({"systems": list(metrics.get("systems", {}))})
+    work_s = round(sum(s["wall_s"] for s in metrics.get("systems", {}).values()), 1)  # all attempts
+    st.finish({"systems": list(metrics.get("systems", {})), "work_s": work_s})
     return metrics
 
 
