@@ -5,7 +5,7 @@ Uses configs/eval_{ifqa,medmcqa,ethics}.yaml with the embedded models (n samples
 with 95% bootstrap CIs; `--record` appends it to BENCHMARKS.md. Load models only under the shared CPU lock.
 
     flock /tmp/cowest-cpu.lock python benchmarks/domains.py [--n 200] [--strong embedded/qwen2.5-coder-0.5b]
-        [--max-tokens 128] [--tasks ifqa medmcqa ethics] [--record]
+        [--max-tokens 128] [--tasks ifqa medmcqa ethics] [--set KEY=VALUE ...] [--record]
 """
 
 from __future__ import annotations
@@ -38,6 +38,8 @@ def main() -> None:
     ap.add_argument("--strong", help="strong model spec (default: the configs', embedded/qwen2.5-coder-1.5b)")
     ap.add_argument("--max-tokens", type=int, help="max new tokens for both roles (default: the configs')")
     ap.add_argument("--out", default=str(ROOT / "runs" / "bench-domains"))
+    ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                    help="config overrides, e.g. models.strong.engine=hf models.strong.dtype=bfloat16")
     ap.add_argument("--record", action="store_true", help="append the table to BENCHMARKS.md")
     args = ap.parse_args()
     rows, specs = [], set()
@@ -48,8 +50,10 @@ def main() -> None:
             ov.append(f"models.strong.spec={args.strong}")
         if args.max_tokens:
             ov += [f"generation.weak.max_tokens={args.max_tokens}", f"generation.strong.max_tokens={args.max_tokens}"]
-        cfg = load_config(ROOT / "configs" / f"eval_{task}.yaml", ov)
-        specs.add(f"weak {cfg.models.weak.spec}, strong {cfg.models.strong.spec}, "
+        cfg = load_config(ROOT / "configs" / f"eval_{task}.yaml", ov + args.set)
+        engines = "; ".join(f"{r} {m.spec} ({m.engine} engine, {m.dtype}, batch {m.batch_size})"
+                            for r, m in (("weak", cfg.models.weak), ("strong", cfg.models.strong)))
+        specs.add(f"{engines}, "
                   f"max tokens {cfg.generation.weak.max_tokens}/{cfg.generation.strong.max_tokens}")
         m = run_eval(cfg, Path(cfg.run_dir), systems())
         name = task + (f"/{cfg.task.subset}" if cfg.task.subset else "")
@@ -59,7 +63,7 @@ def main() -> None:
             rows.append(f"| {name} | {sys_name} | {' / '.join(m['metrics'])} | {' / '.join(cells)} | "
                         f"{s['extraction_failures']['total']}/{m['n_samples']} | {strong_tok:.0f} | {s['wall_s']:.0f} |")
     lines = [f"### Domains: weak, strong, collaboration ({datetime.date.today()}, {machine()})", "",
-             f"`python benchmarks/domains.py --n {args.n}` — dev splits, {args.n} samples per task, greedy, "
+             f"`python benchmarks/domains.py {' '.join(sys.argv[1:])}` — dev splits, {args.n} samples per task, greedy, "
              f"{'; '.join(sorted(specs))}; 95% bootstrap CIs; total wall {time.perf_counter() - t0:.0f} s "
              "(0 when resumed from finished traces).", "",
              "| task | system | metrics | values [95% CI] | extraction failures | strong tok/sample | wall s |",

@@ -127,3 +127,23 @@ def test_llamacpp_rejects_peft_folder_and_missing_file(tmp_path):
 def test_hf_stop_strings(smol_hf):
     g = smol_hf.generate([FRUITS], SamplingParams(max_tokens=30, stop=["\n"]))[0][0]
     assert g.text and "\n" not in g.text and g.finish_reason == "stop" and g.completion_tokens < 30
+
+
+def test_embedded_engine_hf_in_bfloat16(smol_hf):
+    """`engine: hf` serves an embedded model with transformers; `dtype: bfloat16` rounds its weights, answers
+    the same greedy question, and is a different model identity (so cached float32 replies are not reused)."""
+    from cowest.models.hf import HFBackend
+
+    b = load_backend(ModelConfig(spec="embedded/smollm2-135m", engine="hf", dtype="bfloat16", batch_size=2))
+    try:
+        import torch
+
+        assert isinstance(b, HFBackend) and next(b.model.parameters()).dtype == torch.bfloat16
+        assert b.identity == smol_hf.identity + "+bf16"
+        p = SamplingParams(max_tokens=10, logprobs=True)
+        cap = b.generate([CAPITAL, WHY], p)[0][0]
+        assert "Paris" in cap.text and cap.finish_reason == "stop"
+        ref = smol_hf.generate([CAPITAL], p)[0][0]
+        assert cap.token_logprobs[0] == pytest.approx(ref.token_logprobs[0], abs=0.2)
+    finally:
+        b.close()

@@ -74,6 +74,14 @@ class ModelConfig(Section):
     max_retries: int = 5
     batch_size: int = 8
     """hf / llamacpp: prompts per forward batch."""
+    engine: Literal["auto", "llamacpp", "hf"] = "auto"
+    """embedded: the local engine. auto = llama.cpp when installed (fastest one prompt at a time), else
+    transformers; hf batches prompts, which with dtype=bfloat16 on a CPU with AMX is several times faster for
+    batched work (BENCHMARKS.md, generation)."""
+    dtype: Literal["float32", "bfloat16"] = "float32"
+    """hf inference: bfloat16 halves memory and, on hardware with native bf16 matmuls (AMX or AVX512-BF16 CPUs,
+    GPUs), runs batches several times faster; outputs differ slightly from float32, so it is part of the model's
+    identity in the response cache. Training always runs in the recipes' own precision."""
     n_threads: int | None = None
     """llamacpp: CPU threads (None = all cores)."""
     n_ctx: int = 4096

@@ -77,6 +77,7 @@ def do_sft(cfg: ExperimentConfig, force: bool = False) -> Path:
 
 
 def do_feedback(cfg: ExperimentConfig, rnd: int = 1, force: bool = False) -> dict:
+    from cowest.evaluate import chunk_size
     from cowest.feedback import load_done, run_feedback
     from cowest.models.base import load_backend
     from cowest.models.cache import open_backend
@@ -100,8 +101,9 @@ def do_feedback(cfg: ExperimentConfig, rnd: int = 1, force: bool = False) -> dic
         judge = open_backend(cfg.models.judge, "judge", cache_dir(cfg)) if cfg.models.judge else strong
     bar = Progress(len(samples), f"feedback round {rnd}")
     try:
-        path = run_feedback(cfg, samples, out, weak=weak, strong=strong, judge=judge,
-                            progress=bar)
+        # Chunks as large as eval's, so batched engines and HTTP concurrency are filled.
+        path = run_feedback(cfg, samples, out, weak=weak, strong=strong, judge=judge, progress=bar,
+                            chunk_size=chunk_size(cfg))
     finally:
         bar.close()
         for b in {id(x): x for x in (weak, strong, judge) if x is not None}.values():

@@ -169,14 +169,17 @@ def status(alias: str) -> dict:
 
 
 def load_embedded(model: str, cfg):
-    """Backend factory for `embedded/<alias>`: llama.cpp when installed (4-6x faster on CPU), else transformers."""
+    """Backend factory for `embedded/<alias>`: the engine `cfg.engine` names; auto = llama.cpp when installed
+    (4-6x faster than float32 transformers one prompt at a time), else transformers."""
     from cowest.models.base import PROVIDERS
 
     path = gguf_path(model)
-    try:
-        import llama_cpp  # noqa: F401
+    provider = cfg.engine
+    if provider == "auto":
+        try:
+            import llama_cpp  # noqa: F401
 
-        provider = "llamacpp"
-    except ImportError:
-        provider = "hf"
+            provider = "llamacpp"
+        except ImportError:
+            provider = "hf"
     return PROVIDERS.get(provider)(str(path), cfg)

@@ -30,7 +30,7 @@ def cut_at_stop(text: str, stop: list[str]) -> tuple[str, bool]:
 
 
 class HFBackend:
-    """A transformers model on CPU (fp32) behind the batch interface."""
+    """A transformers model on CPU (float32, or bfloat16 with `dtype`) behind the batch interface."""
 
     def __init__(self, model: str, cfg: ModelConfig):
         self.torch = require("torch", "train")
@@ -40,13 +40,15 @@ class HFBackend:
             self.torch.set_num_threads(cfg.n_threads)
         self.cfg = cfg
         self.model, self.tok = load_model_and_tokenizer(model, adapter=cfg.adapter)
+        if cfg.dtype == "bfloat16":  # after merging adapters in float32, so only the final weights are rounded
+            self.model.to(self.torch.bfloat16)
         self.model.eval()
         self.tok.padding_side = "left"  # decoder-only generation continues from the right end of every row
         self.has_chat_template = bool(getattr(self.tok, "chat_template", None))
         name = Path(model).name if Path(model).exists() else model
         # Every adapter of the chain (SFT parent, DPO leaf) is in the identity: a retrained parent changes outputs.
         adapter = "".join(f"+adapter@{weights_id(a)}" for a in adapter_chain(cfg.adapter)) if cfg.adapter else ""
-        self.identity = f"hf/{name}@{weights_id(model)}{adapter}"
+        self.identity = f"hf/{name}@{weights_id(model)}{adapter}" + ("+bf16" if cfg.dtype == "bfloat16" else "")
         eos = self.model.generation_config.eos_token_id
         self._eos = set(eos if isinstance(eos, list) else [eos] if eos is not None else [self.tok.eos_token_id])
 
