@@ -73,13 +73,14 @@ def train_runtime(log: Path) -> float:
     return next(r["train_runtime"] for r in map(json.loads, log.read_text().splitlines()) if "train_runtime" in r)
 
 
-def dpo_comparison(cfg: ExperimentConfig, tmp: Path) -> list[str]:
+def dpo_comparison(cfg: ExperimentConfig, tmp: Path, epochs: float) -> list[str]:
     """cowest's DPO recipe and the plain TRL script on round 1's pairs, same settings, one after the other."""
     import time
 
     from cowest.models.hf_loading import convert_gguf, resolve_source
     from cowest.train.dpo import load_pairs, run_dpo
 
+    cfg = cfg.model_copy(update={"align": cfg.align.model_copy(update={"epochs": epochs})})
     a, pairs_file = cfg.align, Path(cfg.run_dir) / "round1" / "feedback" / "pairs.jsonl"
     n = len(load_pairs(pairs_file))
     source = resolve_source(cfg.models.weak.spec)
@@ -107,6 +108,7 @@ def main() -> None:
     ap.add_argument("--config", default=str(ROOT / "configs" / "loop_ifqa.yaml"))
     ap.add_argument("--out", default=str(ROOT / "runs" / "bench-loop"))
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides")
+    ap.add_argument("--compare-epochs", type=float, help="epochs of the two timed DPO runs (default: align.epochs)")
     ap.add_argument("--record", action="store_true", help="put the report in BENCHMARKS.md")
     args = ap.parse_args()
     overrides = [f"run_dir={args.out}", f"task.data={ROOT.parent / 'shared' / 'data'}", *args.set]
@@ -115,7 +117,8 @@ def main() -> None:
     run = Path(cfg.run_dir)
     metrics = json.loads((run / "eval" / "metrics.json").read_text())
     with tempfile.TemporaryDirectory() as tmp:
-        dpo = dpo_comparison(cfg, Path(tmp))
+        epochs = args.compare_epochs or cfg.align.epochs
+        dpo = dpo_comparison(cfg, Path(tmp), epochs)
     last = f"collab_aligned_r{cfg.rounds}"
     fb = cfg.feedback
     lines = [
@@ -130,7 +133,7 @@ def main() -> None:
         "|---|" + "---|" * (len(metrics["metrics"]) + 3), *system_rows(metrics), "",
         "| paired difference | metric | value [95% CI] |", "|---|---|---|",
         *paired_rows(metrics, [("collab_sft", last), ("strong", "collab_sft"), ("weak_sft", "collab_sft")]), "",
-        f"DPO on round 1's pairs, same hyper-parameters (lr {cfg.align.lr}, {cfg.align.epochs} epochs, batch "
+        f"DPO on round 1's pairs, same hyper-parameters (lr {cfg.align.lr}, {epochs} epochs, batch "
         f"{cfg.align.batch_size}, beta {cfg.align.beta}, LoRA r {cfg.align.lora_r}), one after the other in this run:", "",
         "| recipe | pairs | train loop s | s per pair-epoch | total s (load + train + save) |", "|---|---|---|---|---|",
         *dpo,
