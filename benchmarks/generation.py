@@ -7,7 +7,7 @@ on the same GGUF, same rendered prompt) as the reference. Prints a table; `--rec
 (replacing an earlier run of this script). Load models only under the shared CPU lock:
 
     flock /tmp/cowest-cpu.lock python benchmarks/generation.py [--models smollm2-135m qwen2.5-coder-0.5b]
-        [--tokens 32] [--batches 1 8] [--backends llamacpp hf] [--record]
+        [--tokens 32] [--batches 1 8 32] [--backends llamacpp hf hf-bf16] [--record]
 """
 
 from __future__ import annotations
@@ -51,8 +51,9 @@ def reset_perf(llm) -> None:
     llama_cpp.llama_perf_context_reset(llm._ctx.ctx)
 
 
-def bench_backend(provider: str, alias: str, batches: list[int], tokens: int) -> list[dict]:
-    cfg = ModelConfig(spec=f"{provider}/{gguf_path(alias)}", n_ctx=1024, batch_size=max(batches))
+def bench_backend(backend: str, alias: str, batches: list[int], tokens: int) -> list[dict]:
+    provider, dtype = ("hf", "bfloat16") if backend == "hf-bf16" else (backend, "float32")
+    cfg = ModelConfig(spec=f"{provider}/{gguf_path(alias)}", n_ctx=1024, batch_size=max(batches), dtype=dtype)
     t0 = time.perf_counter()
     b = load_backend(cfg)
     load_s = time.perf_counter() - t0
@@ -67,7 +68,7 @@ def bench_backend(provider: str, alias: str, batches: list[int], tokens: int) ->
         out = b.generate(prompts(bs), params)
         wall = time.perf_counter() - t0
         ntok = sum(g.completion_tokens for r in out for g in r)
-        row = {"backend": provider, "model": alias, "batch": bs, "tokens": ntok, "wall": wall,
+        row = {"backend": backend, "model": alias, "batch": bs, "tokens": ntok, "wall": wall,
                "tps": ntok / wall, "load": load_s, "cpp_decode": None, "cpp_prompt": None}
         if provider == "llamacpp":
             pms, pn, dms, dn = perf(b.llm)
@@ -108,8 +109,9 @@ def table(rows: list[dict]) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--models", nargs="+", default=["smollm2-135m", "qwen2.5-coder-0.5b"])
-    ap.add_argument("--backends", nargs="+", default=["llamacpp", "hf"], choices=["llamacpp", "hf"])
-    ap.add_argument("--batches", nargs="+", type=int, default=[1, 8])
+    ap.add_argument("--backends", nargs="+", default=["llamacpp", "hf", "hf-bf16"],
+                    choices=["llamacpp", "hf", "hf-bf16"], help="hf-bf16: transformers with bfloat16 weights")
+    ap.add_argument("--batches", nargs="+", type=int, default=[1, 8, 32])
     ap.add_argument("--tokens", type=int, default=32, help="max new tokens per prompt (greedy)")
     ap.add_argument("--record", action="store_true", help="write the table into BENCHMARKS.md")
     args = ap.parse_args()
@@ -133,7 +135,8 @@ def main() -> None:
             f"`python benchmarks/generation.py` — greedy, max {args.tokens} new tokens per prompt, batch = prompts "
             "per `generate` call, tok/s = completion tokens / wall time of the call (prompt evaluation included).\n"
             "The llamacpp backend decodes one prompt at a time (llama-cpp-python's high-level API has no "
-            "multi-sequence batching); hf runs the batch left-padded in one `generate`. The llama.cpp columns are "
+            "multi-sequence batching); hf runs the batch left-padded in one `generate` (hf-bf16: the same with "
+            "bfloat16 weights, `dtype: bfloat16`). The llama.cpp columns are "
             "its own perf counters for the same call; the raw row is `Llama.__call__` on the same GGUF and prompt."
             f"{bufts} Threads: all cores (llama.cpp n_threads, torch default). Run alone under the CPU lock.\n\n"
             + table(rows))
