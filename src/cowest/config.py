@@ -77,7 +77,7 @@ class ModelConfig(Section):
     engine: Literal["auto", "llamacpp", "hf"] = "auto"
     """embedded: the local engine. auto = llama.cpp when installed (fastest one prompt at a time), else
     transformers; hf batches prompts, which with dtype=bfloat16 on a CPU with AMX is several times faster for
-    batched work (BENCHMARKS.md, generation)."""
+    batched work (BENCHMARKS.md, "Token budget and engine")."""
     dtype: Literal["float32", "bfloat16"] = "float32"
     """hf inference: bfloat16 halves memory and, on hardware with native bf16 matmuls (AMX or AVX512-BF16 CPUs,
     GPUs), runs batches several times faster; outputs differ slightly from float32, so it is part of the model's
