@@ -18,6 +18,7 @@ import json
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from cowest.config import ExperimentConfig, load_config
@@ -75,8 +76,6 @@ def train_runtime(log: Path) -> float:
 
 def dpo_comparison(cfg: ExperimentConfig, tmp: Path, epochs: float) -> list[str]:
     """cowest's DPO recipe and the plain TRL script on round 1's pairs, same settings, one after the other."""
-    import time
-
     from cowest.models.hf_loading import convert_gguf, resolve_source
     from cowest.train.dpo import load_pairs, run_dpo
 
