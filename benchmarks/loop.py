@@ -36,7 +36,7 @@ def ci(v: dict) -> str:
 def stage_rows(run: Path) -> list[str]:
     """One row per finished stage, from its done.json. A stage resumed after a stop is timed by `work_s` (its
     items' summed shares of wall time, over every attempt); `wall_s` covers only the last attempt."""
-    rows = []
+    rows, total = [], 0.0
     for done in sorted(run.glob("**/done.json"), key=lambda p: json.loads(p.read_text())["finished"]):
         d = json.loads(done.read_text())
         what = ", ".join(f"{k} {v if not isinstance(v, float) else round(v, 3)}" for k, v in d.items()
@@ -44,7 +44,8 @@ def stage_rows(run: Path) -> list[str]:
         n = d.get("attempts", 1)
         took = f"{d['work_s']:.0f} (over {n} attempts)" if n > 1 and "work_s" in d else f"{d['wall_s']:.0f}"
         rows.append(f"| {d['stage']} | {took} | {what} |")
-    return rows
+        total += d["work_s"] if n > 1 and "work_s" in d else d["wall_s"]
+    return rows + [f"| total (stages, without model loads between them) | {total:.0f} | |"]
 
 
 def system_rows(metrics: dict) -> list[str]:
@@ -122,7 +123,7 @@ def main() -> None:
     fb = cfg.feedback
     lines = [
         f"### The loop on IfQA (`benchmarks/loop.py`, {datetime.date.today()}, {machine()})", "",
-        f"`python benchmarks/loop.py {' '.join('--set ' + s for s in args.set)}`: config "
+        f"`{' '.join(['python benchmarks/loop.py', *('--set ' + s for s in args.set)])}`: config "
         f"`{Path(args.config).relative_to(ROOT)}`; weak {cfg.models.weak.spec}, strong {cfg.models.strong.spec}; "
         f"SFT on {cfg.task.train_limit} IfQA train questions, feedback on {fb.questions} of them with K = {fb.k} "
         f"(temperature {fb.temperature}, {fb.evaluator} evaluator), {cfg.rounds} round(s) of DPO, evaluation on "
