@@ -42,9 +42,10 @@ def stage_rows(run: Path) -> list[str]:
         what = ", ".join(f"{k} {v if not isinstance(v, float) else round(v, 3)}" for k, v in d.items()
                          if k not in ("stage", "wall_s", "work_s", "finished", "attempts", "adapter"))
         n = d.get("attempts", 1)
-        took = f"{d['work_s']:.0f} (over {n} attempts)" if n > 1 and "work_s" in d else f"{d['wall_s']:.0f}"
-        rows.append(f"| {d['stage']} | {took} | {what} |")
-        total += d["work_s"] if n > 1 and "work_s" in d else d["wall_s"]
+        resumed = n > 1 and "work_s" in d
+        secs = d["work_s"] if resumed else d["wall_s"]
+        rows.append(f"| {d['stage']} | {secs:.0f}{f' (over {n} attempts)' if resumed else ''} | {what} |")
+        total += secs
     return rows + [f"| total (stages, without model loads between them) | {total:.0f} | |"]
 
 
