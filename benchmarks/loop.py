@@ -5,7 +5,7 @@ Runs `cowest run configs/loop_ifqa.yaml` (SFT on 600 train questions, feedback o
 whole dev split) into --out, resumable (rerun the same command after a crash or a stop: finished stages are
 skipped, feedback and eval continue where they were). Then trains DPO twice more on round 1's pairs, once with
 cowest's recipe and once with benchmarks/plain_dpo.py, same hyper-parameters, one after the other, and prints
-one markdown report; `--record` puts it in BENCHMARKS.md. Several hours on 2 cores; alone, under the CPU lock:
+one markdown report; `--record` puts it in BENCHMARKS.md. About 2 h on 2 cores; alone, under the CPU lock:
 
     flock /tmp/cowest-cpu.lock python benchmarks/loop.py [--out runs/bench-loop] [--set KEY=VALUE ...] [--record]
 """
