@@ -17,32 +17,44 @@ def _cfg(args: argparse.Namespace):
 
 
 def cmd_sft(args: argparse.Namespace) -> int:
+    from cowest.cli import library_log
     from cowest.loop import do_sft
 
-    print(f"adapter: {do_sft(_cfg(args), args.force)}")
+    cfg = _cfg(args)
+    with library_log(args, cfg):
+        print(f"adapter: {do_sft(cfg, args.force)}")
     return 0
 
 
 def cmd_feedback(args: argparse.Namespace) -> int:
+    from cowest.cli import library_log
     from cowest.loop import do_feedback
 
-    stats = do_feedback(_cfg(args), args.round, args.force)
+    cfg = _cfg(args)
+    with library_log(args, cfg):
+        stats = do_feedback(cfg, args.round, args.force)
     print(f"pairs: {stats.get('pairs')} from {stats.get('questions')} questions")
     return 0
 
 
 def cmd_align(args: argparse.Namespace) -> int:
+    from cowest.cli import library_log
     from cowest.loop import do_align
 
-    print(f"adapter: {do_align(_cfg(args), args.round, args.method, args.force)}")
+    cfg = _cfg(args)
+    with library_log(args, cfg):
+        print(f"adapter: {do_align(cfg, args.round, args.method, args.force)}")
     return 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     from cowest.loop import run_all, summary_table
 
+    from cowest.cli import library_log
+
     cfg = _cfg(args)
-    report = run_all(cfg, set(args.force))
+    with library_log(args, cfg):
+        report = run_all(cfg, set(args.force))
     print(summary_table(cfg))
     print(f"report: {report}")
     return 0

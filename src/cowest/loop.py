@@ -195,7 +195,31 @@ def do_eval(cfg: ExperimentConfig, force: bool = False, systems: list | None = N
     metrics = run_eval(cfg, out, systems)
     work_s = round(sum(s["wall_s"] for s in metrics.get("systems", {}).values()), 1)  # all attempts
     st.finish({"systems": list(metrics.get("systems", {})), "work_s": work_s})
+    from cowest.summary import cut_warnings
+
+    for line in cut_warnings(metrics, cfg):
+        log(f"warning: {line}")
     return metrics
+
+
+def do_recall(cfg: ExperimentConfig, force: bool = False) -> dict | None:
+    """The SFT weak model alone on `eval.recall_split` (training facts): how much of what SFT taught it recalls."""
+    from cowest.evaluate import System
+
+    if cfg.eval.recall_split is None:
+        return None
+    rcfg = cfg.model_copy(deep=True)
+    rcfg.task.eval_split, rcfg.task.eval_limit = cfg.eval.recall_split, None
+    system = System("weak_sft", "weak_only", None, weak_model(cfg, sft_adapter(cfg)))
+    return do_eval(rcfg, force, [system], out=Path(cfg.run_dir) / "recall")
+
+
+def check_splits(cfg: ExperimentConfig) -> None:
+    """Before any work: the evaluated questions are not training questions."""
+    from cowest.tasks.base import check_disjoint, load_samples
+
+    train = load_samples(cfg.task, cfg.task.train_split, cfg.task.train_limit)
+    check_disjoint(train, load_samples(cfg.task, cfg.task.eval_split, cfg.task.eval_limit), cfg.task.eval_split)
 
 
 def do_report(cfg: ExperimentConfig) -> Path:
@@ -210,6 +234,7 @@ def run_all(cfg: ExperimentConfig, force: set[str] | None = None) -> Path:
     unknown = force - set(STAGES)
     if unknown:
         raise CowestError(f"unknown stage(s) {sorted(unknown)}; valid: {', '.join(STAGES)}")
+    check_splits(cfg)
     run_dir(cfg)
     do_sft(cfg, "sft" in force)
     for rnd in range(1, cfg.rounds + 1):
@@ -218,6 +243,7 @@ def run_all(cfg: ExperimentConfig, force: set[str] | None = None) -> Path:
         if cfg.align.sft_positive_control and cfg.align.method != "sft_positive":
             do_align(cfg, rnd, "sft_positive", "align" in force)
     do_eval(cfg, "eval" in force, eval_systems(cfg))
+    do_recall(cfg, "eval" in force)
     return do_report(cfg)
 
 
@@ -237,4 +263,10 @@ def summary_table(cfg: ExperimentConfig) -> str:
         if p["metric"] == h and p["a"] == "collab_sft" and p["b"].startswith("collab_aligned"):
             line = f"{p['b']} - collab_sft: {-p['diff']:+.3f} [{-p['ci'][1]:+.3f}, {-p['ci'][0]:+.3f}]"
             lines.append(line.replace("-0.000", "+0.000"))
+    recall = Path(cfg.run_dir) / "recall" / "metrics.json"
+    if recall.exists():
+        r = json.loads(recall.read_text())
+        v = r["systems"]["weak_sft"]["metrics"][r["headline"]]
+        lines.append(f"weak SFT recall of its training facts ({cfg.eval.recall_split}, n={r['n_samples']}): "
+                     f"{v['value']:.3f} [{v['ci'][0]:.3f}, {v['ci'][1]:.3f}]")
     return "\n".join(lines)
