@@ -72,3 +72,59 @@ def test_eval_refuses_traces_of_another_config(tmp_path):
         update={"weak": c.models.weak.model_copy(update={"spec": "mock/answer:Answer: 3"})})})
     with pytest.raises(ConfigError, match=r"models\.weak\.spec"):
         do_eval(other)
+
+
+@pytest.mark.parametrize("name, content", [("attempts", ""), ("attempts", "1\x00"), ("inputs.json", ""),
+                                           ("inputs.json", '{"task.name": "de'), ("done.json", ""),
+                                           ("done.json", '{"stage": "sft", "wall')])
+def test_an_empty_or_torn_bookkeeping_file_means_not_done(tmp_path, name, content):
+    st = stage(cfg(tmp_path), "sft", tmp_path / "sft")
+    st.begin()
+    (tmp_path / "sft" / name).write_text(content)  # what a crash between truncate and write left
+    again = stage(cfg(tmp_path), "sft", tmp_path / "sft")
+    assert again.begin() is True and not again.done
+    again.finish()
+    assert again.summary()["attempts"] >= 1 and stage(cfg(tmp_path), "sft", tmp_path / "sft").begin() is False
+
+
+def test_bookkeeping_is_replaced_atomically(tmp_path, monkeypatch):
+    """A crash after writing the new contents but before they replace the file leaves the old file whole."""
+    import os
+
+    real_replace = os.replace
+
+    def crash_on(name):
+        def replace(src, dst, *args, **kw):
+            if os.path.basename(dst) == name:
+                raise KeyboardInterrupt("killed")
+            return real_replace(src, dst, *args, **kw)
+        return replace
+
+    st = stage(cfg(tmp_path), "sft", tmp_path / "sft")
+    st.begin()
+    monkeypatch.setattr(os, "replace", crash_on("attempts"))
+    with pytest.raises(KeyboardInterrupt):
+        stage(cfg(tmp_path), "sft", tmp_path / "sft").begin()
+    assert (tmp_path / "sft" / "attempts").read_text() == "1"
+    monkeypatch.setattr(os, "replace", crash_on("done.json"))
+    with pytest.raises(KeyboardInterrupt):
+        st.finish()
+    monkeypatch.undo()
+    assert not (tmp_path / "sft" / "done.json").exists()
+    assert [p.name for p in (tmp_path / "sft").iterdir() if p.name.endswith(".tmp")] == []
+    again = stage(cfg(tmp_path), "sft", tmp_path / "sft")
+    assert again.begin() is True
+
+
+def test_force_clears_only_declared_outputs(tmp_path):
+    path = tmp_path / "eval"
+    st = stage(cfg(tmp_path), "eval", path, outputs=("traces", "metrics.json"))
+    st.begin()
+    (path / "traces").mkdir()
+    (path / "traces" / "a.jsonl").write_text("{}\n")
+    (path / "metrics.json").write_text("{}")
+    (path / "notes.txt").write_text("mine")
+    st.finish()
+    again = stage(cfg(tmp_path), "eval", path, outputs=("traces", "metrics.json"))
+    assert again.begin(force=True) is True
+    assert sorted(p.name for p in path.iterdir()) == ["attempts", "inputs.json", "notes.txt"]
