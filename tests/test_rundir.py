@@ -182,3 +182,14 @@ def test_a_refused_config_leaves_config_yaml_as_it_was(tmp_path, capsys):
     assert main(["eval", str(cfg), "models.weak.spec=mock/echo"]) == 2
     assert "differing keys: models.weak.spec" in capsys.readouterr().err  # refused: traces of another config
     assert (tmp_path / "run" / "config.yaml").read_text() == saved
+
+
+def test_feedback_without_its_adapter_is_refused_before_it_records_anything(tmp_path, capsys):
+    """Else its inputs would name the adapter missing, and once SFT made it, the stage would refuse the run."""
+    from cowest.cli import main
+
+    cfg = write_config(tmp_path / "c.yaml", tmp_path / "run", {**MOCK_EVAL, "models": {
+        "weak": {"spec": f"hf/{tmp_path}"}, "strong": {"spec": "mock/answer:Answer: 2"}}})
+    assert main(["feedback", str(cfg)]) == 2
+    assert "sft/adapter does not exist: run `cowest sft` first" in capsys.readouterr().err
+    assert not (tmp_path / "run" / "round1").exists()

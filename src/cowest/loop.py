@@ -83,9 +83,21 @@ def weak_model(cfg: ExperimentConfig, adapter: Path | None) -> ModelConfig:
     return cfg.models.weak.model_copy(update={"spec": f"hf/{resolve_source(cfg.models.weak.spec)}", "adapter": str(adapter)})
 
 
-def drafter(cfg: ExperimentConfig, rnd: int) -> ModelConfig:
+def draft_adapter(cfg: ExperimentConfig, rnd: int) -> Path:
     """Round 1 drafts with the SFT model; round r > 1 with round r-1's aligned model (align.method)."""
-    return weak_model(cfg, sft_adapter(cfg) if rnd == 1 else aligned_adapter(cfg, rnd - 1, cfg.align.method))
+    return sft_adapter(cfg) if rnd == 1 else aligned_adapter(cfg, rnd - 1, cfg.align.method)
+
+
+def drafter(cfg: ExperimentConfig, rnd: int) -> ModelConfig:
+    return weak_model(cfg, draft_adapter(cfg, rnd))
+
+
+def require_upstream(paths: list[Path], how: str) -> None:
+    """Refuse a stage whose upstream outputs are missing before it records anything: its inputs would name them
+    missing, and once they exist the stage would be refused as holding outputs of another config."""
+    missing = [str(p) for p in paths if not p.exists()]
+    if missing:
+        raise CowestError(f"{', '.join(missing)} does not exist: {how}")
 
 
 def adapter_outputs(adapter: Path) -> tuple[str, ...]:
@@ -123,14 +135,16 @@ def feedback_stage(cfg: ExperimentConfig, rnd: int) -> Stage:
     from cowest.feedback import FEEDBACK_FILE
     from cowest.pairs import PAIRS_FILE, STATS_FILE
 
-    draft_adapter = sft_adapter(cfg) if rnd == 1 else aligned_adapter(cfg, rnd - 1, cfg.align.method)
     # Rounds after the first draft with the previous round's aligned model, so they depend on the align keys too.
     return stage(cfg, f"feedback{rnd}", feedback_dir(cfg, rnd), keys="feedback" if rnd == 1 else "align",
-                 upstream=[draft_adapter],
+                 upstream=[draft_adapter(cfg, rnd)],
                  outputs=(FEEDBACK_FILE, PAIRS_FILE, f"{PAIRS_FILE}.tmp", STATS_FILE, "pairs.png"))  # pairs.write_pairs
 
 
 def do_feedback(cfg: ExperimentConfig, rnd: int = 1, force: bool = False) -> dict:
+    if not cfg.models.weak.spec.startswith("openai/"):  # a weak server applies its adapter itself
+        require_upstream([draft_adapter(cfg, rnd)],
+                         "run `cowest sft` first" if rnd == 1 else f"run `cowest align --round {rnd - 1}` first")
     st = feedback_stage(cfg, rnd)
     with entered(cfg, st, force) as runs:
         if not runs:
@@ -256,6 +270,7 @@ def do_eval(cfg: ExperimentConfig, force: bool = False, systems: list | None = N
     systems = systems or default_systems(cfg)
     check_systems(cfg, systems)  # bad names fail before anything is written
     st = eval_stage(cfg, out, systems)
+    require_upstream(eval_adapters(systems), "train the adapters first (`cowest run`, or the sft and align stages)")
     with entered(cfg, st, force) as runs:
         if not runs:
             log("eval: done already, skipped")
@@ -273,9 +288,12 @@ def do_eval(cfg: ExperimentConfig, force: bool = False, systems: list | None = N
 def eval_stage(cfg: ExperimentConfig, out: Path, systems: list) -> Stage:
     from cowest.evaluate import CONFIG_FILE as EVAL_CONFIG, METRICS_FILE, TRACES_DIR
 
-    adapters = sorted({Path(s.weak.adapter) for s in systems if s.weak is not None and s.weak.adapter})
-    return stage(cfg, "eval", out, upstream=adapters,
+    return stage(cfg, "eval", out, upstream=eval_adapters(systems),
                  outputs=(TRACES_DIR, METRICS_FILE, f"{METRICS_FILE}.tmp", EVAL_CONFIG))
+
+
+def eval_adapters(systems: list) -> list[Path]:
+    return sorted({Path(s.weak.adapter) for s in systems if s.weak is not None and s.weak.adapter})
 
 
 def planned_stages(cfg: ExperimentConfig) -> list[tuple[str, Stage]]:
