@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from cowest.config import ExperimentConfig
-from cowest.errors import ConfigError
+from cowest.errors import ConfigError, CowestError
 from cowest.stages import stage, stage_inputs
 
 
@@ -128,3 +128,33 @@ def test_force_clears_only_declared_outputs(tmp_path):
     again = stage(cfg(tmp_path), "eval", path, outputs=("traces", "metrics.json"))
     assert again.begin(force=True) is True
     assert sorted(p.name for p in path.iterdir()) == ["attempts", "inputs.json", "notes.txt"]
+
+
+def test_a_held_stage_names_its_holder_and_an_unwritable_folder_is_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    lock = tmp_path / "sft" / "stage.lock"
+    lock.parent.mkdir()
+    hold = ("import fcntl, os, time\n"
+            f"fd = os.open({str(lock)!r}, os.O_RDWR | os.O_CREAT)\n"
+            "fcntl.flock(fd, fcntl.LOCK_EX)\n"
+            "os.write(fd, f'{os.getpid()}\\n'.encode())\n"
+            "print('held', flush=True)\n"
+            "time.sleep(60)\n")
+    holder = subprocess.Popen([sys.executable, "-c", hold], stdout=subprocess.PIPE, text=True)
+    st = stage(cfg(tmp_path), "sft", tmp_path / "sft")
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(CowestError, match=rf"stage sft .* is in use by process {holder.pid} "):
+            with st.locked():
+                pass
+    finally:
+        holder.kill()
+        holder.wait()
+    with st.locked():  # its holder is gone: free again
+        pass
+    (tmp_path / "file").write_text("")
+    with pytest.raises(CowestError, match=r"cannot open its lock file"):
+        with stage(cfg(tmp_path), "eval", tmp_path / "file" / "eval").locked():
+            pass

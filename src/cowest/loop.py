@@ -227,7 +227,8 @@ def align_stage(cfg: ExperimentConfig, rnd: int, method: str) -> Stage:
 
     out = aligned_adapter(cfg, rnd, method)
     return stage(cfg, f"align{rnd}-{method}", out.parent,
-                 upstream=[feedback_dir(cfg, rnd) / PAIRS_FILE, align_reference(cfg, rnd)], outputs=adapter_outputs(out))
+                 upstream=[feedback_dir(cfg, rnd) / PAIRS_FILE, align_reference(cfg, rnd)],
+                 outputs=adapter_outputs(out))
 
 
 def eval_systems(cfg: ExperimentConfig) -> list:
@@ -269,8 +270,8 @@ def do_eval(cfg: ExperimentConfig, force: bool = False, systems: list | None = N
     out = out or Path(cfg.run_dir) / "eval"
     systems = systems or default_systems(cfg)
     check_systems(cfg, systems)  # bad names fail before anything is written
-    st = eval_stage(cfg, out, systems)
     require_upstream(eval_adapters(systems), "train the adapters first (`cowest run`, or the sft and align stages)")
+    st = eval_stage(cfg, out, systems)
     with entered(cfg, st, force) as runs:
         if not runs:
             log("eval: done already, skipped")

@@ -20,7 +20,7 @@ import json
 import os
 import shutil
 import time
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -71,8 +71,11 @@ def exclusive(lock_file: Path, what: str) -> Iterator[None]:
     """Hold an exclusive `flock` on `lock_file` for the block, its first line our pid; if another process holds it,
     raise a one-line error naming that process. The lock goes with the file descriptor: released when the block
     ends, and by the kernel when the process dies."""
-    lock_file.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        lock_file.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:
+        raise CowestError(f"{what}: cannot open its lock file {lock_file} ({e.strerror})") from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -142,7 +145,7 @@ class Stage:
     def done(self) -> bool:
         return isinstance(read_bookkeeping(self.path / DONE_FILE), dict)
 
-    def locked(self):  # -> a context manager
+    def locked(self) -> AbstractContextManager[None]:
         return exclusive(self.path / LOCK_FILE, f"stage {self.name} ({self.path})")
 
     def recorded_inputs(self) -> dict[str, Any] | None:
