@@ -121,12 +121,11 @@ def cmd_data_check(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     """Evaluate cfg.eval.strategies x draft formats on the eval split; write traces/ and metrics.json."""
-    from cowest.loop import do_eval, run_dir
+    from cowest.loop import do_eval, locked_run
 
     cfg = config_from_args(args)
-    run_dir(cfg)
     out = Path(args.out) if args.out else Path(cfg.run_dir) / "eval"
-    with library_log(args, cfg):
+    with locked_run(cfg), library_log(args, cfg):
         m = do_eval(cfg, args.force, None, out)
     h = m["headline"]
     for name, s in m["systems"].items():
