@@ -132,6 +132,12 @@ class SFTConfig(Section):
     lora_dropout: float = 0.0
     target: Literal["auto", "answer", "rationale"] = "auto"
     """auto: rationale + answer when the data has a rationale, else answer only."""
+    knowledge_epochs: int = 0
+    """> 0: first train this many epochs of plain language modelling on the task's documents (the demo's catalogue,
+    one fact a sentence), then the prompt -> draft SFT. Short rows seen many times are the cheap way for a small
+    model to learn facts; the draft SFT then teaches it to use them. Tasks without documents skip it."""
+    knowledge_lr: float | None = None
+    """Learning rate of the knowledge phase; None = `lr`."""
     merge: bool = False
     """Also save a merged full model."""
     seed: int = 0

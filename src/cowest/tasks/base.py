@@ -35,6 +35,9 @@ class Task:
     """Samples without a data folder: hub download or generator. Called when `task.data` is None."""
     subsets: tuple[str, ...] = ()
     description: str = ""
+    documents: Callable[[TaskConfig], list[str]] | None = None
+    """The domain's knowledge as plain texts (the demo: its catalogue, one fact a sentence), for the SFT recipe's
+    knowledge phase (`sft.knowledge_epochs`); None = the task has none."""
     extra: dict = field(default_factory=dict)
 
 

@@ -235,6 +235,11 @@ def build(split: str, cfg: TaskConfig) -> list[Sample]:
     ]
 
 
+def documents(cfg: TaskConfig) -> list[str]:
+    """The catalogue as plain sentences, one fact each: what the weak model specialises on (never the strong one)."""
+    return [sentence(p) for p in catalogue(cfg.seed) for sentence in (_price, _weight, _year, _city)]
+
+
 def read_file(path: Path, cfg: TaskConfig) -> list[Sample]:
     """Rows the demo exported as JSONL (one `Sample` per line)."""
     return read_jsonl(path, Sample)
@@ -247,5 +252,6 @@ def find_files(root: Path, cfg: TaskConfig) -> dict[str, Path]:
 
 TASKS.register("demo", Task(
     name="demo", family="qa", metrics=("exact_match", "f1"), read_file=read_file, find_files=find_files, build=build,
+    documents=documents,
     description=f"Offline demo: reasoning over the invented product catalogue of {COMPANY} (generated, seeded).",
 ))

@@ -44,8 +44,9 @@ def lora_config(r: int, alpha: int, dropout: float) -> Any:
                            task_type="CAUSAL_LM")
 
 
-def log_callback(path: Path) -> Any:
-    """A callback appending every logged dict (loss, lr, rewards ...) to `path` as it arrives, so a crash keeps it."""
+def log_callback(path: Path, **tags: Any) -> Any:
+    """A callback appending every logged dict (loss, lr, rewards ...) to `path` as it arrives, so a crash keeps it;
+    `tags` go into every row (e.g. phase="knowledge")."""
     transformers = require("transformers", "train")
 
     class JsonlLog(transformers.TrainerCallback):
@@ -53,7 +54,8 @@ def log_callback(path: Path) -> Any:
             if logs and state.is_world_process_zero:
                 with open(path, "a", encoding="utf-8") as f:
                     # Wall-clock time too, so s/step can be read off the log (benchmarks/training.py does).
-                    row = {"step": state.global_step, "epoch": state.epoch, "time": round(time.time(), 3), **logs}
+                    row = {"step": state.global_step, "epoch": state.epoch, "time": round(time.time(), 3), **tags,
+                           **logs}
                     f.write(json.dumps(row) + "\n")
 
     return JsonlLog()
