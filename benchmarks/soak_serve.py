@@ -90,9 +90,8 @@ def drop_early(url: str, i: int) -> None:
         time.sleep(0.005)
 
 
-def drop_mid_stream(url: str, i: int) -> None:
-    with httpx.Client(headers=AUTH, timeout=60) as c, \
-            c.stream("POST", url + "/v1/chat/completions", json=payload(i, True)) as r:
+def drop_mid_stream(c: httpx.Client, url: str, i: int) -> None:
+    with c.stream("POST", url + "/v1/chat/completions", json=payload(i, True)) as r:
         events = 0
         for line in r.iter_lines():
             events += line.startswith("data: ")
@@ -100,15 +99,14 @@ def drop_mid_stream(url: str, i: int) -> None:
                 return
 
 
-def complete(url: str, i: int, stream: bool) -> tuple[int, bool]:
+def complete(c: httpx.Client, url: str, i: int, stream: bool) -> tuple[int, bool]:
     """(status, whether the answer arrived whole)."""
-    with httpx.Client(headers=AUTH, timeout=60) as c:
-        if not stream:
-            r = c.post(url + "/v1/chat/completions", json=payload(i, False))
-            return r.status_code, r.status_code == 200 and bool(r.json()["choices"][0]["message"]["content"])
-        with c.stream("POST", url + "/v1/chat/completions", json=payload(i, True)) as r:
-            lines = [x for x in r.iter_lines() if x.startswith("data: ")]
-            return r.status_code, bool(lines) and lines[-1] == "data: [DONE]"
+    if not stream:
+        r = c.post(url + "/v1/chat/completions", json=payload(i, False))
+        return r.status_code, r.status_code == 200 and bool(r.json()["choices"][0]["message"]["content"])
+    with c.stream("POST", url + "/v1/chat/completions", json=payload(i, True)) as r:
+        lines = [x for x in r.iter_lines() if x.startswith("data: ")]
+        return r.status_code, bool(lines) and lines[-1] == "data: [DONE]"
 
 
 def soak(url: str, clients: int, drop: float) -> dict:
@@ -120,20 +118,26 @@ def soak(url: str, clients: int, drop: float) -> dict:
     ends: list[float] = []
 
     def run(i: int) -> None:
+        c = httpx.Client(headers=AUTH, timeout=60)  # made before the start: its setup is not the server's time
         barrier.wait()
         t0 = time.perf_counter()
         try:
-            if i % every == 0:
-                (drop_early if (i // every) % 2 else drop_mid_stream)(url, i)
+            if i % every == 0 and (i // every) % 2:
+                drop_early(url, i)
+                kind = "dropped"
+            elif i % every == 0:
+                drop_mid_stream(c, url, i)
                 kind = "dropped"
             else:
-                status, whole = complete(url, i, stream=i % 2 == 1)
+                status, whole = complete(c, url, i, stream=i % 2 == 1)
                 kind = f"{status}{'' if whole else ' incomplete'}"
                 if status == 200 and whole:
                     with lock:
                         lat.append(time.perf_counter() - t0)
         except httpx.HTTPError as e:
             kind = type(e).__name__
+        finally:
+            c.close()
         with lock:
             outcomes[kind] = outcomes.get(kind, 0) + 1
             ends.append(time.monotonic())
@@ -195,12 +199,13 @@ def table(r: dict, goals: dict, args: argparse.Namespace, load_before: float) ->
     return "\n".join([
         "## Serve soak: 200 clients at once, 20% drop mid-request (`benchmarks/soak_serve.py`)",
         "",
-        f"Machine: {machine()}; 1-min load average before the run {load_before:.2f} (taken under the CPU lock, "
-        "nothing else running). A real `cowest serve` subprocess, weak and strong both `openai/` endpoints on a local "
+        f"Machine: {machine()}; 1-min load average at the start {load_before:.2f} (it includes the minute before; "
+        "during the run nothing else held the CPU lock). A real `cowest serve` subprocess, weak and strong both `openai/` endpoints on a local "
         f"fake server (drafts at once, answers of {args.tokens} tokens {args.token_delay:g} s apart), "
         f"`serve.max_concurrent` {max(256, args.clients)}; the clients are threads of one Python process, all started "
         "together, one request each; half the kept ones stream, half do not; the dropped ones hang up alternately "
-        "before any byte of the answer and after two streamed events.",
+        "before any byte of the answer and after two streamed events. Clients, fake upstream and server share the "
+        "same cores, so the latencies are those of a saturated 2-core machine, not of the server alone.",
         "",
         "| clients | dropped | kept, answered whole | p50 ms | p95 ms | wall s | in-flight 0 after last request | "
         "upstream streams left open | upstream streams closed on drop | 5xx / tracebacks |",

@@ -147,7 +147,7 @@ def test_upstream_failure_mid_answer_is_an_error_event_not_a_success() -> None:
 
 
 def test_many_parallel_streams_with_drops_leak_no_slot() -> None:
-    """A small version of benchmarks/soak_serve.py: 20 clients at once through 8 slots, every 5th drops."""
+    """A small version of benchmarks/soak_serve.py: 20 streaming clients at once, every 5th drops mid-stream."""
     with SSEUpstream(tokens=20, delay_s=0.01) as up, Served(stream_collab(up, max_concurrent=20)) as s:
         results: list[int] = []
 
