@@ -183,19 +183,21 @@ class ServeConfig(Section):
     """`cowest serve`: the collaboration as an OpenAI-compatible HTTP endpoint."""
 
     host: str = "127.0.0.1"
-    port: int = 8000
+    port: int = Field(8000, ge=1, le=65535)
     model_name: str = "cowest"
     """The model id clients ask for (`/v1/models` lists it)."""
     token_env: str = "COWEST_SERVE_TOKEN"
     """Environment variable holding the bearer token (the token itself never goes in a config)."""
-    max_request_bytes: int = 1_000_000
-    """Larger request bodies get 413."""
-    max_prompt_chars: int = 16_000
+    max_request_bytes: int = Field(1_000_000, ge=1)
+    """Larger request bodies get 413 (checked while the body streams in, Content-Length or not)."""
+    max_prompt_chars: int = Field(16_000, ge=1)
     """Longer prompts (all message contents together) get 400 context_length_exceeded."""
-    max_concurrent: int = 4
+    max_concurrent: int = Field(4, ge=1)
     """Requests in flight at once; one more gets 429 with Retry-After."""
-    timeout_s: float = 300.0
-    """Per request (draft + answer); past it the client gets 504."""
+    max_tokens: int = Field(4096, ge=1)
+    """The most answer tokens a client may ask for: a larger `max_tokens` / `max_completion_tokens` is clamped."""
+    timeout_s: float = Field(300.0, gt=0)
+    """Per request (draft + answer); past it the client gets 504 (or, mid-stream, an error event)."""
     log_prompts: bool = False
     """Put the question text in the JSON request log (off: logs carry no user text)."""
 
