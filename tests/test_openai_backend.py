@@ -101,10 +101,13 @@ def test_failed_request_leaves_nothing_in_the_cache_and_reruns_make_no_calls(tmp
     db = tmp_path / "cache.sqlite"
     with FaultServer() as srv:
         cb = CachedBackend(make(srv, max_retries=1), db)
-        with pytest.raises(RequestFailedError):
-            cb.generate([ask("plan:ok;good"), ask("plan:500;bad")], SamplingParams())
-        assert len(cb.cache) == 0
-        first = cb.generate([ask("plan:ok;good")], SamplingParams())
+        with pytest.raises(PartialFailure) as e:
+            cb.generate([ask("plan:500;bad"), ask("plan:ok;good")], SamplingParams())
+        assert len(cb.cache) == 1  # the finished request is kept; the failed one left nothing
+        assert e.value.results[0] is None and set(e.value.errors) == {0}
+        first = e.value.results[1]
+        assert cb.generate([ask("plan:ok;good")], SamplingParams())[0][0].cached
+        first = [first]
         hits_after_first = sum(srv.hits.values())
         again = cb.generate([ask("plan:ok;good")], SamplingParams())
         cb.close()

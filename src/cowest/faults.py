@@ -134,9 +134,18 @@ class FaultLog:
 
     def __init__(self, out_dir: Path, backends: list[Any]):
         self.path = Path(out_dir) / FAULTS_FILE
-        self.tallies = list({id(t): t for b in backends if (t := tally_of(b)) is not None}.values())
+        self.tallies: list[FaultTally] = []
+        self._start: list[tuple[Counter[str], Counter[str]]] = []
         self.base = self._read()
-        self._start = [t.snapshot() for t in self.tallies]
+        self.watch(backends)
+
+    def watch(self, backends: list[Any]) -> None:
+        """Count the faults of these backends too, from now on (backends opened later are added as they open)."""
+        for b in backends:
+            tally = tally_of(b)
+            if tally is not None and all(tally is not t for t in self.tallies):
+                self.tallies.append(tally)
+                self._start.append(tally.snapshot())
 
     def _read(self) -> dict[str, Any]:
         try:

@@ -78,6 +78,7 @@ def do_sft(cfg: ExperimentConfig, force: bool = False) -> Path:
 
 def do_feedback(cfg: ExperimentConfig, rnd: int = 1, force: bool = False) -> dict:
     from cowest.evaluate import chunk_size
+    from cowest.faults import FailureBudget, TolerantBackend
     from cowest.feedback import load_done, run_feedback
     from cowest.models.base import load_backend
     from cowest.models.cache import open_backend
@@ -94,16 +95,17 @@ def do_feedback(cfg: ExperimentConfig, rnd: int = 1, force: bool = False) -> dic
         return st.summary()
     samples = subsample(load_samples(cfg.task, cfg.task.train_split, cfg.task.train_limit),
                         cfg.feedback.questions, cfg.task.seed)
-    weak = load_backend(drafter(cfg, rnd))
-    strong = open_backend(cfg.models.strong, "strong", cache_dir(cfg))
+    weak = TolerantBackend(load_backend(drafter(cfg, rnd)))
+    strong = TolerantBackend(open_backend(cfg.models.strong, "strong", cache_dir(cfg)))
     judge = None
     if cfg.feedback.evaluator != "metric":
-        judge = open_backend(cfg.models.judge, "judge", cache_dir(cfg)) if cfg.models.judge else strong
+        judge = TolerantBackend(open_backend(cfg.models.judge, "judge", cache_dir(cfg))) if cfg.models.judge else strong
     bar = Progress(len(samples), f"feedback round {rnd}")
+    budget = FailureBudget(f"feedback round {rnd}", len(samples), cfg.max_failed_share)
     try:
         # Chunks as large as eval's, so batched engines and HTTP concurrency are filled.
         path = run_feedback(cfg, samples, out, weak=weak, strong=strong, judge=judge, progress=bar,
-                            chunk_size=chunk_size(cfg))
+                            chunk_size=chunk_size(cfg), budget=budget)
     finally:
         bar.close()
         for b in {id(x): x for x in (weak, strong, judge) if x is not None}.values():
@@ -112,8 +114,12 @@ def do_feedback(cfg: ExperimentConfig, rnd: int = 1, force: bool = False) -> dic
     records = [r for r in load_done(path).values() if r.question_id in ids]
     stats = write_pairs(records, cfg.feedback, out, conversational=weak.has_chat_template)
     work_s = round(sum(r.wall_s for r in records), 1)  # all attempts, where done.json's wall_s is the last one's
-    st.finish({**{k: stats[k] for k in ("questions", "pairs", "positive_share", "questions_without_pair", "unscored")},
-               "work_s": work_s})
+    if budget.failed:  # within the budget: pairs from what finished, but the stage stays open for a rerun
+        log(f"feedback round {rnd}: {len(budget.failed)} questions failed (counted in pairs_stats.json); "
+            "rerun to retry them")
+    else:
+        st.finish({**{k: stats[k] for k in ("questions", "pairs", "positive_share", "questions_without_pair",
+                                            "unscored")}, "work_s": work_s})
     log(f"feedback round {rnd}: {stats['pairs']} pairs from {stats['questions']} questions "
         f"(positive share {stats['positive_share']:.0%})")
     return stats
@@ -194,7 +200,11 @@ def do_eval(cfg: ExperimentConfig, force: bool = False, systems: list | None = N
         return json.loads((out / "metrics.json").read_text())
     metrics = run_eval(cfg, out, systems)
     work_s = round(sum(s["wall_s"] for s in metrics.get("systems", {}).values()), 1)  # all attempts
-    st.finish({"systems": list(metrics.get("systems", {})), "work_s": work_s})
+    failed = metrics.get("faults", {}).get("failed_samples", 0)
+    if failed:  # within the budget: metrics over what finished, but the stage stays open for a rerun
+        log(f"eval: {failed} sample runs failed (counted in metrics.json); rerun to retry them")
+    else:
+        st.finish({"systems": list(metrics.get("systems", {})), "work_s": work_s})
     return metrics
 
 

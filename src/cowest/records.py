@@ -173,6 +173,8 @@ def iter_jsonl(path: str | Path, model: type[R], *, tolerate_torn_tail: bool = F
             obj = json.loads(line)
         except json.JSONDecodeError as e:
             raise DataError(f"malformed JSON ({e.msg})", path=str(path), line=i) from None
+        except RecursionError:
+            raise DataError("JSON nested too deep", path=str(path), line=i) from None
         try:
             yield model.model_validate(obj)
         except ValidationError as e:
