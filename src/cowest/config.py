@@ -299,7 +299,7 @@ def validate_config(data: dict[str, Any], source: str = "<config>") -> Experimen
             echo = err["type"] != "extra_forbidden" and not key.endswith("base_url")
             msgs.append(f"{source}: '{short_repr(key)[1:-1]}': {kind}"
                         + (f" (got {short_repr(err.get('input'))})" if echo else ""))
-        raise ConfigError("\n".join(msgs)) from None
+        raise ConfigError("; ".join(msgs)) from None
 
 
 def dump_config(cfg: ExperimentConfig) -> str:
