@@ -1,6 +1,6 @@
 """A fault-injecting OpenAI-compatible chat server on 127.0.0.1 (real sockets, stdlib http.server, one thread).
 
-The last user message names a plan: "plan:429,500,ok;rest" answers its 1st request with 429, the 2nd with 500,
+The last user message names a plan (anywhere in it): "plan:429,500,ok;rest" answers its 1st request with 429, the 2nd with 500,
 the 3rd and later with a completion. Faults: 429 (Retry-After: 1), 429soon (Retry-After: soon), 429date
 (Retry-After as an HTTP date), 500, 502, 503, 400, badjson (200 with a torn JSON body), html (200, text/html),
 plain (200, text/plain with a JSON body that is not a completion), stall (waits past the client's timeout, then
@@ -80,8 +80,9 @@ class FaultServer:
             def do_POST(self):
                 req = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 prompt = [m for m in req["messages"] if m["role"] == "user"][-1]["content"]
-                planned = prompt.startswith("plan:")
-                plan = prompt.split(";")[0].removeprefix("plan:").split(",")
+                at = prompt.find("plan:")  # a plan anywhere in the prompt (e.g. inside a task's question)
+                planned = at >= 0
+                plan = prompt[at:].split(";")[0].removeprefix("plan:").split(",")
                 with srv.lock:
                     srv.hits[prompt] += 1
                     srv.hit_times[prompt].append(time.monotonic())
