@@ -222,3 +222,21 @@ def test_one_failed_prompt_does_not_lose_the_others():
     assert [g.error is None for g in out[0]] == [True, True]
     assert [g.text for g in out[1]] == ["", ""] and all("HTTP 400" in g.error for g in out[1])
     assert out[2][0].error is None
+
+
+def test_a_key_in_the_base_url_path_reaches_neither_the_cache_nor_an_error(tmp_path: Path):
+    """Issue 13 item 10: the request goes to the real URL; identity, SQLite file and messages show `***`."""
+    secret = "sk-live-A1b2C3d4E5f6G7h8I9j0"
+    with FaultServer() as srv:
+        url = srv.base_url.replace("/v1", f"/{secret}/v1")
+        cfg = ModelConfig(spec="openai/m", base_url=url, api_key_env="COWEST_TEST_NO_SUCH_KEY", max_retries=0)
+        cb = CachedBackend(OpenAIBackend("m", cfg), tmp_path / "responses.sqlite")
+        ok = cb.generate([ask("plan:ok;k")], SamplingParams())
+        with pytest.raises(RequestFailedError) as e:
+            cb.generate([ask("plan:500;k")], SamplingParams())
+        cb.close()
+    assert ok[0][0].text.startswith("echo:plan:ok;k")
+    assert secret not in cb.identity and "/***/v1" in cb.identity
+    assert secret not in str(e.value) and "/***/v1" in str(e.value)
+    for p in tmp_path.iterdir():
+        assert secret.encode() not in p.read_bytes(), p

@@ -77,7 +77,7 @@ def check_completion(resp: Any) -> None:
             raise MalformedResponse("non-string finish_reason")
 
 
-def _transport(httpx: Any, tally: FaultTally, deadline_s: float) -> Any:
+def _transport(httpx: Any, tally: FaultTally, deadline_s: float, limits: Any) -> Any:
     """An httpx transport that counts faulty attempts and gives each attempt an overall deadline."""
 
     class DeadlineStream(httpx.SyncByteStream):
@@ -112,7 +112,7 @@ def _transport(httpx: Any, tally: FaultTally, deadline_s: float) -> Any:
             response.stream = DeadlineStream(response.stream, deadline, request)
             return response
 
-    return CountingTransport()
+    return CountingTransport(limits=limits)
 
 
 class OpenAIBackend:
@@ -139,7 +139,8 @@ class OpenAIBackend:
                 )
             key = PLACEHOLDER_KEY
         self.tally = FaultTally()
-        http_client = httpx.Client(transport=_transport(httpx, self.tally, cfg.timeout_s),
+        limits = httpx.Limits(max_connections=max(100, cfg.concurrency), max_keepalive_connections=max(20, cfg.concurrency))
+        http_client = httpx.Client(transport=_transport(httpx, self.tally, cfg.timeout_s, limits),
                                    timeout=cfg.timeout_s, follow_redirects=True)
         self._client = openai.OpenAI(api_key=key, base_url=cfg.base_url, max_retries=cfg.max_retries,
                                      timeout=cfg.timeout_s, http_client=http_client)
