@@ -57,6 +57,7 @@ CONFIG_CASES: list[tuple[str, str, list[str]]] = [
     ("override into a scalar", "", ["task.name.x=1"]),
     ("override alias", "", ["task.name=*x"]),
     ("unknown task", "", ["task.name=nope"]),
+    ("huge unknown task name", "", ["task.name=" + "n" * 100_000]),
     ("unknown strategy", MOCK, ["eval.strategies=[nope]"]),
     ("unknown draft format", MOCK, ["eval.strategies=[collaborate]", "eval.draft_formats=[nope]"]),
     ("unknown provider", "models: {strong: {spec: nope/x}}\n", ["eval.strategies=[strong_only]"]),
