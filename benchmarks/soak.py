@@ -7,14 +7,14 @@ a body trickled a byte at a time, a dropped connection, torn JSON, HTML and text
 `choices: [null]`, non-string content and finish_reason. `cowest feedback` and then `cowest eval` run as real
 processes on one run directory; `--kills` times each stage is killed with SIGKILL at a random moment and restarted
 (recovery time: from the restart to the next record written), then rerun until the stage is done (a sample whose
-requests failed for good is retried by the next run). Printed: records expected / present / duplicated / failed,
+requests failed for good is retried by the next run). Each stage starts as two processes racing on the run
+directory: the run-directory lock must stop one at once, naming the other's pid. Printed: records expected / present / duplicated / failed,
 tracebacks, faults injected (server) and counted, retried and given up (client, per kind), HTTP requests.
 
     flock /tmp/cowest-cpu.lock python benchmarks/soak.py [--questions 200] [--eval 200] [--kills 5] [--record]
 
 Goal (issue 13): 0 lost, 0 duplicated, 0 tracebacks, every failure counted and named. Not run in CI; a short
-version is tests/test_soak.py. Two processes racing on one run directory are not part of it yet: that needs the
-run-directory lock (issue 13 item 3).
+version is tests/test_soak.py.
 """
 
 from __future__ import annotations
@@ -105,7 +105,19 @@ def run_stage(stage: str, cfg: Path, run: Path, kills: int, rng: random.Random, 
     recoveries: list[float] = []
     failed_runs: list[int] = []
     t0 = time.monotonic()
-    proc, runs = start(stage, cfg, logs / f"{stage}.0.log"), 1
+    # Two processes race on the run directory first: one must stop at once, naming the other's pid.
+    racers = [start(stage, cfg, logs / f"{stage}.0.log"), start(stage, cfg, logs / f"{stage}.1.log")]
+    runs = 2
+    until = time.monotonic() + 60
+    while all(p.poll() is None for p in racers) and time.monotonic() < until:
+        time.sleep(0.05)
+    losers = [i for i, p in enumerate(racers) if p.poll() is not None and p.returncode == 2]
+    race_refused = any("is in use by process" in (logs / f"{stage}.{i}.log").read_text(errors="replace")
+                       for i in losers)
+    proc = next((p for p in racers if p.poll() is None), racers[0])
+    for p in racers:
+        if p is not proc:
+            p.wait()
     for _ in range(kills):
         until = time.monotonic() + rng.uniform(1.0, 6.0)
         while proc.poll() is None and time.monotonic() < until:
@@ -124,12 +136,13 @@ def run_stage(stage: str, cfg: Path, run: Path, kills: int, rng: random.Random, 
     for _ in range(max_reruns):
         failed_runs.append(read_faults(stage, run).get("failed_samples", 0))
         log = logs / f"{stage}.{runs - 1}.log"
-        if done_marker.exists() or (rc != 0 and "max_failed_share" not in log.read_text(errors="replace")):
+        if done_marker.exists() or (rc != 0 and "max_failed_share" not in log.read_text(errors="replace")
+                                    and "is in use by process" not in log.read_text(errors="replace")):
             break
         proc, runs = start(stage, cfg, logs / f"{stage}.{runs}.log"), runs + 1
         rc = proc.wait()
     return {"runs": runs, "recoveries": recoveries, "failed_per_run": failed_runs, "done": done_marker.exists(),
-            "wall_s": time.monotonic() - t0}
+            "race_refused": race_refused, "wall_s": time.monotonic() - t0}
 
 
 def read_faults(stage: str, run: Path) -> dict:
@@ -179,6 +192,8 @@ def table(res: dict, fault_rate: float) -> str:
                f"(failed then retried by a rerun: {s['failed_retried']})")
         rows += [(f"{name}: records expected / present / duplicated / failed", rec),
                  (f"{name}: runs (kill -9 then resume), done", f"{s['runs']}, {'yes' if s['done'] else 'NO'}"),
+                 (f"{name}: two processes raced, the second refused naming the first's pid",
+                  "yes" if s["race_refused"] else "NO"),
                  (f"{name}: recovery after kill -9, s (median / max of {len(s['recoveries'])})",
                   _median_max(s["recoveries"])),
                  (f"{name}: tracebacks", s["tracebacks"]),
@@ -229,14 +244,15 @@ def main() -> None:
     print(text)
     (out / "soak.json").write_text(json.dumps(res, indent=2, default=str), encoding="utf-8")
     ok = all(s["present"] == s["expected"] and s["duplicated"] == 0 and s["tracebacks"] == 0 and s["done"]
-             for s in res["stages"].values())
+             and s["race_refused"] for s in res["stages"].values())
     print("GOAL MET" if ok else "GOAL NOT MET")
     if args.record:
         head = (f"### Soak under faults and kill -9 (`benchmarks/soak.py --questions {args.questions} --eval "
                 f"{args.eval} --fault-rate {args.fault_rate} --kills {args.kills}`)\n\n"
                 f"{machine()}, {datetime.date.today()}, load average {load0[0]:.2f} before / {load1[0]:.2f} after "
                 "(run alone under the CPU lock). `cowest feedback` (K=4, metric evaluator) then `cowest eval` "
-                "(weak_only, strong_only, collaborate) as real processes over the `openai` provider against "
+                "(weak_only, strong_only, collaborate) as real processes, each stage first started twice at once "
+                "on the same run directory (the run-directory lock must refuse one), over the `openai` provider against "
                 "tests/fault_server.py on 127.0.0.1 (canned instant replies; no model): every request has a "
                 f"{args.fault_rate:.0%} chance of a fault drawn evenly from {len(FAULT_KINDS)} kinds. Client: "
                 "timeout_s 1 (the whole attempt), max_retries 2 (the openai SDK's retries; the same budget for "
@@ -245,8 +261,7 @@ def main() -> None:
                 "until done; a sample whose requests failed for good is counted and "
                 "retried by the next run. Client fault counts come from each stage's faults.json, which a "
                 "SIGKILL can cut short by the chunk in flight. Result: "
-                f"{'goal met (0 lost, 0 duplicated, 0 tracebacks)' if ok else 'GOAL NOT MET'}. Not measured: two "
-                "processes racing on one run directory (that needs the run-directory lock of issue 13 item 3)."
+                f"{'goal met (0 lost, 0 duplicated, 0 tracebacks, the racing process refused)' if ok else 'GOAL NOT MET'}."
                 "\n\n")
         record("soak.py", head + text)
 

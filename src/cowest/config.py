@@ -130,6 +130,11 @@ class EvalConfig(Section):
     bootstrap_samples: int = Field(1000, ge=1)
     prompts: dict[str, str] = Field(default_factory=dict)
     """Overrides of named prompt templates (see cowest.tasks.prompts)."""
+    recall_split: str | None = None
+    """`cowest run`: also score the SFT weak model alone on this split of training facts (the demo's `facts`), its
+    recall of what SFT taught it, reported next to the results."""
+    max_cut_share: float = 0.05
+    """Warn when more than this share of a role's replies hit its token limit (generation.<role>.max_tokens)."""
 
     @field_validator("strategies", "draft_formats", "seeds")
     @classmethod

@@ -27,19 +27,22 @@ class Progress:
         self.cache_hits = 0
         self.failed = 0
         self.faults = 0
+        self.note = ""
         self.t0 = time.monotonic()
         self._last_draw = 0.0
 
-    def update(self, n: int = 1, *, tokens: int = 0, cache_hits: int = 0, failed: int = 0,
-               faults: int | None = None) -> None:
-        """`n` more items handled, `failed` of them failed for good; `faults`: the running count of faulty
-        requests (retried or not)."""
-        self.done += n
-        self.tokens += tokens
-        self.cache_hits += cache_hits
+    def update(self, n: int = 1, *, tokens: int = 0, cache_hits: int = 0, note: str | None = None,
+               failed: int = 0, faults: int | None = None) -> None:
+        """`n` more items done; `note` replaces the line's free-text part (e.g. a training loss); `failed` of the
+        `n` failed for good; `faults`: the running count of faulty requests (retried or not)."""
+        if note is not None:
+            self.note = note
         self.failed += failed
         if faults is not None:
             self.faults = faults
+        self.done += n
+        self.tokens += tokens
+        self.cache_hits += cache_hits
         now = time.monotonic()
         if self.enabled and (now - self._last_draw >= self.min_interval_s or self.done >= self.total):
             self._last_draw = now
@@ -50,7 +53,10 @@ class Progress:
         elapsed = max((now or time.monotonic()) - self.t0, 1e-9)
         new = self.done - self.start_done
         parts = [f"{self.desc} {self.done}/{self.total}".strip()]
-        parts.append(f"{self.tokens / elapsed:.1f} tok/s")
+        if self.note:
+            parts.append(self.note)
+        if self.tokens:
+            parts.append(f"{self.tokens / elapsed:.1f} tok/s")
         if self.cache_hits:
             parts.append(f"cache hits {self.cache_hits}")
         if self.faults or self.failed:

@@ -59,6 +59,38 @@ def log_callback(path: Path) -> Any:
     return JsonlLog()
 
 
+def quiet_trainer(trainer: Any, desc: str) -> Any:
+    """Replace the Trainer's own console output (a tqdm bar and every log dict printed) with one cowest progress
+    line: `desc step/total | loss x | ETA`. The dicts still reach train_log.jsonl through `log_callback`."""
+    transformers = require("transformers", "train")
+    from cowest.progress import Progress
+
+    for cb in (transformers.trainer_callback.ProgressCallback, transformers.trainer_callback.PrinterCallback):
+        trainer.remove_callback(cb)
+
+    class OneLine(transformers.TrainerCallback):
+        bar: Progress | None = None
+
+        def on_train_begin(self, args, state, control, **kw):  # noqa: ANN001 - transformers' signature
+            if state.is_world_process_zero:
+                self.bar = Progress(state.max_steps, desc)
+
+        def on_step_end(self, args, state, control, **kw):  # noqa: ANN001
+            if self.bar is not None:
+                self.bar.update(state.global_step - self.bar.done)
+
+        def on_log(self, args, state, control, logs=None, **kw):  # noqa: ANN001
+            if self.bar is not None and logs and "loss" in logs:
+                self.bar.note = f"loss {logs['loss']:.3f}"
+
+        def on_train_end(self, args, state, control, **kw):  # noqa: ANN001
+            if self.bar is not None:
+                self.bar.close()
+
+    trainer.add_callback(OneLine())
+    return trainer
+
+
 def is_main_process() -> bool:
     """Rank 0 of an `accelerate launch`/torchrun job, or a plain single process."""
     return int(os.environ.get("RANK", "0")) == 0

@@ -13,7 +13,8 @@ from cowest.config import ExperimentConfig
 from cowest.errors import CowestError, DataError, require
 from cowest.records import Sample
 from cowest.tasks.prompts import draft_messages, draft_target
-from cowest.train.common import TRAIN_LOG, device_kwargs, log_callback, lora_config, publish, save_adapter, staging_dir
+from cowest.train.common import (TRAIN_LOG, device_kwargs, log_callback, lora_config, publish, quiet_trainer,
+                                 save_adapter, staging_dir)
 
 
 def sft_target(sample: Sample, fmt: str, target: str) -> str:
@@ -65,7 +66,7 @@ def run_sft(cfg: ExperimentConfig, samples: list[Sample], out_dir: Path) -> Path
         processing_class=tok, peft_config=lora_config(s.lora_r, s.lora_alpha, s.lora_dropout),
         callbacks=[log_callback(tmp / TRAIN_LOG)],
     )
-    trainer.train()
+    quiet_trainer(trainer, "sft").train()
     save_adapter(trainer, tok, tmp, base=weak.spec, parent=weak.adapter, method="sft", merge=s.merge,
                  draft_format=cfg.feedback.draft_format, target=s.target, samples=len(samples))
     return publish(tmp, out_dir)
