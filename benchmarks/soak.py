@@ -250,7 +250,7 @@ def main() -> None:
         head = (f"### Soak under faults and kill -9 (`benchmarks/soak.py --questions {args.questions} --eval "
                 f"{args.eval} --fault-rate {args.fault_rate} --kills {args.kills}`)\n\n"
                 f"{machine()}, {datetime.date.today()}, load average {load0[0]:.2f} before / {load1[0]:.2f} after "
-                "(run alone under the CPU lock). `cowest feedback` (K=4, metric evaluator) then `cowest eval` "
+                "(under the CPU lock; a load above 1 means other work ran beside it, so the times are indicative). `cowest feedback` (K=4, metric evaluator) then `cowest eval` "
                 "(weak_only, strong_only, collaborate) as real processes, each stage first started twice at once "
                 "on the same run directory (the run-directory lock must refuse one), over the `openai` provider against "
                 "tests/fault_server.py on 127.0.0.1 (canned instant replies; no model): every request has a "
