@@ -130,3 +130,116 @@ def test_a_secret_in_base_url_is_refused_before_it_reaches_disk(url):
     with pytest.raises(ConfigError, match=r"models\.strong\.base_url.*api_key_env") as e:
         load_config(None, [f"models.strong.base_url={url}", "models.strong.spec=openai/x"])
     assert "secret" not in str(e.value) and "abc" not in str(e.value)
+
+
+# ---- issue 13 items 10, 11, 13, 14: ranges, strict YAML, unreadable files, secrets in URL paths -------------------
+
+
+@pytest.mark.parametrize("override,key", [
+    ("task.eval_limit=-1", "task.eval_limit"),
+    ("task.train_limit=-5", "task.train_limit"),
+    ("feedback.questions=-2", "feedback.questions"),
+    ("feedback.k=0", "feedback.k"),
+    ("feedback.k=-3", "feedback.k"),
+    ("eval.bootstrap_samples=0", "eval.bootstrap_samples"),
+    ("eval.seeds=[0, 0]", "eval.seeds"),
+    ("eval.seeds=[]", "eval.seeds"),
+    ("eval.strategies=[]", "eval.strategies"),
+    ("eval.draft_formats=[cot, cot]", "eval.draft_formats"),
+    ("models.strong.max_retries=-1", "models.strong.max_retries"),
+    ("models.strong.concurrency=0", "models.strong.concurrency"),
+    ("models.weak.timeout_s=-1", "models.weak.timeout_s"),
+    ("generation.strong.max_tokens=-1", "generation.strong.max_tokens"),
+    ("generation.weak.temperature=-3", "generation.weak.temperature"),
+    ("generation.judge.top_p=7", "generation.judge.top_p"),
+    ("generation.weak.n=0", "generation.weak.n"),
+    ("feedback.top_p=0", "feedback.top_p"),
+    ("rounds=0", "rounds"),
+    ("max_failed_share=1.5", "max_failed_share"),
+])
+def test_out_of_range_values_are_refused_naming_the_key(override: str, key: str) -> None:
+    spec = [f"models.{key.split('.')[1]}.spec=openai/x"] if key.startswith("models.") else []
+    with pytest.raises(ConfigError) as e:
+        load_config(None, [override, *spec])
+    msg = str(e.value)
+    assert f"'{key}'" in msg and "\n" not in msg and msg.count("<overrides>: ") == 1
+
+
+def test_duplicate_keys_are_refused_naming_the_line(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"exp.yaml:3: key 'eval_limit' appears twice"):
+        load_config(write(tmp_path, "task:\n  eval_limit: 5\n  eval_limit: 50\n"))
+    with pytest.raises(ConfigError, match=r"exp.yaml:2: key 'task' appears twice"):
+        load_config(write(tmp_path, "task: {name: a}\ntask: {name: b}\n"))
+
+
+def billion_laughs(levels: int = 9) -> str:
+    lines = ["a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+    for i in range(1, levels):
+        lines.append(f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 9) + "]")
+    return "\n".join(lines) + "\n"
+
+
+def test_a_yaml_alias_bomb_is_refused_quickly_with_a_short_message(tmp_path: Path) -> None:
+    import time
+
+    text = billion_laughs()
+    assert len(text) < 500
+    t0 = time.monotonic()
+    with pytest.raises(ConfigError, match="aliases expand to more than") as e:
+        load_config(write(tmp_path, text))
+    assert time.monotonic() - t0 < 5 and len(str(e.value)) < 300
+    with pytest.raises(ConfigError, match="aliases expand"):
+        load_config(write(tmp_path, "a: &a [*a]\n"))  # a recursive alias
+    # A few small aliases, as people write them, still work.
+    cfg = load_config(write(tmp_path, "generation:\n  weak: &g {max_tokens: 32}\n  strong: *g\n"))
+    assert cfg.generation.strong.max_tokens == 32
+
+
+def test_an_invalid_value_is_echoed_only_briefly(tmp_path: Path) -> None:
+    big = "x" * 100_000
+    with pytest.raises(ConfigError) as e:
+        load_config(write(tmp_path, f"sft: {{lr: {big}}}\n"))
+    assert "'sft.lr'" in str(e.value) and len(str(e.value)) < 300
+    nested = "task:\n  eval_limit: [" + ", ".join(["[" * 20 + "x" * 40 + "]" * 20] * 2000) + "]\n"
+    with pytest.raises(ConfigError) as e:
+        load_config(write(tmp_path, nested))
+    assert "'task.eval_limit'" in str(e.value) and len(str(e.value)) < 300
+
+
+def test_unreadable_config_paths_are_one_line_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="is a folder"):
+        load_config(tmp_path)
+    latin1 = tmp_path / "latin1.yaml"
+    latin1.write_bytes("task: {name: caf\xe9}\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match="not UTF-8"):
+        load_config(latin1)
+    with pytest.raises(ConfigError, match="YAML nested too deep|invalid YAML"):
+        load_config(write(tmp_path, "a: " + "[" * 100_000 + "\n"))
+
+
+@pytest.mark.parametrize("override", ["task.eval_limit=[1", "sft.lr={a: b", "task.name=*x", "a=\t- x"])
+def test_an_override_with_invalid_yaml_names_the_override(override: str) -> None:
+    with pytest.raises(ConfigError, match=rf"override '{override.split('=')[0]}'.*invalid YAML") as e:
+        load_config(None, [override])
+    assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:8000/v1#sk-secret", "http://host/v1#"])
+def test_a_base_url_with_a_fragment_is_refused(url: str) -> None:
+    with pytest.raises(ConfigError, match=r"models\.strong\.base_url.*fragment") as e:
+        load_config(None, [f"models.strong.base_url={url}", "models.strong.spec=openai/x"])
+    assert "sk-secret" not in str(e.value)
+
+
+def test_a_key_in_the_base_url_path_is_redacted_in_what_is_written(tmp_path: Path) -> None:
+    """Issue 13 item 10: config.yaml and the stage's inputs.json never hold a key-like path segment."""
+    from cowest.models.identity import __name__ as _  # noqa: F401 - the package imports
+    from cowest.stages import stage_inputs
+
+    secret = "sk-proj-A1b2C3d4E5f6G7h8I9j0"
+    url = f"https://gateway.example/v1/{secret}/openai"
+    cfg = load_config(None, [f"models.strong.base_url={url}", "models.strong.spec=openai/gpt-4o"])
+    assert cfg.models.strong.base_url == url  # the backend still gets the real URL, in memory
+    text = dump_config(cfg)
+    assert secret not in text and "https://gateway.example/v1/***/openai" in text
+    assert secret not in str(stage_inputs(cfg, "eval"))

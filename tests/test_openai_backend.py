@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,9 @@ from fault_server import FaultServer
 
 from cowest.config import ModelConfig
 from cowest.models.cache import CachedBackend
-from cowest.models.openai_backend import OpenAIBackend, RequestFailedError, parse_retry_after, redact_url
+from cowest.faults import PartialFailure, TolerantBackend
+from cowest.models.openai_backend import OpenAIBackend, RequestFailedError
+from cowest.redact import redact_url
 from cowest.records import SamplingParams
 
 pytest.importorskip("openai")
@@ -98,10 +101,13 @@ def test_failed_request_leaves_nothing_in_the_cache_and_reruns_make_no_calls(tmp
     db = tmp_path / "cache.sqlite"
     with FaultServer() as srv:
         cb = CachedBackend(make(srv, max_retries=1), db)
-        with pytest.raises(RequestFailedError):
-            cb.generate([ask("plan:ok;good"), ask("plan:500;bad")], SamplingParams())
-        assert len(cb.cache) == 0
-        first = cb.generate([ask("plan:ok;good")], SamplingParams())
+        with pytest.raises(PartialFailure) as e:
+            cb.generate([ask("plan:500;bad"), ask("plan:ok;good")], SamplingParams())
+        assert len(cb.cache) == 1  # the finished request is kept; the failed one left nothing
+        assert e.value.results[0] is None and set(e.value.errors) == {0}
+        first = e.value.results[1]
+        assert cb.generate([ask("plan:ok;good")], SamplingParams())[0][0].cached
+        first = [first]
         hits_after_first = sum(srv.hits.values())
         again = cb.generate([ask("plan:ok;good")], SamplingParams())
         cb.close()
@@ -154,8 +160,83 @@ def test_missing_key_without_base_url_names_the_variable(monkeypatch: pytest.Mon
         OpenAIBackend("gpt-x", ModelConfig(spec="openai/gpt-x", api_key_env="COWEST_TEST_NO_SUCH_KEY"))
 
 
-def test_helpers():
+def test_redact_url_drops_credentials_query_fragment_and_key_like_segments():
     assert redact_url("http://user:pw@host:8000/v1?key=abc") == "http://host:8000/v1"
-    assert parse_retry_after({"retry-after": "3"}) == 3.0
-    assert parse_retry_after({"retry-after-ms": "250"}) == 0.25
-    assert parse_retry_after({}) is None
+    assert redact_url("https://gw.example/v1/sk-proj-abcDEF123456789xyz/openai#k") == "https://gw.example/v1/***/openai"
+    assert redact_url("https://gw.example/a1b2c3d4e5f6a7b8c9d0e1f2/v1") == "https://gw.example/***/v1"
+    assert redact_url("https://api.example/v1/models/gpt-4o-mini") == "https://api.example/v1/models/gpt-4o-mini"
+
+
+@pytest.mark.parametrize("fault", ["429soon", "429date", "502", "503", "badjson", "html", "plain", "empty",
+                                   "nullchoice", "content5", "finish5", "drop"])
+def test_each_malformed_or_faulty_reply_is_retried_and_counted(fault: str):
+    """Issue 13 item 4: `Retry-After: soon`, non-string content or finish_reason, `choices: [null]` and the other
+    faults are retried (never a traceback) and counted per kind."""
+    prompt = f"plan:{fault},ok;x"
+    with FaultServer() as srv:
+        b = make(srv)
+        out = b.generate([ask(prompt)], SamplingParams(seed=1))
+        b.close()
+    assert out[0][0].text == f"echo:{prompt}|seed=1|i=0"
+    assert srv.hits[prompt] == 2 and srv.delivered[prompt] == 1
+    faults, gave_up = b.tally.snapshot()
+    kind = {"429soon": "http_429", "429date": "http_429", "502": "http_5xx", "503": "http_5xx",
+            "drop": "connection"}.get(fault, "malformed")
+    assert faults == {kind: 1} and not gave_up
+
+
+def test_malformed_replies_exhaust_the_budget_as_a_request_failure():
+    with FaultServer() as srv:
+        b = make(srv, max_retries=2)
+        with pytest.raises(RequestFailedError, match=r"3 attempts; last error: malformed: .*non-string content"):
+            b.generate([ask("plan:content5")], SamplingParams())
+    assert srv.hits["plan:content5"] == 3
+    assert b.tally.snapshot() == ({"malformed": 3}, {"malformed": 1})
+
+
+def test_a_trickled_body_hits_the_overall_deadline():
+    """Issue 13 item 5: one byte every 0.2 s never trips a per-read timeout of 0.5 s; the attempt's deadline does."""
+    with FaultServer(trickle_s=0.2) as srv:
+        b = make(srv, max_retries=1, timeout_s=0.5)
+        t0 = time.monotonic()
+        with pytest.raises(RequestFailedError, match="timeout"):
+            b.generate([ask("plan:trickle")], SamplingParams())
+        took = time.monotonic() - t0
+    assert srv.hits["plan:trickle"] == 2
+    assert took < 5, took  # two attempts of ~0.5 s and the SDK's backoff, not the ~60 s the body takes
+    faults, gave_up = b.tally.snapshot()
+    assert faults["deadline"] == 2 and gave_up == {"timeout": 1}
+
+
+def test_one_failed_prompt_does_not_lose_the_others():
+    """Issue 13 item 6: the batch finishes; the failure carries the finished results, and a stage's
+    `TolerantBackend` turns the failed prompt into placeholders with `error` set."""
+    prompts = [ask("plan:ok;a"), ask("plan:400;b"), ask("plan:500,ok;c")]
+    with FaultServer() as srv:
+        b = make(srv)
+        with pytest.raises(PartialFailure) as e:
+            b.generate(prompts, SamplingParams(seed=2))
+        assert set(e.value.errors) == {1} and e.value.results[0][0].text == "echo:plan:ok;a|seed=2|i=0"
+        assert e.value.results[2][0].text == "echo:plan:500,ok;c|seed=2|i=0"
+        out = TolerantBackend(b).generate(prompts, SamplingParams(seed=2, n=2))
+    assert [g.error is None for g in out[0]] == [True, True]
+    assert [g.text for g in out[1]] == ["", ""] and all("HTTP 400" in g.error for g in out[1])
+    assert out[2][0].error is None
+
+
+def test_a_key_in_the_base_url_path_reaches_neither_the_cache_nor_an_error(tmp_path: Path):
+    """Issue 13 item 10: the request goes to the real URL; identity, SQLite file and messages show `***`."""
+    secret = "sk-live-A1b2C3d4E5f6G7h8I9j0"
+    with FaultServer() as srv:
+        url = srv.base_url.replace("/v1", f"/{secret}/v1")
+        cfg = ModelConfig(spec="openai/m", base_url=url, api_key_env="COWEST_TEST_NO_SUCH_KEY", max_retries=0)
+        cb = CachedBackend(OpenAIBackend("m", cfg), tmp_path / "responses.sqlite")
+        ok = cb.generate([ask("plan:ok;k")], SamplingParams())
+        with pytest.raises(RequestFailedError) as e:
+            cb.generate([ask("plan:500;k")], SamplingParams())
+        cb.close()
+    assert ok[0][0].text.startswith("echo:plan:ok;k")
+    assert secret not in cb.identity and "/***/v1" in cb.identity
+    assert secret not in str(e.value) and "/***/v1" in str(e.value)
+    for p in tmp_path.iterdir():
+        assert secret.encode() not in p.read_bytes(), p

@@ -35,3 +35,14 @@ def test_quiet_when_not_a_tty_unless_enabled():
         p.update(1)
         p.update(1)
     assert forced.getvalue().splitlines()[0].startswith("f 1/2") and len(forced.getvalue().splitlines()) == 2
+
+
+def test_the_line_shows_faults_and_failed_items_once_there_are_any() -> None:
+    import io
+
+    p = Progress(10, "eval x", stream=io.StringIO(), enabled=False)
+    p.update(3, tokens=30)
+    assert "faults" not in p.line()
+    p.update(2, failed=1, faults=7)
+    p.update(1, faults=9)
+    assert "faults 9, failed 1" in p.line() and "6/10" in p.line()

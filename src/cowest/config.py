@@ -9,10 +9,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_serializer, field_validator
 
 from cowest.errors import ConfigError
 from cowest.records import SamplingParams
+from cowest.safe_yaml import load_yaml, short_repr
+from cowest.redact import redact_url
 
 
 class Section(BaseModel):
@@ -26,9 +28,9 @@ class TaskConfig(Section):
     """Data folder holding `<task>/<split>.jsonl` (e.g. ../shared/data), a file, or None for a hub / generated task."""
     train_split: str = "train"
     eval_split: str = "dev"
-    train_limit: int | None = None
+    train_limit: int | None = Field(None, ge=0)
     """Use at most this many training samples (seeded subsample); None = all."""
-    eval_limit: int | None = None
+    eval_limit: int | None = Field(None, ge=0)
     seed: int = 0
     """Seed of the subsampling."""
     subset: str | None = None
@@ -61,18 +63,34 @@ class ModelConfig(Section):
         from urllib.parse import urlsplit
 
         if url is not None:
-            parts = urlsplit(url)
-            if parts.username or parts.password or parts.query:
-                raise ValueError("base_url must not carry credentials or a query string (configs are saved into "
-                                 "the run directory); put the key in the environment variable named by api_key_env")
+            try:
+                parts = urlsplit(url)
+                parts.port  # noqa: B018 - raises on a port that is not a number
+            except ValueError:
+                raise ValueError("base_url is not a URL (e.g. http://127.0.0.1:8000/v1)") from None
+            if parts.username or parts.password or parts.query or parts.fragment or "#" in url:
+                raise ValueError("base_url must not carry credentials, a query string or a #fragment (configs are "
+                                 "saved into the run directory); put the key in the environment variable named by "
+                                 "api_key_env")
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError("base_url must be an http:// or https:// URL with a host (e.g. "
+                                 "http://127.0.0.1:8000/v1)")
         return url
+
+    @field_serializer("base_url")
+    def _redacted_url(self, url: str | None) -> str | None:
+        # Whatever is written (config.yaml, inputs.json) never holds a path segment that looks like a key.
+        return None if url is None else redact_url(url)
     api_key_env: str = "OPENAI_API_KEY"
     """openai: the name of the environment variable holding the key (the key itself never goes in a config)."""
-    concurrency: int = 8
+    concurrency: int = Field(8, ge=1)
     """openai: requests in flight at once."""
-    timeout_s: float = 120.0
-    max_retries: int = 5
-    batch_size: int = 8
+    timeout_s: float = Field(120.0, gt=0)
+    """openai: the whole of one HTTP attempt (connect, headers and body), not only the wait for each read."""
+    max_retries: int = Field(5, ge=0)
+    """openai: retries of one request after its first attempt (the openai SDK's own retries: 429, 5xx, timeouts,
+    dropped connections; a malformed 2xx body gets as many)."""
+    batch_size: int = Field(8, ge=1)
     """hf / llamacpp: prompts per forward batch."""
     engine: Literal["auto", "llamacpp", "hf"] = "auto"
     """embedded: the local engine. auto = llama.cpp when installed (fastest one prompt at a time), else
@@ -84,7 +102,7 @@ class ModelConfig(Section):
     identity in the response cache. Training always runs in the recipes' own precision."""
     n_threads: int | None = None
     """llamacpp: CPU threads (None = all cores)."""
-    n_ctx: int = 4096
+    n_ctx: int = Field(4096, ge=1)
     cache: bool | None = None
     """Cache responses in SQLite; None = on for strong and judge, off for weak."""
 
@@ -105,11 +123,11 @@ class GenerationConfig(Section):
 
 
 class EvalConfig(Section):
-    strategies: list[str] = Field(default_factory=lambda: ["weak_only", "strong_only", "collaborate"])
-    draft_formats: list[str] = Field(default_factory=lambda: ["cot"])
+    strategies: list[str] = Field(default_factory=lambda: ["weak_only", "strong_only", "collaborate"], min_length=1)
+    draft_formats: list[str] = Field(default_factory=lambda: ["cot"], min_length=1)
     """Draft formats for `collaborate`: cot, knowledge, direct."""
-    seeds: list[int] = Field(default_factory=lambda: [0])
-    bootstrap_samples: int = 1000
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    bootstrap_samples: int = Field(1000, ge=1)
     prompts: dict[str, str] = Field(default_factory=dict)
     """Overrides of named prompt templates (see cowest.tasks.prompts)."""
     recall_split: str | None = None
@@ -117,6 +135,14 @@ class EvalConfig(Section):
     recall of what SFT taught it, reported next to the results."""
     max_cut_share: float = 0.05
     """Warn when more than this share of a role's replies hit its token limit (generation.<role>.max_tokens)."""
+
+    @field_validator("strategies", "draft_formats", "seeds")
+    @classmethod
+    def _no_repeats(cls, values: list) -> list:
+        repeated = sorted({str(v) for v in values if values.count(v) > 1})
+        if repeated:
+            raise ValueError(f"lists {', '.join(repeated)} more than once")
+        return values
 
 
 class SFTConfig(Section):
@@ -144,17 +170,17 @@ class SFTConfig(Section):
 
 
 class FeedbackConfig(Section):
-    k: int = 4
+    k: int = Field(4, ge=1)
     """Drafts sampled per training question."""
-    questions: int | None = None
+    questions: int | None = Field(None, ge=0)
     """Use at most this many training questions (seeded subsample of the SFT data); None = all."""
-    temperature: float = 1.0
-    top_p: float = 0.95
+    temperature: float = Field(1.0, ge=0, le=2)
+    top_p: float = Field(0.95, gt=0, le=1)
     evaluator: Literal["metric", "judge", "hybrid"] = "metric"
     margin: float = 0.0
     """A draft is chosen when its influence is > margin."""
     pair_rule: Literal["all", "best_vs_worst"] = "all"
-    max_pairs_per_question: int = 4
+    max_pairs_per_question: int = Field(4, ge=1)
     draft_format: Literal["cot", "knowledge", "direct"] = "cot"
 
 
@@ -212,8 +238,13 @@ class ExperimentConfig(Section):
     feedback: FeedbackConfig = Field(default_factory=FeedbackConfig)
     align: AlignConfig = Field(default_factory=AlignConfig)
     serve: ServeConfig = Field(default_factory=ServeConfig)
-    rounds: int = 1
+    rounds: int = Field(1, ge=1)
     """Feedback + align rounds."""
+    max_failed_share: float = Field(0.05, ge=0, le=1)
+    """Failure budget of the feedback and eval stages: a request that fails for good (after its retries) marks its
+    sample failed (written nowhere, counted, retried on the next run) and the stage goes on while at most this
+    share of its samples failed; past it the stage stops, keeping what it finished. The stage is marked done only
+    when nothing failed."""
     cache_dir: str | None = None
     """Response cache folder; None = <run_dir>/cache."""
 
@@ -236,25 +267,34 @@ def parse_overrides(overrides: list[str]) -> list[tuple[str, Any]]:
     out = []
     for item in overrides:
         if "=" not in item:
-            raise ConfigError(f"override '{item}' is not KEY=VALUE (e.g. sft.lr=1e-4)")
+            raise ConfigError(f"override {short_repr(item)} is not KEY=VALUE (e.g. sft.lr=1e-4)")
         key, _, raw = item.partition("=")
-        out.append((key.strip(), yaml.safe_load(raw) if raw.strip() else None))
+        value = load_yaml(raw, f"override '{short_repr(key.strip())[1:-1]}'") if raw.strip() else None
+        out.append((key.strip(), value))
     return out
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """The mapping a YAML config file holds; a missing, unreadable or malformed file is a one-line error."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a folder, not a config file (e.g. configs/demo.yaml)") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {e.start}); save the config as UTF-8") from None
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read ({e.strerror})") from None
+    data = load_yaml(text, str(path)) or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping")
+    return data
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> ExperimentConfig:
     """Load YAML (or defaults when `path` is None), apply dotted overrides, validate."""
-    data: dict[str, Any] = {}
-    if path is not None:
-        try:
-            with open(path, encoding="utf-8") as f:
-                data = yaml.safe_load(f) or {}
-        except FileNotFoundError:
-            raise ConfigError(f"config file not found: {path}") from None
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{path}: invalid YAML: {e}") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path}: the top level must be a mapping")
+    data: dict[str, Any] = read_config_file(path) if path is not None else {}
     for key, value in parse_overrides(overrides or []):
         _set_dotted(data, key, value)
     return validate_config(data, source=str(path) if path else "<overrides>")
@@ -268,10 +308,11 @@ def validate_config(data: dict[str, Any], source: str = "<config>") -> Experimen
         for err in e.errors():
             key = ".".join(str(x) for x in err["loc"])
             kind = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
-            # The offending value is echoed, except a URL, which may hold the very secret being refused.
+            # The offending value is echoed (briefly), except a URL, which may hold the very secret being refused.
             echo = err["type"] != "extra_forbidden" and not key.endswith("base_url")
-            msgs.append(f"{source}: '{key}': {kind}" + (f" (got {err.get('input')!r})" if echo else ""))
-        raise ConfigError("\n".join(msgs)) from None
+            msgs.append(f"{source}: '{short_repr(key)[1:-1]}': {kind}"
+                        + (f" (got {short_repr(err.get('input'))})" if echo else ""))
+        raise ConfigError("; ".join(msgs)) from None
 
 
 def dump_config(cfg: ExperimentConfig) -> str:

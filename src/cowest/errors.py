@@ -29,7 +29,8 @@ class UnknownNameError(CowestError, KeyError):
 
     def __init__(self, kind: str, name: str, valid: list[str]):
         self.kind, self.name, self.valid = kind, name, valid
-        super().__init__(f"unknown {kind} '{name}'; valid: {', '.join(sorted(valid))}")
+        shown = str(name) if len(str(name)) <= 80 else str(name)[:77] + "..."  # never echo a huge value back
+        super().__init__(f"unknown {kind} '{shown}'; valid: {', '.join(sorted(valid))}")
 
     def __str__(self) -> str:  # KeyError would quote the message
         return self.args[0]

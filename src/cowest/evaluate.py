@@ -15,9 +15,11 @@ from typing import TYPE_CHECKING
 
 from cowest.config import ExperimentConfig, ModelConfig, dump_config
 from cowest.errors import ConfigError
+from cowest.faults import FailureBudget, FaultLog, TolerantBackend
 from cowest.progress import Progress
 from cowest.records import Sample, Trace, append_jsonl, iter_jsonl
 from cowest.strategies import STRATEGIES, USES_DRAFT_FORMAT, StrategyContext, check_strategy, roles_of
+from cowest.strategies.common import failed_step
 
 if TYPE_CHECKING:
     from cowest.models.base import Backend
@@ -71,7 +73,8 @@ def check_systems(cfg: ExperimentConfig, systems: list[System]) -> None:
 
 
 class ModelPool:
-    """Opens each distinct (model config, cache use) once and closes them all at the end."""
+    """Opens each distinct (model config, cache use) once and closes them all at the end. A request that fails for
+    good fails its prompt alone (`TolerantBackend`), not the batch."""
 
     def __init__(self, cache_dir: Path | None):
         self.cache_dir = cache_dir
@@ -85,12 +88,13 @@ class ModelPool:
 
             key = (mcfg.model_dump_json(), False)
             if key not in self._open:
-                self._open[key] = load_backend(mcfg)
+                self._open[key] = TolerantBackend(load_backend(mcfg))
             return self._open[key]
         key = (mcfg.model_dump_json(), use_cache(mcfg, role))
         if key not in self._open:
-            self._open[key] = open_backend(mcfg, role, self.cache_dir)
+            self._open[key] = TolerantBackend(open_backend(mcfg, role, self.cache_dir))
         return self._open[key]
+
 
     def close(self) -> None:
         for b in self._open.values():
@@ -123,8 +127,13 @@ def chunk_size(cfg: ExperimentConfig) -> int:
 
 
 def run_system(system: System, seed: int, samples: list[Sample], cfg: ExperimentConfig, pool: ModelPool,
-               out_dir: Path, *, chunk: int | None = None) -> Path:
-    """Run one system with one seed on the samples not yet in its trace file; return the file."""
+               out_dir: Path, *, chunk: int | None = None, budget: FailureBudget | None = None,
+               faults: FaultLog | None = None) -> Path:
+    """Run one system with one seed on the samples not yet in its trace file; return the file.
+
+    A sample whose request failed for good is not written (the next run retries it) but charged to `budget`,
+    which stops the run past its share; `faults` is rewritten after every chunk."""
+    budget = budget or FailureBudget("eval", len(samples), cfg.max_failed_share)
     path = trace_path(out_dir, system.name, seed)
     path.parent.mkdir(parents=True, exist_ok=True)
     _cut_torn_tail(path)
@@ -137,6 +146,8 @@ def run_system(system: System, seed: int, samples: list[Sample], cfg: Experiment
     weak = pool.get(system.weak or cfg.models.weak, "weak") if "weak" in roles else None
     strong = pool.get(system.strong or cfg.models.strong, "strong") if "strong" in roles else None
     ctx = StrategyContext.from_config(cfg, draft_format=system.draft_format, seed=seed, system=system.name)
+    if faults is not None:
+        faults.watch([b for b in (weak, strong) if b is not None])
     step = chunk or chunk_size(cfg)
     with Progress(len(samples), f"{system.name} seed {seed}", done=len(samples) - len(todo)) as prog:
         for i in range(0, len(todo), step):
@@ -145,12 +156,25 @@ def run_system(system: System, seed: int, samples: list[Sample], cfg: Experiment
             traces = fn(part, weak=weak, strong=strong, ctx=ctx)
             per_sample = (time.monotonic() - t0) / len(part)
             tokens = hits = 0
+            failures: list[tuple[str, str]] = []
             for t in traces:
+                key = f"{system.name}/seed{seed}/{t.sample_id}"
+                error = failed_step(t)
+                if error is not None:
+                    failures.append((key, error))
+                    continue
+                budget.ok(key)
                 t.metadata["wall_s"] = per_sample  # a share of the chunk's wall time, so sums survive resumes
                 append_jsonl(path, t)
                 tokens += sum(st.output.completion_tokens for st in t.steps)
                 hits += sum(st.output.cached for st in t.steps)
-            prog.update(len(part), tokens=tokens, cache_hits=hits)
+            try:
+                for key, error in failures:
+                    budget.fail(key, error)
+            finally:
+                fault_counts = faults.write(budget.failed) if faults else {}
+            prog.update(len(part), tokens=tokens, cache_hits=hits, failed=len(failures),
+                        faults=fault_counts.get("faults_total", 0))
     return path
 
 
@@ -170,12 +194,15 @@ def run_eval(cfg: ExperimentConfig, out_dir: Path, systems: list[System] | None 
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / CONFIG_FILE).write_text(dump_config(cfg), encoding="utf-8")
     pool = ModelPool(Path(cfg.cache_dir) if cfg.cache_dir else Path(cfg.run_dir) / "cache")
+    budget = FailureBudget("eval", len(samples) * len(systems) * len(cfg.eval.seeds), cfg.max_failed_share)
+    faults = FaultLog(out_dir, [])
     try:
         for system in systems:
             for seed in cfg.eval.seeds:
-                run_system(system, seed, samples, cfg, pool, out_dir, chunk=chunk)
+                run_system(system, seed, samples, cfg, pool, out_dir, chunk=chunk, budget=budget, faults=faults)
     finally:
         pool.close()
-    metrics = summarize(cfg, samples, systems, out_dir)
+    metrics = summarize(cfg, samples, systems, out_dir, allow_missing=bool(budget.failed))
+    metrics["faults"] = faults.write(budget.failed)
     write_metrics(out_dir / METRICS_FILE, metrics)
     return metrics

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Callable
 from pydantic import Field
 
 from cowest.config import ExperimentConfig
+from cowest.faults import FailureBudget, FaultLog
 from cowest.models.base import Backend
 from cowest.records import (
     Generation,
@@ -114,18 +115,29 @@ def metric_evaluator(sample, solo, refinements, ctx, usage):
     return metric_score(sample, solo, solo in ctx.cut), [metric_score(sample, r, r in ctx.cut) for r in refinements]
 
 
+class QuestionFailed(Exception):
+    """A request of this question failed for good: nothing is written for it; the next run retries it."""
+
+
+def _no_error(gens: list[Generation]) -> list[Generation]:
+    for g in gens:
+        if g.error is not None:
+            raise QuestionFailed(g.error)
+    return gens
+
+
 def judge_scores(sample: Sample, texts: list[str], ctx: EvalContext, usage: Usage) -> list[float | None]:
     """Judge each text; a reply with no parseable score is retried once (next seed), then left unscored."""
     if ctx.judge is None:
         raise ValueError("the judge evaluator needs a judge model")
-    gens = [g[0] for g in ctx.judge.generate([judge_messages(sample, t) for t in texts], ctx.judge_params)]
+    gens = _no_error([g[0] for g in ctx.judge.generate([judge_messages(sample, t) for t in texts], ctx.judge_params)])
     usage.add("judge", gens)
     scores = [parse_judge_score(g.text) for g in gens]
     retry = [i for i, s in enumerate(scores) if s is None]
     if retry:
         seed = (ctx.judge_params.seed or 0) + 1
         params = ctx.judge_params.model_copy(update={"seed": seed})
-        again = [g[0] for g in ctx.judge.generate([judge_messages(sample, texts[i]) for i in retry], params)]
+        again = _no_error([g[0] for g in ctx.judge.generate([judge_messages(sample, texts[i]) for i in retry], params)])
         usage.add("judge", again)
         for i, g in zip(retry, again):
             scores[i] = parse_judge_score(g.text)
@@ -186,9 +198,13 @@ def run_feedback(
     chunk_size: int = 8,
     progress: "Progress | None" = None,
     timings: dict[str, float] | None = None,
+    budget: FailureBudget | None = None,
 ) -> Path:
     """Run (or resume) collaborative feedback over `samples`; returns the path of feedback.jsonl.
 
+    Backends should be `cowest.faults.TolerantBackend`s: a question with a request that failed for good is not
+    written (the next run retries it) but charged to `budget` (default: `cfg.max_failed_share` of the samples),
+    which stops the run past its share; `faults.json` beside feedback.jsonl counts faults per kind.
     `timings`, when given, accumulates wall seconds per step: drafts, solo, refine, evaluate."""
     clock = _Clock(timings if timings is not None else {})
     fb = cfg.feedback
@@ -198,6 +214,8 @@ def run_feedback(
     path = out_dir / FEEDBACK_FILE
     done = load_done(path)
     todo = [s for s in samples if s.id not in done]
+    budget = budget or FailureBudget("feedback", len(samples), cfg.max_failed_share)
+    faults = FaultLog(out_dir, [weak, strong, judge])
     draft_params = cfg.generation.weak.model_copy(update={"n": fb.k, "temperature": fb.temperature, "top_p": fb.top_p})
     strong_params = cfg.generation.strong.model_copy(update={"n": 1})
     ctx = EvalContext(judge=judge, judge_params=cfg.generation.judge.model_copy(update={"n": 1}))
@@ -212,9 +230,16 @@ def run_feedback(
             drafts = weak.generate(draft_prompts, draft_params)
         with clock("solo"):
             solos = strong.generate([prompts.solo_messages(s, overrides) for s in chunk], strong_params)
+        failed: dict[int, str] = {}
+        for qi in range(len(chunk)):
+            error = next((g.error for g in [*drafts[qi], *solos[qi]] if g.error is not None), None)
+            if error is not None:
+                failed[qi] = error
         # Identical drafts are refined once: refinement requests are keyed by (question, draft text).
         unique: list[tuple[int, str]] = []
         for qi, gens in enumerate(drafts):
+            if qi in failed:
+                continue
             usage[chunk[qi].id].add("weak", gens)
             usage[chunk[qi].id].add("strong", solos[qi])
             for text in dict.fromkeys(g.text for g in gens):
@@ -228,6 +253,9 @@ def run_feedback(
         cut: dict[int, set[str]] = {qi: {g.text for g in solos[qi] if g.finish_reason == "length"}
                                     for qi in range(len(chunk))}
         for (qi, text), gens in zip(unique, refined):
+            if gens[0].error is not None:
+                failed.setdefault(qi, gens[0].error)
+                continue
             usage[chunk[qi].id].add("strong", gens)
             by_key[(qi, text)] = gens[0].text
             if gens[0].finish_reason == "length":
@@ -237,11 +265,23 @@ def run_feedback(
             tq = time.perf_counter()
             u = usage[sample.id]
             texts = list(dict.fromkeys(g.text for g in drafts[qi]))
-            refinements = [by_key[(qi, t)] for t in texts]
+            refinements = [by_key.get((qi, t), "") for t in texts]
             solo_text = solos[qi][0].text
             qctx = replace(ctx, cut=frozenset(cut[qi]))
-            with clock("evaluate"):
-                solo_score, ref_scores = evaluator(sample, solo_text, refinements, qctx, u)
+            if qi not in failed:
+                try:
+                    with clock("evaluate"):
+                        solo_score, ref_scores = evaluator(sample, solo_text, refinements, qctx, u)
+                except QuestionFailed as e:
+                    failed[qi] = str(e)
+            if qi in failed:
+                if progress:
+                    progress.update(1, failed=1, faults=faults.current(budget.failed)["faults_total"])
+                try:
+                    budget.fail(sample.id, failed[qi])
+                finally:
+                    faults.write(budget.failed)
+                continue
             score_of = dict(zip(texts, ref_scores))
             ref_of = dict(zip(texts, refinements))
             draft_rows = []
@@ -271,8 +311,12 @@ def run_feedback(
                 wall_s=shared_s + time.perf_counter() - tq,
             )
             append_jsonl(path, record)
+            budget.ok(sample.id)
             if progress:
                 hits = sum(u.requests.values()) - sum(u.calls.values())
                 progress.update(1, tokens=sum(u.tokens.values()), cache_hits=hits)
+        counts = faults.write(budget.failed)
+        if progress:
+            progress.update(0, faults=counts["faults_total"])
     return path
 

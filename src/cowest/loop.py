@@ -132,13 +132,15 @@ def feedback_dir(cfg: ExperimentConfig, rnd: int) -> Path:
 
 
 def feedback_stage(cfg: ExperimentConfig, rnd: int) -> Stage:
+    from cowest.faults import FAULTS_FILE
     from cowest.feedback import FEEDBACK_FILE
     from cowest.pairs import PAIRS_FILE, STATS_FILE
 
     # Rounds after the first draft with the previous round's aligned model, so they depend on the align keys too.
     return stage(cfg, f"feedback{rnd}", feedback_dir(cfg, rnd), keys="feedback" if rnd == 1 else "align",
                  upstream=[draft_adapter(cfg, rnd)],
-                 outputs=(FEEDBACK_FILE, PAIRS_FILE, f"{PAIRS_FILE}.tmp", STATS_FILE, "pairs.png"))  # pairs.write_pairs
+                 outputs=(FEEDBACK_FILE, PAIRS_FILE, f"{PAIRS_FILE}.tmp", STATS_FILE, "pairs.png",  # pairs.write_pairs
+                          FAULTS_FILE, f"{FAULTS_FILE}.tmp"))  # faults.FaultLog
 
 
 def do_feedback(cfg: ExperimentConfig, rnd: int = 1, force: bool = False) -> dict:
@@ -155,6 +157,7 @@ def do_feedback(cfg: ExperimentConfig, rnd: int = 1, force: bool = False) -> dic
 
 def _feedback(cfg: ExperimentConfig, rnd: int, st: Stage) -> dict:
     from cowest.evaluate import chunk_size
+    from cowest.faults import FailureBudget, TolerantBackend
     from cowest.feedback import load_done, run_feedback
     from cowest.models.base import load_backend
     from cowest.models.cache import open_backend
@@ -165,16 +168,17 @@ def _feedback(cfg: ExperimentConfig, rnd: int, st: Stage) -> dict:
     out = st.path
     samples = subsample(load_samples(cfg.task, cfg.task.train_split, cfg.task.train_limit),
                         cfg.feedback.questions, cfg.task.seed)
-    weak = load_backend(drafter(cfg, rnd))
-    strong = open_backend(cfg.models.strong, "strong", cache_dir(cfg))
+    weak = TolerantBackend(load_backend(drafter(cfg, rnd)))
+    strong = TolerantBackend(open_backend(cfg.models.strong, "strong", cache_dir(cfg)))
     judge = None
     if cfg.feedback.evaluator != "metric":
-        judge = open_backend(cfg.models.judge, "judge", cache_dir(cfg)) if cfg.models.judge else strong
+        judge = TolerantBackend(open_backend(cfg.models.judge, "judge", cache_dir(cfg))) if cfg.models.judge else strong
     bar = Progress(len(samples), f"feedback round {rnd}")
+    budget = FailureBudget(f"feedback round {rnd}", len(samples), cfg.max_failed_share)
     try:
         # Chunks as large as eval's, so batched engines and HTTP concurrency are filled.
         path = run_feedback(cfg, samples, out, weak=weak, strong=strong, judge=judge, progress=bar,
-                            chunk_size=chunk_size(cfg))
+                            chunk_size=chunk_size(cfg), budget=budget)
     finally:
         bar.close()
         for b in {id(x): x for x in (weak, strong, judge) if x is not None}.values():
@@ -183,8 +187,12 @@ def _feedback(cfg: ExperimentConfig, rnd: int, st: Stage) -> dict:
     records = [r for r in load_done(path).values() if r.question_id in ids]
     stats = write_pairs(records, cfg.feedback, out, conversational=weak.has_chat_template)
     work_s = round(sum(r.wall_s for r in records), 1)  # all attempts, where done.json's wall_s is the last one's
-    st.finish({**{k: stats[k] for k in ("questions", "pairs", "positive_share", "questions_without_pair", "unscored")},
-               "work_s": work_s})
+    if budget.failed:  # within the budget: pairs from what finished, but the stage stays open for a rerun
+        log(f"feedback round {rnd}: {len(budget.failed)} questions failed (counted in pairs_stats.json); "
+            "rerun to retry them")
+    else:
+        st.finish({**{k: stats[k] for k in ("questions", "pairs", "positive_share", "questions_without_pair",
+                                            "unscored")}, "work_s": work_s})
     log(f"feedback round {rnd}: {stats['pairs']} pairs from {stats['questions']} questions "
         f"(positive share {stats['positive_share']:.0%})")
     return stats
@@ -282,7 +290,11 @@ def do_eval(cfg: ExperimentConfig, force: bool = False, systems: list | None = N
             return json.loads((out / METRICS_FILE).read_text())
         metrics = run_eval(cfg, out, systems)
         work_s = round(sum(s["wall_s"] for s in metrics.get("systems", {}).values()), 1)  # all attempts
-        st.finish({"systems": list(metrics.get("systems", {})), "work_s": work_s})
+        failed = metrics.get("faults", {}).get("failed_samples", 0)
+        if failed:  # within the budget: metrics over what finished, but the stage stays open for a rerun
+            log(f"eval: {failed} sample runs failed (counted in metrics.json); rerun to retry them")
+        else:
+            st.finish({"systems": list(metrics.get("systems", {})), "work_s": work_s})
     from cowest.summary import cut_warnings
 
     for line in cut_warnings(metrics, cfg):
@@ -292,9 +304,11 @@ def do_eval(cfg: ExperimentConfig, force: bool = False, systems: list | None = N
 
 def eval_stage(cfg: ExperimentConfig, out: Path, systems: list) -> Stage:
     from cowest.evaluate import CONFIG_FILE as EVAL_CONFIG, METRICS_FILE, TRACES_DIR
+    from cowest.faults import FAULTS_FILE
 
     return stage(cfg, "eval", out, upstream=eval_adapters(systems),
-                 outputs=(TRACES_DIR, METRICS_FILE, f"{METRICS_FILE}.tmp", EVAL_CONFIG))
+                 outputs=(TRACES_DIR, METRICS_FILE, f"{METRICS_FILE}.tmp", EVAL_CONFIG, FAULTS_FILE,
+                          f"{FAULTS_FILE}.tmp"))
 
 
 def eval_adapters(systems: list) -> list[Path]:

@@ -109,7 +109,16 @@ def build_pairs(records: list[FeedbackRecord], fb: FeedbackConfig, conversationa
 
 
 def write_pairs(records: list[FeedbackRecord], fb: FeedbackConfig, out_dir: Path, conversational: bool = True) -> dict:
+    """pairs.jsonl, pairs_stats.json (with `faults`: the stage's `faults.json`, when there is one) and pairs.png."""
+    from cowest.faults import FAULTS_FILE
+
     pairs, stats = build_pairs(records, fb, conversational)
+    faults_path = out_dir / FAULTS_FILE
+    if faults_path.exists():
+        try:
+            stats["faults"] = json.loads(faults_path.read_text(encoding="utf-8"))
+        except ValueError:  # torn by a kill: the counts are lost, the pairs are not
+            stats["faults"] = {}
     tmp = out_dir / (PAIRS_FILE + ".tmp")
     write_jsonl(tmp, pairs)
     tmp.replace(out_dir / PAIRS_FILE)

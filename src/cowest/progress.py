@@ -25,14 +25,21 @@ class Progress:
         self.start_done = done  # items already done before this run (resume) do not count toward the rate
         self.tokens = 0
         self.cache_hits = 0
+        self.failed = 0
+        self.faults = 0
         self.note = ""
         self.t0 = time.monotonic()
         self._last_draw = 0.0
 
-    def update(self, n: int = 1, *, tokens: int = 0, cache_hits: int = 0, note: str | None = None) -> None:
-        """`n` more items done; `note` replaces the line's free-text part (e.g. a training loss)."""
+    def update(self, n: int = 1, *, tokens: int = 0, cache_hits: int = 0, note: str | None = None,
+               failed: int = 0, faults: int | None = None) -> None:
+        """`n` more items done; `note` replaces the line's free-text part (e.g. a training loss); `failed` of the
+        `n` failed for good; `faults`: the running count of faulty requests (retried or not)."""
         if note is not None:
             self.note = note
+        self.failed += failed
+        if faults is not None:
+            self.faults = faults
         self.done += n
         self.tokens += tokens
         self.cache_hits += cache_hits
@@ -52,6 +59,8 @@ class Progress:
             parts.append(f"{self.tokens / elapsed:.1f} tok/s")
         if self.cache_hits:
             parts.append(f"cache hits {self.cache_hits}")
+        if self.faults or self.failed:
+            parts.append(f"faults {self.faults}, failed {self.failed}")
         if 0 < new and self.done < self.total:
             parts.append(f"ETA {_fmt_s(elapsed / new * (self.total - self.done))}")
         else:

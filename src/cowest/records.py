@@ -57,12 +57,13 @@ class SamplingParams(BaseModel):
     """Sampling parameters shared by every backend."""
 
     model_config = ConfigDict(extra="forbid")
-    temperature: float = 0.0
-    top_p: float = 1.0
-    max_tokens: int = 256
+    temperature: float = Field(0.0, ge=0, le=2)
+    """0 = greedy; the OpenAI API accepts 0..2."""
+    top_p: float = Field(1.0, gt=0, le=1)
+    max_tokens: int = Field(256, ge=1)
     stop: list[str] = Field(default_factory=list)
     seed: int | None = 0
-    n: int = 1
+    n: int = Field(1, ge=1)
     logprobs: bool = False
 
 
@@ -76,6 +77,9 @@ class Generation(Record):
     latency_s: float = 0.0
     token_logprobs: list[float] | None = None
     cached: bool = False
+    error: str | None = None
+    """Set only on the placeholder of a request that failed for good (`cowest.faults`): such a generation is
+    never cached nor written; its sample counts as failed and is retried on the next run."""
 
 
 class Step(Record):
@@ -174,6 +178,8 @@ def iter_jsonl(path: str | Path, model: type[R], *, tolerate_torn_tail: bool = F
             obj = json.loads(line)
         except json.JSONDecodeError as e:
             raise DataError(f"malformed JSON ({e.msg})", path=str(path), line=i) from None
+        except RecursionError:
+            raise DataError("JSON nested too deep", path=str(path), line=i) from None
         try:
             yield model.model_validate(obj)
         except ValidationError as e:

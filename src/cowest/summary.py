@@ -7,14 +7,18 @@ questions with all their seeds (repeated seeds are not more questions), and
 `per_seed`, `mean` and `sd` give the seed-to-seed spread. Paired differences use the same rows in the same order
 for both systems. Shape of `metrics.json`:
 
-    {"task", "n_samples", "seeds", "metrics": [...], "headline", "bootstrap_samples",
+    {"task", "n_samples", "failed_samples", "seeds", "metrics": [...], "headline", "bootstrap_samples",
      "systems": {name: {"strategy", "draft_format", "weak", "strong",
                         "metrics": {m: {"value", "ci": [lo, hi], "per_seed": {seed: v}, "mean", "sd"}},
                         "extraction_failures": {"total", "rate", "per_seed"},
                         "usage": {role: {"calls", "cache_hits", "prompt_tokens", "completion_tokens",
                                          "cut" (replies that hit the token limit), "tokens_per_sample"}},
                         "wall_s"}},
-     "paired": [{"a", "b", "metric", "diff" (a - b), "ci"}]}
+     "paired": [{"a", "b", "metric", "diff" (a - b), "ci"}],
+     "faults": {"faults": {kind: n}, "retried", "gave_up", "faults_total", "failed_samples", ...}}
+
+`faults` (added by `cowest.evaluate.run_eval`, see `cowest.faults.FaultLog`) counts the faulty HTTP attempts per
+kind over every run of the stage, how many were retried, and the samples whose requests failed for good.
 """
 
 from __future__ import annotations
@@ -60,8 +64,24 @@ def load_aligned(out_dir: Path, system: str, seed: int, samples: list[Sample]) -
     return [by_id[s.id] for s in samples]
 
 
-def summarize(cfg: "ExperimentConfig", samples: list[Sample], systems: list["System"], out_dir: Path) -> dict:
-    """Compute metrics.json's content from the trace files."""
+def present_in_all(out_dir: Path, systems: list["System"], seeds: list[int], samples: list[Sample]) -> list[Sample]:
+    """The samples with a trace for every system and seed (failed requests leave a sample out until rerun)."""
+    from cowest.evaluate import read_traces, trace_path
+
+    ids = {s.id for s in samples}
+    for system in systems:
+        for seed in seeds:
+            ids &= {t.sample_id for t in read_traces(trace_path(out_dir, system.name, seed))}
+    return [s for s in samples if s.id in ids]
+
+
+def summarize(cfg: "ExperimentConfig", samples: list[Sample], systems: list["System"], out_dir: Path, *,
+              allow_missing: bool = False) -> dict:
+    """Compute metrics.json's content from the trace files. With `allow_missing` (some requests failed for good),
+    the metrics are over the samples every system answered and `failed_samples` counts the others."""
+    n_all = len(samples)
+    if allow_missing:
+        samples = present_in_all(out_dir, systems, list(cfg.eval.seeds), samples)
     from cowest.scoring.metrics import bootstrap_ci, compute, paired_bootstrap
     from cowest.strategies.common import finish
     from cowest.tasks.base import task_metrics
@@ -71,7 +91,8 @@ def summarize(cfg: "ExperimentConfig", samples: list[Sample], systems: list["Sys
     n_boot = cfg.eval.bootstrap_samples
     pooled_samples = samples * len(seeds)
     preds: dict[str, list[str | None]] = {}
-    out: dict[str, Any] = {"task": cfg.task.name, "n_samples": len(samples), "seeds": seeds, "metrics": names,
+    out: dict[str, Any] = {"task": cfg.task.name, "n_samples": len(samples), "failed_samples": n_all - len(samples),
+                           "seeds": seeds, "metrics": names,
                            "headline": names[0], "bootstrap_samples": n_boot, "systems": {}, "paired": []}
     for system in systems:
         # Traces keep the model's text; answers are read from it again here, so metrics always follow the current

@@ -111,25 +111,35 @@ class CachedBackend:
         return self.cache.misses
 
     def generate(self, prompts: list[list[Message]], params: SamplingParams) -> list[list[Generation]]:
+        from cowest.faults import PartialFailure
+
         keys = [[request_key(self.identity, p, params, i) for i in range(params.n)] for p in prompts]
         found = self.cache.get_many([k for row in keys for k in row])
         todo = [j for j, row in enumerate(keys) if any(k not in found for k in row)]
         fresh: dict[str, Generation] = {}
+        failed: dict[int, Exception] = {}
         if todo:
             # Ask for samples 0..m-1, m = the highest missing index + 1: sample i must come from the same seed
             # offset as when it is asked alone, so a partial miss regenerates a prefix rather than shifting seeds.
             m = max(i + 1 for j in todo for i, k in enumerate(keys[j]) if k not in found)
-            out = self.inner.generate([prompts[j] for j in todo], params.model_copy(update={"n": m}))
+            try:
+                out: list = self.inner.generate([prompts[j] for j in todo], params.model_copy(update={"n": m}))
+            except PartialFailure as e:  # the prompts that did finish are stored all the same
+                out = e.results
+                failed = {todo[i]: err for i, err in e.errors.items()}
             new: list[tuple[str, Generation]] = []
             for j, gens in zip(todo, out):
-                for i, g in enumerate(gens[:m]):
+                for i, g in enumerate((gens or [])[:m]):
                     if keys[j][i] not in found:
                         fresh[keys[j][i]] = g
                         new.append((keys[j][i], g))
             self.cache.put_many(self.identity, new)
-        return [
-            [found[k].model_copy(update={"cached": True}) if k in found else fresh[k] for k in row] for row in keys
-        ]
+        rows = [None if j in failed else
+                [found[k].model_copy(update={"cached": True}) if k in found else fresh[k] for k in row]
+                for j, row in enumerate(keys)]
+        if failed:
+            raise PartialFailure(rows, failed)  # type: ignore[arg-type]
+        return rows  # type: ignore[return-value]
 
     def close(self) -> None:
         self.cache.close()

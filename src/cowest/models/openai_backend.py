@@ -1,10 +1,15 @@
 """Any OpenAI-compatible chat endpoint (OpenAI, vLLM, Ollama, llama.cpp's server, TGI, Azure) through the SDK.
 
-Requests run concurrently inside `generate` (`cfg.concurrency` in flight). The SDK's own retries are off
-(`max_retries=0`): the loop here retries 429 (honouring Retry-After), 5xx, timeouts, dropped connections and
-malformed bodies with exponential backoff, so the attempt budget is exactly `cfg.max_retries` retries. The API key
-is read from the environment variable `cfg.api_key_env` and handed to the SDK client only: it is never part of
-`identity` (which goes into cache keys), of an error message or of a log line.
+Requests run concurrently inside `generate` (`cfg.concurrency` in flight). Retries are the openai SDK's own
+(`max_retries=cfg.max_retries`: 429 honouring Retry-After, 408/409, 5xx, timeouts, dropped connections, with its
+exponential backoff); the loop here only adds a thin retry, with the same budget, for a 2xx body that is not a
+usable chat completion (torn JSON, another content type, no or null choices, non-string content). Each HTTP
+attempt has an overall deadline of `cfg.timeout_s` (connect, headers and body), so a server that trickles its body
+a byte at a time times out like one that stalls. Every faulty attempt is counted per kind in `tally`
+(`cowest.faults`). A batch in which some prompts fail for good still finishes the others and raises
+`PartialFailure` carrying them. The API key is read from the environment variable `cfg.api_key_env` and handed
+to the SDK client only: it is never part of `identity` (which goes into cache keys), of an error message or of a
+log line; neither is a key-like segment of `base_url`'s path (`cowest.redact`).
 """
 
 from __future__ import annotations
@@ -15,62 +20,99 @@ import random
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from typing import Any, Iterator
 
 from cowest.config import ModelConfig
-from cowest.errors import ConfigError, CowestError, require
+from cowest.errors import ConfigError, require
+from cowest.faults import FaultTally, PartialFailure, RequestFailedError
 from cowest.records import Generation, Message, SamplingParams
+from cowest.redact import redact_url
 
 DEFAULT_ENDPOINT = "https://api.openai.com/v1"
 PLACEHOLDER_KEY = "EMPTY"
 """Sent to a local server (any `base_url`) when no key is set: the SDK refuses an empty key, servers ignore it."""
 
-
-class RequestFailedError(CowestError):
-    """A request that failed for good: a client error, or a retryable one after the whole retry budget."""
+__all__ = ["OpenAIBackend", "RequestFailedError", "MalformedResponse", "parse_retry_after", "redact_url"]
 
 
 class MalformedResponse(Exception):
-    """A 2xx answer that is not a usable chat completion (bad JSON, no choices)."""
-
-
-@dataclass
-class _Failure:
-    status: int | None
-    reason: str
-    retry_after: float | None = None
-    retryable: bool = True
-
-
-def redact_url(url: str) -> str:
-    """The URL without user:password@ (credentials may hide there) or query string."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if parts.port:
-        host += f":{parts.port}"
-    return urlunsplit((parts.scheme, host, parts.path, "", ""))
+    """A 2xx answer that is not a usable chat completion."""
 
 
 def parse_retry_after(headers: Any) -> float | None:
-    """Seconds to wait from `retry-after-ms`, or `Retry-After` as seconds or an HTTP date."""
+    """Seconds to wait from `retry-after-ms`, or `Retry-After` as seconds or an HTTP date; None when absent or
+    unreadable (`Retry-After: soon`)."""
     if headers is None:
         return None
-    ms = headers.get("retry-after-ms")
-    if ms:
+    for name, scale in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
+        value = headers.get(name)
+        if not value:
+            continue
         try:
-            return max(0.0, float(ms) / 1000)
+            return max(0.0, float(value) / scale)
         except ValueError:
             pass
-    value = headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        when = email.utils.parsedate_to_datetime(value) if value else None
-        return max(0.0, when.timestamp() - time.time()) if when else None
+        if scale == 1.0:
+            try:
+                when = email.utils.parsedate_to_datetime(value)
+            except (TypeError, ValueError, IndexError):
+                return None
+            return max(0.0, when.timestamp() - time.time())
+    return None
+
+
+def check_completion(resp: Any) -> None:
+    """Raise `MalformedResponse` unless `resp` is a chat completion whose every choice has a message with string
+    (or null) content and a string (or null) finish_reason: the SDK builds its objects without validating them."""
+    choices = getattr(resp, "choices", None)
+    if not isinstance(choices, list) or not choices:
+        raise MalformedResponse("no choices" if not isinstance(resp, str) else "not JSON")
+    for c in choices:
+        message = getattr(c, "message", None)
+        if message is None:
+            raise MalformedResponse("a choice without a message")
+        if not isinstance(getattr(message, "content", None), (str, type(None))):
+            raise MalformedResponse("non-string content")
+        if not isinstance(getattr(c, "finish_reason", None), (str, type(None))):
+            raise MalformedResponse("non-string finish_reason")
+
+
+def _transport(httpx: Any, tally: FaultTally, deadline_s: float, limits: Any) -> Any:
+    """An httpx transport that counts faulty attempts and gives each attempt an overall deadline."""
+
+    class DeadlineStream(httpx.SyncByteStream):
+        def __init__(self, inner: Any, deadline: float, request: Any):
+            self.inner, self.deadline, self.request = inner, deadline, request
+
+        def __iter__(self) -> Iterator[bytes]:
+            for chunk in self.inner:
+                if time.monotonic() > self.deadline:
+                    tally.fault("deadline")
+                    raise httpx.ReadTimeout(f"no complete answer within {deadline_s:g} s", request=self.request)
+                yield chunk
+
+        def close(self) -> None:
+            self.inner.close()
+
+    class CountingTransport(httpx.HTTPTransport):
+        def handle_request(self, request: Any) -> Any:
+            deadline = time.monotonic() + deadline_s
+            tally.attempt()
+            try:
+                response = super().handle_request(request)
+            except httpx.TimeoutException:
+                tally.fault("timeout")
+                raise
+            except httpx.TransportError:
+                tally.fault("connection")
+                raise
+            status = response.status_code
+            if status >= 400:
+                tally.fault("http_429" if status == 429 else "http_5xx" if status >= 500 else "http_4xx")
+            response.stream = DeadlineStream(response.stream, deadline, request)
+            return response
+
+    return CountingTransport(limits=limits)
 
 
 class OpenAIBackend:
@@ -78,12 +120,12 @@ class OpenAIBackend:
 
     has_chat_template = True  # the server applies the model's template
     backoff_base_s: float = 0.5
-    backoff_max_s: float = 30.0
-    retry_after_max_s: float = 120.0
-    """Longest Retry-After honoured; a longer one is capped (a server asking for hours is better seen failing)."""
+    """First wait before retrying a malformed 2xx body (doubling, with jitter); the SDK times its own retries."""
+    backoff_max_s: float = 8.0
 
     def __init__(self, model: str, cfg: ModelConfig):
         openai = require("openai", "openai")
+        httpx = require("httpx", "openai")
         self._openai = openai
         self.model = model
         self.cfg = cfg
@@ -96,29 +138,43 @@ class OpenAIBackend:
                     "(or point base_url at a local server)"
                 )
             key = PLACEHOLDER_KEY
-        self._client = openai.OpenAI(api_key=key, base_url=cfg.base_url, max_retries=0, timeout=cfg.timeout_s)
+        self.tally = FaultTally()
+        limits = httpx.Limits(max_connections=max(100, cfg.concurrency), max_keepalive_connections=max(20, cfg.concurrency))
+        http_client = httpx.Client(transport=_transport(httpx, self.tally, cfg.timeout_s, limits),
+                                   timeout=cfg.timeout_s, follow_redirects=True)
+        self._client = openai.OpenAI(api_key=key, base_url=cfg.base_url, max_retries=cfg.max_retries,
+                                     timeout=cfg.timeout_s, http_client=http_client)
         self.identity = f"openai/{model}@{self.endpoint}"
         self._count_lock = threading.Lock()
-        self.requests_sent = 0
         self.prompt_tokens = 0
         self.completion_tokens = 0
-        """Counters over this backend's life: HTTP requests (retries included) and the tokens of the usage fields."""
+        """Counters over this backend's life: the tokens of the usage fields (HTTP attempts: `requests_sent`)."""
 
-    # -- one HTTP request, retried ------------------------------------------------------------------------------
-    def _classify(self, e: BaseException) -> _Failure:
+    @property
+    def requests_sent(self) -> int:
+        """HTTP attempts over this backend's life, every retry included."""
+        return self.tally.attempts
+
+    # -- one request, retried ------------------------------------------------------------------------------------
+    def _failure(self, e: BaseException) -> tuple[str, str, bool]:
+        """(kind, reason, retried) of an error the SDK raised after its own retries."""
         o = self._openai
         if isinstance(e, o.APIStatusError):
             status = e.status_code
-            retryable = status == 429 or status >= 500 or status in (408, 409)
-            ra = parse_retry_after(e.response.headers) if status in (429, 503) else None
-            return _Failure(status, f"HTTP {status}", ra, retryable)
+            kind = "http_429" if status == 429 else "http_5xx" if status >= 500 else "http_4xx"
+            return kind, f"HTTP {status}", status in (408, 409, 429) or status >= 500
         if isinstance(e, o.APITimeoutError):
-            return _Failure(None, f"timeout after {self.cfg.timeout_s:g} s")
+            return "timeout", f"timeout after {self.cfg.timeout_s:g} s", True
         if isinstance(e, o.APIConnectionError):
-            return _Failure(None, "connection error (dropped or refused)")
-        if isinstance(e, (MalformedResponse, ValueError, o.APIResponseValidationError)):
-            return _Failure(None, f"malformed response ({type(e).__name__})")
+            return "connection", "connection error (dropped or refused)", True
         raise e
+
+    def _fail(self, kind: str, reason: str, retried: bool, attempts: int) -> RequestFailedError:
+        self.tally.give_up(kind)
+        what = f"gave up after {attempts} attempts" if retried else "failed"
+        return RequestFailedError(
+            f"openai endpoint {self.endpoint} (model '{self.model}'): request {what}; last error: {kind}: "
+            f"{reason}" + ("" if retried else " (not retried: a client error)"), kind)
 
     def _request(self, messages: list[Message], params: SamplingParams, n: int, seed: int | None) -> tuple[Any, float]:
         kwargs: dict[str, Any] = dict(model=self.model, messages=messages, temperature=params.temperature,
@@ -131,35 +187,30 @@ class OpenAIBackend:
             kwargs["seed"] = seed
         if params.logprobs:
             kwargs["logprobs"] = True
+        o = self._openai
         attempts = self.cfg.max_retries + 1
+        reason = ""
         for attempt in range(1, attempts + 1):
             t0 = time.perf_counter()
             try:
-                with self._count_lock:
-                    self.requests_sent += 1
                 resp = self._client.chat.completions.create(**kwargs)
-                if not hasattr(resp, "choices") or not resp.choices or any(
-                    c.message is None for c in resp.choices
-                ):
-                    raise MalformedResponse("no choices")
+                check_completion(resp)
                 return resp, time.perf_counter() - t0
-            except Exception as e:  # noqa: BLE001 - classified below; unknown errors re-raise
-                fail = self._classify(e)
-            if not fail.retryable or attempt == attempts:
-                what = "failed" if not fail.retryable else f"gave up after {attempts} attempts"
-                raise RequestFailedError(
-                    f"openai endpoint {self.endpoint} (model '{self.model}'): request {what}; "
-                    f"last error: {fail.reason}" + ("" if fail.retryable else " (not retried: a client error)")
-                )
-            backoff = min(self.backoff_max_s, self.backoff_base_s * 2 ** (attempt - 1)) * (0.5 + random.random() / 2)
-            delay = backoff if fail.retry_after is None else min(self.retry_after_max_s, fail.retry_after)
-            time.sleep(delay)
-        raise AssertionError("unreachable")
+            except (MalformedResponse, ValueError, o.APIResponseValidationError) as e:
+                # ValueError: the SDK's json.loads of a torn body
+                self.tally.fault("malformed")
+                reason = f"malformed response ({e if isinstance(e, MalformedResponse) else type(e).__name__})"
+            except o.OpenAIError as e:
+                kind, why, retried = self._failure(e)
+                raise self._fail(kind, why, retried, attempts) from None
+            if attempt < attempts:
+                time.sleep(min(self.backoff_max_s, self.backoff_base_s * 2 ** (attempt - 1)) * (0.5 + random.random() / 2))
+        raise self._fail("malformed", reason, True, attempts)
 
     def _to_generations(self, resp: Any, latency: float, params: SamplingParams) -> list[Generation]:
         usage = getattr(resp, "usage", None)
-        ptok = getattr(usage, "prompt_tokens", 0) or 0
-        ctok = getattr(usage, "completion_tokens", 0) or 0
+        ptok = _count(getattr(usage, "prompt_tokens", 0))
+        ctok = _count(getattr(usage, "completion_tokens", 0))
         with self._count_lock:
             self.prompt_tokens += ptok
             self.completion_tokens += ctok
@@ -167,8 +218,9 @@ class OpenAIBackend:
         gens = []
         for i, c in enumerate(resp.choices):
             lps = None
-            if params.logprobs and c.logprobs is not None and c.logprobs.content is not None:
-                lps = [t.logprob for t in c.logprobs.content]
+            content = getattr(getattr(c, "logprobs", None), "content", None)
+            if params.logprobs and isinstance(content, list):
+                lps = [float(t.logprob) for t in content if isinstance(getattr(t, "logprob", None), (int, float))]
             # usage counts all choices together: share it out, the remainder to the first choices
             mine = len(lps) if lps is not None and k > 1 else ctok // k + (1 if i < ctok % k else 0)
             gens.append(Generation(text=c.message.content or "", prompt_tokens=ptok, completion_tokens=mine,
@@ -187,16 +239,31 @@ class OpenAIBackend:
         return gens
 
     def generate(self, prompts: list[list[Message]], params: SamplingParams) -> list[list[Generation]]:
+        """One list of `params.n` generations per prompt. When some prompts fail for good, the others still finish
+        and `PartialFailure` carries them; any other error propagates at once."""
         if not prompts:
             return []
         workers = max(1, min(self.cfg.concurrency, len(prompts)))
-        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cowest-openai")
-        try:
+        results: list[list[Generation] | None] = [None] * len(prompts)
+        errors: dict[int, RequestFailedError] = {}
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cowest-openai") as pool:
             futures = [pool.submit(self._one_prompt, p, params) for p in prompts]
-            return [f.result() for f in futures]
-        finally:
-            # On a failure, queued requests are dropped; those in flight finish (the SDK cannot abort them).
-            pool.shutdown(wait=True, cancel_futures=True)
+            try:
+                for i, f in enumerate(futures):
+                    try:
+                        results[i] = f.result()
+                    except RequestFailedError as e:
+                        errors[i] = e
+            except BaseException:
+                pool.shutdown(wait=True, cancel_futures=True)  # queued requests dropped; those in flight finish
+                raise
+        if errors:
+            raise PartialFailure(results, errors)
+        return results  # type: ignore[return-value]
 
     def close(self) -> None:
         self._client.close()
+
+
+def _count(value: Any) -> int:
+    return value if isinstance(value, int) and value >= 0 else 0

@@ -54,8 +54,19 @@ def run_step(backend: "Backend", role: str, name: str, prompts: list[list[Messag
              params: SamplingParams, traces: list[Trace]) -> list[Generation]:
     """One `generate` call for all samples of a step; append a `Step` to each trace; return the first outputs.
 
-    Under greedy decoding identical prompts are sent once (they would give the same text anyway).
+    Under greedy decoding identical prompts are sent once (they would give the same text anyway). A trace whose
+    earlier step failed (its output has `error` set, see `cowest.faults`) sends nothing and gets that failure again.
     """
+    failed = [bool(t.steps) and t.steps[-1].output.error is not None for t in traces]
+    if any(failed):
+        live = [i for i, f in enumerate(failed) if not f]
+        outs = run_step(backend, role, name, [prompts[i] for i in live], params, [traces[i] for i in live])
+        by_index = dict(zip(live, outs))
+        gens = [by_index.get(i) or traces[i].steps[-1].output for i in range(len(traces))]
+        for i, trace in enumerate(traces):
+            if failed[i]:
+                trace.steps.append(Step(role=role, name=name, messages=prompts[i], output=gens[i]))  # type: ignore[arg-type]
+        return gens
     if params.temperature == 0:
         keys = [repr(p) for p in prompts]
         unique: dict[str, int] = {}
@@ -70,6 +81,11 @@ def run_step(backend: "Backend", role: str, name: str, prompts: list[list[Messag
     for trace, msgs, gen in zip(traces, prompts, gens):
         trace.steps.append(Step(role=role, name=name, messages=msgs, output=gen))  # type: ignore[arg-type]
     return gens
+
+
+def failed_step(trace: Trace) -> str | None:
+    """The error of a trace's failed request, or None when every step succeeded."""
+    return next((st.output.error for st in trace.steps if st.output.error is not None), None)
 
 
 def new_traces(samples: list[Sample], strategy: str, ctx: StrategyContext, **meta: Any) -> list[Trace]:
