@@ -99,6 +99,9 @@ def do_feedback(cfg: ExperimentConfig, rnd: int = 1, force: bool = False) -> dic
     judge = None
     if cfg.feedback.evaluator != "metric":
         judge = open_backend(cfg.models.judge, "judge", cache_dir(cfg)) if cfg.models.judge else strong
+    from cowest.models.calibrate import engine_record
+
+    engines = {"weak": engine_record(weak), "strong": engine_record(strong)}
     bar = Progress(len(samples), f"feedback round {rnd}")
     try:
         # Chunks as large as eval's, so batched engines and HTTP concurrency are filled.
@@ -113,7 +116,7 @@ def do_feedback(cfg: ExperimentConfig, rnd: int = 1, force: bool = False) -> dic
     stats = write_pairs(records, cfg.feedback, out, conversational=weak.has_chat_template)
     work_s = round(sum(r.wall_s for r in records), 1)  # all attempts, where done.json's wall_s is the last one's
     st.finish({**{k: stats[k] for k in ("questions", "pairs", "positive_share", "questions_without_pair", "unscored")},
-               "work_s": work_s})
+               "work_s": work_s, "engines": engines})
     log(f"feedback round {rnd}: {stats['pairs']} pairs from {stats['questions']} questions "
         f"(positive share {stats['positive_share']:.0%})")
     return stats
