@@ -271,14 +271,16 @@ def checkpoint_config(source: str) -> Any:
             return transformers.AutoConfig.from_pretrained(str(folder))
         p = Path(source)
         cfg = transformers.AutoConfig.from_pretrained(str(p.parent), gguf_file=p.name)
-        cfg.quantization_config = None
+        if hasattr(cfg, "quantization_config"):  # the weights will be plain tensors, not GGUF blocks
+            del cfg.quantization_config
         return cfg
     return transformers.AutoConfig.from_pretrained(str(source))
 
 
 def hf_decode_rates(source: str, dtype: str, batches: list[int], threads: int) -> dict[int, float]:
     """Tokens/s of transformers decode steps at each batch size, on a model of the checkpoint's shape in `dtype`
-    with constant weights (built on the meta device, then filled: no weights are read or converted)."""
+    with constant weights (built on the meta device, then filled: no weights are read or converted). Checked on the
+    1.5B in bf16 at batch 16: 34.5 tok/s here, 32.5 with the real weights, 32.7 for `generate` (32 new tokens)."""
     import torch
     import transformers
 
@@ -298,11 +300,11 @@ def hf_decode_rates(source: str, dtype: str, batches: list[int], threads: int) -
         with torch.inference_mode():
             for b in batches:
                 ids = torch.full((b, 8), 1, dtype=torch.long)
-                state = {"past": model(input_ids=ids, use_cache=True).past_key_values}
+                state = {"cache": model(input_ids=ids, use_cache=True).cache}
                 nxt = torch.full((b, 1), 1, dtype=torch.long)
 
                 def step() -> None:
-                    state["past"] = model(input_ids=nxt, past_key_values=state["past"], use_cache=True).past_key_values
+                    state["cache"] = model(input_ids=nxt, cache=state["cache"], use_cache=True).cache
 
                 rates[b] = b / _median_step(step)
         del model
@@ -327,6 +329,13 @@ def pick(source: str, engine: str, dtype: str, batch: int, *, threads: int | Non
         d = "gguf" if engine == "llamacpp" else dtype
         return Choice(engine=engine, dtype=d, reason=f"engine {engine}" + (
             f", dtype {dtype}" if engine == "hf" else "") + " set in the config")
+    if engines == ["llamacpp"]:
+        return Choice(engine="llamacpp", dtype="gguf", reason="the only candidate: transformers is not installed")
+    if engines == ["hf"] and len(dtypes) == 1:  # nothing to measure
+        why = [] if engine != "auto" else ["llama.cpp is not installed" if is_gguf else "not a GGUF file"]
+        if dtype == "auto":
+            why.append(f"this CPU has no native bf16 ({ident['cpu']})")
+        return Choice(engine="hf", dtype=dtypes[0], reason=f"the only candidate: {', '.join(why) or 'set'}")
     path = calibration_path(source)
     have = read_cached(path, ident)
     todo = missing(have, engines, dtypes, batch)
