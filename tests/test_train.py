@@ -110,8 +110,9 @@ def test_train_precision_follows_the_hardware(monkeypatch):
                                                                                    "threads": 2})
         assert train_precision() == want
         assert device_kwargs()["bf16"] is (want == "bfloat16") and device_kwargs()["use_cpu"]
+        assert train_precision("dpo") == "float32"  # DPO stays float32 on CPUs (see train_precision)
     monkeypatch.setenv("COWEST_TRAIN_PRECISION", "bfloat16")
-    assert train_precision() == "bfloat16"
+    assert train_precision() == "bfloat16" and train_precision("dpo") == "bfloat16"
     monkeypatch.setenv("COWEST_TRAIN_PRECISION", "fp8")
     with pytest.raises(ConfigError, match="COWEST_TRAIN_PRECISION='fp8': valid values are auto, bfloat16, float32"):
         train_precision()
@@ -179,6 +180,9 @@ def test_dpo_on_top_of_sft(dpo_dir, sft_dir, base, tmp_path):
     assert (dpo_dir / "adapter_model.safetensors").exists()
     meta = json.loads((dpo_dir / "cowest_adapter.json").read_text())
     assert meta["method"] == "dpo" and (dpo_dir / meta["parent"]).resolve() == sft_dir.resolve()
+    from cowest.train.common import train_precision
+
+    assert meta["precision"] == train_precision("dpo")
     logs = [json.loads(line) for line in (dpo_dir / "train_log.jsonl").read_text().splitlines()]
     losses = [r["loss"] for r in logs if "loss" in r]
     assert len(losses) == 2 and abs(losses[0] - 0.6931) < 1e-3  # step 1: policy == reference (the SFT model)

@@ -22,9 +22,15 @@ PRECISION_ENV = "COWEST_TRAIN_PRECISION"
 """auto (default), bfloat16 or float32: overrides the automatic choice of `train_precision`."""
 
 
-def train_precision() -> str:
-    """bfloat16 (autocast; the weights stay float32) on a GPU with bf16 and on a CPU with native bf16 matmuls (AMX
-    or AVX512_BF16), float32 elsewhere; `COWEST_TRAIN_PRECISION` overrides it."""
+def train_precision(recipe: str = "sft") -> str:
+    """The precision a recipe trains in; `COWEST_TRAIN_PRECISION` overrides it.
+
+    SFT (and the SFT-positive control): bfloat16 autocast (the weights stay float32) on a GPU with bf16 and on a
+    CPU with native bf16 matmuls (AMX or AVX512_BF16), float32 elsewhere. DPO on a CPU: float32, because in the
+    check of 2026-12-01 (BENCHMARKS.md "Training steps", SmolLM2, 6 steps) its loss fell in float32
+    (0.693 -> 0.666) and stayed flat in bf16 (0.688-0.696): the policy/reference log-ratios it learns from are
+    sums of per-token log-probabilities that bf16 rounds, and at DPO's learning rates the signal is that small.
+    """
     from cowest.errors import ConfigError
 
     torch = require("torch", "train")
@@ -35,23 +41,25 @@ def train_precision() -> str:
         return want
     if torch.cuda.is_available():
         return "bfloat16" if torch.cuda.is_bf16_supported() else "float32"
+    if recipe == "dpo":
+        return "float32"
     from cowest.models.calibrate import cpu_identity, native_bf16
 
     return "bfloat16" if native_bf16(cpu_identity()) else "float32"
 
 
-def device_kwargs() -> dict[str, Any]:
+def device_kwargs(recipe: str = "sft") -> dict[str, Any]:
     """Trainer fields that depend on the hardware, set explicitly because TRL's defaults assume a bf16 GPU.
 
-    Precision: `train_precision` (bf16 autocast where the hardware has native bf16: 1.3-2x faster steps on such a
-    CPU, losses within noise of float32, BENCHMARKS.md "Training"). CPU: no gradient checkpointing (it costs ~30 %
-    per step here and memory is not the limit). GPU (also under `accelerate launch`): the card's bf16.
+    Precision: `train_precision(recipe)` (SFT: bf16 autocast where the hardware has native bf16, 1.36x faster steps
+    on this project's AVX512_BF16 CPU with losses within noise of float32). CPU: no gradient checkpointing (it costs
+    ~30 % per step here and memory is not the limit). GPU (also under `accelerate launch`): the card's bf16.
     """
     torch = require("torch", "train")
     gpu = torch.cuda.is_available()
     return {
         "use_cpu": not gpu,
-        "bf16": train_precision() == "bfloat16",
+        "bf16": train_precision(recipe) == "bfloat16",
         "fp16": False,
         "activation_checkpointing": False,  # TRL defaults to on; `gradient_checkpointing` is its deprecated alias
         "report_to": "none",
