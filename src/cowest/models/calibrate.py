@@ -1,7 +1,7 @@
 """`engine: auto` and `dtype: auto` by measurement: a few timed decode steps per engine on this machine, cached.
 
 Which local engine is fastest depends on the CPU, not on the model alone: on a CPU with native bf16 matmuls (AMX,
-AVX512_BF16) transformers in bfloat16 at batch 16-64 is 2-4x faster than llama.cpp decoding one prompt at a time;
+AVX512_BF16) transformers in bfloat16 at batch 16-64 is 1.5-4x faster than llama.cpp decoding one prompt at a time;
 on an AVX2-only CPU llama.cpp wins at every batch size (BENCHMARKS.md, /work/shared/notes/cpu-models.md). So the
 choice is measured, once per model and CPU:
 
@@ -15,6 +15,9 @@ one entry per CPU identity (model name, the flags that matter, the cores this pr
 another CPU is not used: the message says so and this machine is measured. bfloat16 on a CPU without native bf16
 is allowed when a config names it (it runs, emulated, usually slower than float32: a warning says so) but `auto`
 never picks it there.
+
+A calibration measured while other CPU-heavy work shared the machine is wrong and stays cached: delete the
+`.calibration.json` file named in the run's log to measure again (run alone, as for any benchmark).
 """
 
 from __future__ import annotations
