@@ -6,6 +6,7 @@ Each script owns one block between `<!-- NAME:start -->` and `<!-- NAME:end -->`
 
 from __future__ import annotations
 
+import os
 import platform
 import subprocess
 from pathlib import Path
@@ -13,13 +14,87 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
+SPEED_FLAGS = ("amx_bf16", "amx_tile", "avx512_bf16", "avx512f", "avx2")
+"""The CPU features that decide which engine and dtype are fastest (bf16 matmuls need AMX or AVX-512 BF16)."""
+
+
+def cpu_flags() -> list[str]:
+    """Which of SPEED_FLAGS this CPU has, read from /proc/cpuinfo (empty where it cannot be read)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return []
+    flags = next((ln.split(":", 1)[1].split() for ln in text.splitlines() if ln.startswith("flags")), [])
+    return [f for f in SPEED_FLAGS if f in flags]
+
+
 def machine() -> str:
+    """CPU model, count and speed-relevant flags, measured: "AMD EPYC, 2 CPUs, avx512_bf16 avx512f avx2"."""
     try:
         out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
         info = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
-        return f"{info.get('Model name', '?').strip()}, {info.get('CPU(s)', '?').strip()} CPUs"
+        head = f"{info.get('Model name', '?').strip()}, {info.get('CPU(s)', '?').strip()} CPUs"
     except (OSError, subprocess.CalledProcessError):
-        return platform.processor() or "unknown CPU"
+        head = platform.processor() or "unknown CPU"
+    flags = cpu_flags()
+    return f"{head}, {' '.join(flags) if flags else 'no AVX2'}" + ("" if "amx_tile" in flags else " (no AMX)")
+
+
+def load_average() -> str:
+    """The 1-minute load average: above ~0.5 on an idle machine, something else was running."""
+    try:
+        return f"{os.getloadavg()[0]:.2f}"
+    except OSError:
+        return "?"
+
+
+def ci(v: dict) -> str:
+    return f"{v['value']:.3f} [{v['ci'][0]:.3f}, {v['ci'][1]:.3f}]"
+
+
+def stage_rows(run: Path) -> list[str]:
+    """One row per finished stage, from its done.json. A stage resumed after a stop is timed by `work_s` (its
+    items' summed shares of wall time, over every attempt); `wall_s` covers only the last attempt."""
+    import json
+
+    rows, total = [], 0.0
+    for done in sorted(run.glob("**/done.json"), key=lambda p: json.loads(p.read_text())["finished"]):
+        d = json.loads(done.read_text())
+        what = ", ".join(f"{k} {v if not isinstance(v, float) else round(v, 3)}" for k, v in d.items()
+                         if k not in ("stage", "wall_s", "work_s", "finished", "attempts", "adapter"))
+        n = d.get("attempts", 1)
+        resumed = n > 1 and "work_s" in d
+        secs = d["work_s"] if resumed else d["wall_s"]
+        rows.append(f"| {d['stage']} | {secs:.0f}{f' (over {n} attempts)' if resumed else ''} | {what} |")
+        total += secs
+    return rows + [f"| total (stages, without model loads between them) | {total:.0f} | |"]
+
+
+def system_rows(metrics: dict, names: dict[str, str] | None = None) -> list[str]:
+    """One row per system: each metric with its CI, extraction failures, strong tokens per sample, wall s."""
+    rows = []
+    for name, s in metrics["systems"].items():
+        cells = " | ".join(ci(s["metrics"][m]) for m in metrics["metrics"])
+        strong = s["usage"].get("strong", {}).get("tokens_per_sample", 0)
+        rows.append(f"| {(names or {}).get(name, name)} | {cells} | {s['extraction_failures']['total']}/"
+                    f"{metrics['n_samples']} | {strong:.0f} | {s['wall_s']:.0f} |")
+    return rows
+
+
+def paired_rows(metrics: dict, pairs: list[tuple[str, str]], names: dict[str, str] | None = None) -> list[str]:
+    """`later - earlier` for each (earlier, later) pair of systems; metrics.json stores a - b in system order."""
+    names = names or {}
+    rows = []
+    for earlier, later in pairs:
+        for p in metrics["paired"]:
+            if {p["a"], p["b"]} == {earlier, later}:
+                sign = -1.0 if (p["a"], p["b"]) == (earlier, later) else 1.0
+                # + 0.0 turns -0.0 into 0.0, so a zero difference prints as +0.000
+                diff = sign * p["diff"] + 0.0
+                lo, hi = sorted((sign * p["ci"][0] + 0.0, sign * p["ci"][1] + 0.0))
+                rows.append(f"| {names.get(later, later)} − {names.get(earlier, earlier)} | {p['metric']} | "
+                            f"{diff:+.3f} [{lo:+.3f}, {hi:+.3f}] |")
+    return rows
 
 
 def record(name: str, text: str, path: Path = ROOT / "BENCHMARKS.md") -> None:

@@ -26,49 +26,7 @@ from cowest.loop import aligned_adapter, run_all, sft_adapter
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from bench_io import machine, record  # noqa: E402
-
-
-def ci(v: dict) -> str:
-    return f"{v['value']:.3f} [{v['ci'][0]:.3f}, {v['ci'][1]:.3f}]"
-
-
-def stage_rows(run: Path) -> list[str]:
-    """One row per finished stage, from its done.json. A stage resumed after a stop is timed by `work_s` (its
-    items' summed shares of wall time, over every attempt); `wall_s` covers only the last attempt."""
-    rows, total = [], 0.0
-    for done in sorted(run.glob("**/done.json"), key=lambda p: json.loads(p.read_text())["finished"]):
-        d = json.loads(done.read_text())
-        what = ", ".join(f"{k} {v if not isinstance(v, float) else round(v, 3)}" for k, v in d.items()
-                         if k not in ("stage", "wall_s", "work_s", "finished", "attempts", "adapter"))
-        n = d.get("attempts", 1)
-        resumed = n > 1 and "work_s" in d
-        secs = d["work_s"] if resumed else d["wall_s"]
-        rows.append(f"| {d['stage']} | {secs:.0f}{f' (over {n} attempts)' if resumed else ''} | {what} |")
-        total += secs
-    return rows + [f"| total (stages, without model loads between them) | {total:.0f} | |"]
-
-
-def system_rows(metrics: dict) -> list[str]:
-    rows = []
-    for name, s in metrics["systems"].items():
-        cells = " | ".join(ci(s["metrics"][m]) for m in metrics["metrics"])
-        strong = s["usage"].get("strong", {}).get("tokens_per_sample", 0)
-        rows.append(f"| {name} | {cells} | {s['extraction_failures']['total']}/{metrics['n_samples']} | "
-                    f"{strong:.0f} | {s['wall_s']:.0f} |")
-    return rows
-
-
-def paired_rows(metrics: dict, pairs: list[tuple[str, str]]) -> list[str]:
-    """`later - earlier` for each (earlier, later) pair of systems; metrics.json stores a - b in system order."""
-    rows = []
-    for p in metrics["paired"]:
-        for earlier, later in pairs:
-            if (p["a"], p["b"]) == (earlier, later):
-                # + 0.0 turns -0.0 into 0.0, so a zero difference prints as +0.000
-                diff, lo, hi = -p["diff"] + 0.0, -p["ci"][1] + 0.0, -p["ci"][0] + 0.0
-                rows.append(f"| {later} − {earlier} | {p['metric']} | {diff:+.3f} [{lo:+.3f}, {hi:+.3f}] |")
-    return rows
+from bench_io import machine, paired_rows, record, stage_rows, system_rows  # noqa: E402
 
 
 def train_runtime(log: Path) -> float:

@@ -19,15 +19,18 @@ def _expected(s) -> str:
         return str(ps[0][kind[5:]])
     a = ps[0]
     if kind == "cost_n":
-        n = int(q.split()[3])
-        return str(n * a["price"])
+        return str(int(q.split()[4]) * a["price"])
+    if kind == "anniversary":
+        return str(a["year"] + int(q.split(" turn ")[1].split()[0]))
+    if kind == "heaviest":
+        return max(ps, key=lambda p: p["weight"])["name"]
+    if kind == "first_launched":
+        return min(ps, key=lambda p: p["year"])["name"]
     b = ps[1]
-    if kind == "heavier":
-        return max((a, b), key=lambda p: p["weight"])["name"]
-    if kind == "years_before":
+    if kind == "years_between":
         return str(abs(a["year"] - b["year"]))
-    if kind == "same_city":
-        return "yes" if a["city"] == b["city"] else "no"
+    if kind == "cheaper_city":
+        return min((a, b), key=lambda p: p["price"])["city"]
     if kind == "total_weight":
         return str(a["weight"] + b["weight"])
     if kind == "price_diff":
@@ -44,16 +47,17 @@ def test_deterministic_and_seeded():
 
 
 def test_sizes_and_limits():
-    assert len(demo.build("train", TaskConfig())) == demo.TRAIN_SIZE
-    assert len(demo.build("dev", TaskConfig())) == demo.DEV_SIZE
+    assert len(demo.build("train", TaskConfig())) == 8 * demo.N_PRODUCTS + demo.TRAIN_REASONING
+    assert len(demo.build("dev", TaskConfig())) == demo.DEV_SIZE >= 100
+    assert len(demo.build("tune", TaskConfig())) == demo.TUNE_SIZE
     # A larger eval limit draws more questions from the pool; they still never overlap train.
-    dev = demo.build("dev", TaskConfig(eval_limit=80))
-    train = demo.build("train", TaskConfig(eval_limit=80))
-    assert len(dev) == 80
+    dev = demo.build("dev", TaskConfig(eval_limit=150))
+    train = demo.build("train", TaskConfig(eval_limit=150))
+    assert len(dev) == 150
     assert not {s.question for s in dev} & {s.question for s in train}
 
 
-@pytest.mark.parametrize("split", ["train", "dev"])
+@pytest.mark.parametrize("split", ["train", "dev", "tune", "facts"])
 def test_answers_follow_from_facts(split):
     for s in demo.build(split, TaskConfig(seed=3)):
         assert s.gold == _expected(s), s.question
@@ -65,12 +69,24 @@ def test_answers_follow_from_facts(split):
 
 
 def test_splits_disjoint_and_dev_is_reasoning_only():
+    from cowest.tasks.base import check_disjoint
+
     train = demo.build("train", TaskConfig())
     dev = demo.build("dev", TaskConfig())
-    assert not {s.question for s in train} & {s.question for s in dev}
-    assert not {s.id for s in train} & {s.id for s in dev}
-    assert all(not s.metadata["type"].startswith("fact_") for s in dev)
-    assert sum(s.metadata["type"].startswith("fact_") for s in train) == 4 * demo.N_PRODUCTS
+    tune = demo.build("tune", TaskConfig())
+    for a, b in ((train, dev), (train, tune), (tune, dev)):
+        assert not {s.question for s in a} & {s.question for s in b}
+        check_disjoint(a, b, "dev")  # the run's own guard agrees
+    assert all(not s.metadata["type"].startswith("fact_") for s in dev + tune)
+    assert sum(s.metadata["type"].startswith("fact_") for s in train) == 8 * demo.N_PRODUCTS
+    # The recall split is exactly the training facts.
+    facts = demo.build("facts", TaskConfig())
+    assert {s.question for s in facts} == {s.question for s in train if s.metadata["type"].startswith("fact_")}
+    # Every question type is in dev in about equal numbers (the pool is dealt round-robin by type).
+    from collections import Counter
+
+    counts = Counter(s.metadata["type"] for s in dev)
+    assert len(counts) == 8 and max(counts.values()) - min(counts.values()) <= 1
     # Dev asks about the same products training taught.
     names = {p.name for p in demo.catalogue(0)}
     assert all(p["name"] in names for s in dev for p in s.metadata["products"])
@@ -81,7 +97,7 @@ def test_splits_disjoint_and_dev_is_reasoning_only():
 
 
 def test_unknown_split_names_valid_ones():
-    with pytest.raises(UnknownNameError, match="valid: dev, test, train"):
+    with pytest.raises(UnknownNameError, match="valid: dev, facts, test, train, tune"):
         demo.build("validation", TaskConfig())
 
 
@@ -98,3 +114,25 @@ def test_registered_and_loadable():
     assert get_task("demo").family == "qa"
     assert get_task("demo").metrics[0] == "exact_match"
     assert len(load_samples(TaskConfig(), "train", limit=20)) == 20
+
+
+def test_answers_are_closed_form_and_the_question_says_which():
+    for s in demo.build("dev", TaskConfig()) + demo.build("facts", TaskConfig()):
+        if s.answer_format == "number":
+            assert s.gold.isdigit() and s.question.endswith("Answer with a number.")
+        else:
+            assert s.answer_format == "choice" and s.gold in s.choices
+            assert s.question.endswith(("Answer with the product's name.", "Answer with the city."))
+            if s.metadata["type"] in ("heaviest", "first_launched"):
+                assert len(s.choices) == 3 and all(c in s.question for c in s.choices)
+
+
+def test_a_leaked_dev_question_stops_the_run():
+    from cowest.errors import DataError
+    from cowest.tasks.base import check_disjoint
+
+    train = demo.build("train", TaskConfig())
+    dev = demo.build("dev", TaskConfig())
+    leaked = dev[5].model_copy(update={"id": "other-id", "question": dev[5].question.upper() + "  "})
+    with pytest.raises(DataError, match=r"1 questions of the 'dev' split are also in the training data \(demo-dev-5\)"):
+        check_disjoint(train + [leaked], dev, "dev")

@@ -128,3 +128,40 @@ def test_metrics_re_read_answers_from_trace_texts(tmp_path) -> None:
     m = summarize(cfg, [QA], [System("strong", "strong_only")], tmp_path)
     assert m["systems"]["strong"]["metrics"]["exact_match"]["value"] == 0.0
     assert m["systems"]["strong"]["extraction_failures"]["total"] == 1
+
+
+def _closed(fmt: str, gold: str, choices: list[str] | None = None) -> Sample:
+    return Sample(id="c", task="demo", family="qa", question="q", answers=[gold], answer_format=fmt,
+                  choices=choices)
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("Answer: 990 dollars", "990"),
+    ("The total is $1,200.\nAnswer: $1,200.", "1200"),
+    ("Answer: 13 years", "13"),
+    ("12 + 7 = 19.\nThey weigh 19 kg together.", "19"),  # unmarked: the last line, inside a sentence
+    ("Answer: **2019**", "2019"),
+    ("Answer: 19 kg (12 + 7)", None),  # several numbers: no single answer
+    ("Answer: nineteen", None),
+    ("12 + 7 = 19", None),  # unmarked last line with three numbers
+])
+def test_number_answers_inside_a_sentence(text, expected):
+    assert extract_answer(text, _closed("number", "19")) == expected
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("The Pyxora speaker weighs 9 kg, the Malvora compass 4 kg.\nAnswer: Pyxora speaker", "Pyxora"),
+    ("So the Pyxora speaker is the heaviest.", "Pyxora"),
+    ("Answer: the pyxora", "Pyxora"),
+    ("Answer: The Pyxora speaker is heavier than the Malvora compass", None),  # names two candidates
+    ("Answer: the speaker", None),
+    ("Answer: Pyxoras", None),  # not the name as a word
+])
+def test_choice_answers_name_exactly_one_candidate(text, expected):
+    assert extract_answer(text, _closed("choice", "Pyxora", ["Pyxora", "Malvora", "Kelmari"])) == expected
+
+
+def test_closed_answers_follow_the_truncation_rule():
+    s = _closed("number", "19")
+    assert extract_answer("Answer: 19\nBecause 12 + 7", s, truncated=True) == "19"  # a finished marked line
+    assert extract_answer("12 + 7 = 19, so the answer is 1", s, truncated=True) is None  # cut mid-answer

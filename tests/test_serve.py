@@ -65,6 +65,16 @@ class Served:
         return openai.OpenAI(base_url=self.url + "/v1", api_key=token, max_retries=0)
 
 
+def log_rows(s: "Served", n: int, skip: int = 0) -> list[dict]:
+    """The app's log lines after the first `skip`, once there are `n` (a line is written after its response)."""
+    for _ in range(200):
+        rows = [json.loads(x) for x in s.log.getvalue().splitlines()[skip:]]
+        if len(rows) >= n:
+            return rows
+        time.sleep(0.01)
+    return rows
+
+
 def mock_collab(strong: MockBackend | None = None, **serve: object) -> Collaboration:
     cfg = ExperimentConfig()
     for k, v in serve.items():
@@ -86,6 +96,7 @@ def test_mock_round_trip_prompts_and_draft() -> None:
     assert "What is six times seven?" in answer and "the draft says 42" in answer  # question + draft reached strong
     assert resp.model_extra["cowest"]["draft"] == "the draft says 42"
     assert resp.model_extra["cowest"]["draft_format"] == "cot"
+    assert set(resp.model_extra["cowest"]) == {"draft", "draft_format", "draft_tokens"}  # no weak model path
     assert "cowest" not in (plain.model_extra or {})
     assert len(strong.calls) == 2
     lines = [json.loads(x) for x in s.log.getvalue().splitlines()]
@@ -107,7 +118,10 @@ def test_auth_refused() -> None:
         r = httpx.post(s.url + "/v1/chat/completions", json=ask())  # no Authorization header
         assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer"
         assert httpx.get(s.url + "/v1/models").status_code == 401
-        assert httpx.get(s.url + "/health").json()["status"] == "ok"  # health needs no token
+        assert httpx.get(s.url + "/health").json() == {"status": "ok"}  # liveness needs no token, says no more
+        assert httpx.get(s.url + "/health", headers={"Authorization": "Bearer wrong"}).json() == {"status": "ok"}
+        full = httpx.get(s.url + "/health", headers={"Authorization": f"Bearer {TOKEN}"}).json()
+        assert full["in_flight"] == 0 and full["max_concurrent"] == 4
 
 
 def test_limits_and_bad_requests() -> None:
@@ -122,7 +136,7 @@ def test_limits_and_bad_requests() -> None:
                        headers={**h, "Content-Type": "application/json"})
         assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_json"
         r = httpx.post(s.url + "/v1/chat/completions", json={"model": "cowest", "messages": "hi"}, headers=h)
-        assert r.status_code == 422 and "messages" in r.json()["error"]["message"]
+        assert r.status_code == 400 and "messages" in r.json()["error"]["message"]
         r = httpx.post(s.url + "/v1/chat/completions", json=ask(model="gpt-4"), headers=h)
         assert r.status_code == 404 and r.json()["error"]["code"] == "model_not_found"
         r = httpx.post(s.url + "/v1/chat/completions", json=ask(messages=[{"role": "system", "content": "x"}]),
@@ -141,7 +155,7 @@ def held_strong(release: threading.Event) -> MockBackend:
 
 def wait_in_flight(s: Served, n: int) -> None:
     for _ in range(1000):
-        if httpx.get(s.url + "/health").json()["in_flight"] == n:
+        if httpx.get(s.url + "/health", headers={"Authorization": f"Bearer {TOKEN}"}).json()["in_flight"] == n:
             return
         time.sleep(0.01)
     raise AssertionError(f"never saw {n} requests in flight")
@@ -250,7 +264,7 @@ def test_real_round_trip_with_openai_client(real_server) -> None:
     client = openai.OpenAI(base_url=url + "/v1", api_key=TOKEN, max_retries=0, timeout=300)
     models = client.models.list()
     assert [m.id for m in models.data] == ["cowest"]
-    assert "smollm2" in models.data[0].model_extra["weak"].lower()
+    assert not {"weak", "strong", "adapter"} & set(models.data[0].model_extra or {})  # no paths to clients
     msgs = [{"role": "user", "content": "What is the capital of France?"}]
     resp = client.chat.completions.create(model="cowest", messages=msgs, max_tokens=8,
                                           extra_body={"cowest": {"return_draft": True}})
@@ -284,3 +298,126 @@ def test_stream_through_an_openai_strong_endpoint(monkeypatch: pytest.MonkeyPatc
     assert "".join(c.choices[0].delta.content or "" for c in chunks) == "Answer: 42"
     assert plain.choices[0].message.content == "Answer: 42"
     assert chunks[-1].choices[0].finish_reason == "stop"
+
+
+# ---- hardening (issue 13) ---------------------------------------------------------------------------------------
+
+H = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+
+
+def chunked_post(s: Served, chunks: list[bytes], finish: bool) -> bytes:
+    """POST a chunked body (no Content-Length) over a raw socket; `finish=False` never ends it. The raw reply."""
+    with socket.create_connection(("127.0.0.1", s.port), timeout=5) as sock:
+        sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+                     + f"Authorization: Bearer {TOKEN}\r\nContent-Type: application/json\r\n\r\n".encode())
+        for c in chunks:
+            sock.sendall(f"{len(c):x}\r\n".encode() + c + b"\r\n")
+        if finish:
+            sock.sendall(b"0\r\n\r\n")
+        return sock.recv(65536)
+
+
+def test_chunked_body_over_the_limit_is_refused_before_it_ends() -> None:
+    with Served(mock_collab(max_request_bytes=2000)) as s:
+        reply = chunked_post(s, [b"{" + b" " * 999, b" " * 1000, b" " * 1000], finish=False)
+        assert reply.startswith(b"HTTP/1.1 413")
+        body = json.dumps(ask()).encode()
+        assert chunked_post(s, [body[:20], body[20:]], finish=True).startswith(b"HTTP/1.1 200")
+    assert [r["status"] for r in log_rows(s, 2)] == [413, 200]
+
+
+@pytest.mark.parametrize("name, raw", [
+    ("not utf-8", b'{"model": "cowest", "messages": [{"role": "user", "content": "\xff\xfe caf\xe9"}]}'),
+    ("nested 100k", b"[" * 100_000 + b"]" * 100_000),
+    ("nested in a field", b'{"model": "cowest", "messages": [], "x": ' + b"[" * 5000 + b"]" * 5000 + b"}"),
+    ("text is a number", json.dumps(ask(messages=[{"role": "user", "content": [{"type": "text", "text": 5}]}]))
+     .encode()),
+    ("text is null", json.dumps(ask(messages=[{"role": "user", "content": [{"type": "text", "text": None}]}]))
+     .encode()),
+])
+def test_malformed_bodies_are_400_with_a_log_line(name: str, raw: bytes) -> None:
+    with Served(mock_collab()) as s:
+        r = httpx.post(s.url + "/v1/chat/completions", content=raw, headers=H)
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["type"] == "invalid_request_error" and len(r.json()["error"]["message"]) < 300
+    assert [x["status"] for x in log_rows(s, 1)] == [400]
+
+
+def test_text_parts_reach_the_model() -> None:
+    strong = MockBackend("echo")
+    parts = [{"type": "text", "text": "What is six "}, {"type": "image_url", "image_url": {"url": "x"}},
+             {"type": "text", "text": "times seven?"}]
+    with Served(mock_collab(strong)) as s:
+        r = httpx.post(s.url + "/v1/chat/completions", json=ask(messages=[{"role": "user", "content": parts}]),
+                       headers=H)
+    assert r.status_code == 200 and "What is six times seven?" in r.json()["choices"][0]["message"]["content"]
+
+
+@pytest.mark.parametrize("field, value", [("max_tokens", -1), ("max_tokens", 0), ("max_completion_tokens", -5),
+                                          ("temperature", -3), ("temperature", 2.5), ("top_p", 7), ("top_p", -0.1)])
+def test_client_sampling_values_out_of_range_are_400(field: str, value: float) -> None:
+    strong = MockBackend("echo")
+    with Served(mock_collab(strong)) as s:
+        r = httpx.post(s.url + "/v1/chat/completions", json=ask(**{field: value}), headers=H)
+    assert r.status_code == 400 and r.json()["error"]["param"] == field
+    assert strong.calls == []
+
+
+def test_client_sampling_values_are_clamped_and_passed() -> None:
+    strong = MockBackend("echo")
+    with Served(mock_collab(strong, max_tokens=64)) as s:
+        for extra in ({"max_tokens": 10**9, "temperature": 0.7, "top_p": 0.9}, {"max_completion_tokens": 12}):
+            assert httpx.post(s.url + "/v1/chat/completions", json=ask(**extra), headers=H).status_code == 200
+    first, second = strong.calls[0][1], strong.calls[1][1]
+    assert (first.max_tokens, first.temperature, first.top_p) == (64, 0.7, 0.9)
+    assert second.max_tokens == 12 and second.temperature == 0.0
+
+
+@pytest.mark.parametrize("override, key", [("serve.max_concurrent=0", "serve.max_concurrent"),
+                                           ("serve.port=70000", "serve.port"), ("serve.port=0", "serve.port"),
+                                           ("serve.max_request_bytes=-1", "serve.max_request_bytes"),
+                                           ("serve.timeout_s=0", "serve.timeout_s"),
+                                           ("serve.max_tokens=0", "serve.max_tokens")])
+def test_serve_config_ranges_are_one_line_errors(override: str, key: str) -> None:
+    from cowest.config import load_config
+    from cowest.errors import ConfigError
+
+    with pytest.raises(ConfigError) as e:
+        load_config(None, [override])
+    assert f"'{key}'" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_cli_bad_port_is_a_one_line_error() -> None:
+    env = {**os.environ, "COWEST_SERVE_TOKEN": TOKEN}
+    p = subprocess.run([sys.executable, "-m", "cowest.cli", "serve", "configs/demo.yaml", "--port", "70000"],
+                       capture_output=True, text=True, env=env, cwd=Path(__file__).resolve().parents[1], timeout=60)
+    assert p.returncode == 2 and "serve.port" in p.stderr
+    assert "Traceback" not in p.stderr and len(p.stderr.strip().splitlines()) == 1
+
+
+def test_upstream_urls_and_adapter_paths_never_reach_clients(monkeypatch: pytest.MonkeyPatch) -> None:
+    from cowest.config import ModelConfig
+    from cowest.models.base import load_backend
+
+    scfg = ModelConfig(spec="openai/secret-model", base_url="http://127.0.0.1:9/v1/internal-route", max_retries=0)
+    cfg = ExperimentConfig()
+    collab = Collaboration(cfg, MockBackend("answer:d"), load_backend(scfg), strong_cfg=scfg,
+                           adapter="/home/me/private/adapter")
+    with Served(collab) as s:
+        texts = [httpx.get(s.url + "/v1/models", headers=H).text,
+                 httpx.post(s.url + "/v1/chat/completions", json=ask(cowest={"return_draft": True}), headers=H).text,
+                 httpx.post(s.url + "/v1/chat/completions", json=ask(stream=True), headers=H).text]
+    assert all(x for x in texts)
+    for text in texts:
+        assert "127.0.0.1:9" not in text and "internal-route" not in text and "private" not in text
+
+
+def test_client_gone_mid_upload_is_logged_as_499_not_500() -> None:
+    with Served(mock_collab()) as s:
+        with socket.create_connection(("127.0.0.1", s.port), timeout=5) as sock:
+            sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n"
+                         + f"Authorization: Bearer {TOKEN}\r\nContent-Type: application/json\r\n\r\n".encode()
+                         + b'{"model": "cowest", ')
+            time.sleep(0.1)
+        rows = log_rows(s, 1)
+    assert [r["status"] for r in rows] == [499]

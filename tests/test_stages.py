@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from cowest.config import ExperimentConfig
-from cowest.errors import ConfigError
+from cowest.errors import ConfigError, CowestError
 from cowest.stages import stage, stage_inputs
 
 
@@ -72,3 +72,89 @@ def test_eval_refuses_traces_of_another_config(tmp_path):
         update={"weak": c.models.weak.model_copy(update={"spec": "mock/answer:Answer: 3"})})})
     with pytest.raises(ConfigError, match=r"models\.weak\.spec"):
         do_eval(other)
+
+
+@pytest.mark.parametrize("name, content", [("attempts", ""), ("attempts", "1\x00"), ("inputs.json", ""),
+                                           ("inputs.json", '{"task.name": "de'), ("done.json", ""),
+                                           ("done.json", '{"stage": "sft", "wall')])
+def test_an_empty_or_torn_bookkeeping_file_means_not_done(tmp_path, name, content):
+    st = stage(cfg(tmp_path), "sft", tmp_path / "sft")
+    st.begin()
+    (tmp_path / "sft" / name).write_text(content)  # what a crash between truncate and write left
+    again = stage(cfg(tmp_path), "sft", tmp_path / "sft")
+    assert again.begin() is True and not again.done
+    again.finish()
+    assert again.summary()["attempts"] >= 1 and stage(cfg(tmp_path), "sft", tmp_path / "sft").begin() is False
+
+
+def test_bookkeeping_is_replaced_atomically(tmp_path, monkeypatch):
+    """A crash after writing the new contents but before they replace the file leaves the old file whole."""
+    import os
+
+    real_replace = os.replace
+
+    def crash_on(name):
+        def replace(src, dst, *args, **kw):
+            if os.path.basename(dst) == name:
+                raise KeyboardInterrupt("killed")
+            return real_replace(src, dst, *args, **kw)
+        return replace
+
+    st = stage(cfg(tmp_path), "sft", tmp_path / "sft")
+    st.begin()
+    monkeypatch.setattr(os, "replace", crash_on("attempts"))
+    with pytest.raises(KeyboardInterrupt):
+        stage(cfg(tmp_path), "sft", tmp_path / "sft").begin()
+    assert (tmp_path / "sft" / "attempts").read_text() == "1"
+    monkeypatch.setattr(os, "replace", crash_on("done.json"))
+    with pytest.raises(KeyboardInterrupt):
+        st.finish()
+    monkeypatch.undo()
+    assert not (tmp_path / "sft" / "done.json").exists()
+    assert [p.name for p in (tmp_path / "sft").iterdir() if p.name.endswith(".tmp")] == []
+    again = stage(cfg(tmp_path), "sft", tmp_path / "sft")
+    assert again.begin() is True
+
+
+def test_force_clears_only_declared_outputs(tmp_path):
+    path = tmp_path / "eval"
+    st = stage(cfg(tmp_path), "eval", path, outputs=("traces", "metrics.json"))
+    st.begin()
+    (path / "traces").mkdir()
+    (path / "traces" / "a.jsonl").write_text("{}\n")
+    (path / "metrics.json").write_text("{}")
+    (path / "notes.txt").write_text("mine")
+    st.finish()
+    again = stage(cfg(tmp_path), "eval", path, outputs=("traces", "metrics.json"))
+    assert again.begin(force=True) is True
+    assert sorted(p.name for p in path.iterdir()) == ["attempts", "inputs.json", "notes.txt"]
+
+
+def test_a_held_stage_names_its_holder_and_an_unwritable_folder_is_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    lock = tmp_path / "sft" / "stage.lock"
+    lock.parent.mkdir()
+    hold = ("import fcntl, os, time\n"
+            f"fd = os.open({str(lock)!r}, os.O_RDWR | os.O_CREAT)\n"
+            "fcntl.flock(fd, fcntl.LOCK_EX)\n"
+            "os.write(fd, f'{os.getpid()}\\n'.encode())\n"
+            "print('held', flush=True)\n"
+            "time.sleep(60)\n")
+    holder = subprocess.Popen([sys.executable, "-c", hold], stdout=subprocess.PIPE, text=True)
+    st = stage(cfg(tmp_path), "sft", tmp_path / "sft")
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(CowestError, match=rf"stage sft .* is in use by process {holder.pid} "):
+            with st.locked():
+                pass
+    finally:
+        holder.kill()
+        holder.wait()
+    with st.locked():  # its holder is gone: free again
+        pass
+    (tmp_path / "file").write_text("")
+    with pytest.raises(CowestError, match=r"cannot open its lock file"):
+        with stage(cfg(tmp_path), "eval", tmp_path / "file" / "eval").locked():
+            pass

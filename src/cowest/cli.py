@@ -20,12 +20,22 @@ def add_config_args(p: argparse.ArgumentParser) -> None:
     """`CONFIG [KEY=VALUE ...]`: a YAML experiment config and dotted overrides (e.g. `sft.lr=1e-4`)."""
     p.add_argument("config", help="experiment config (YAML), e.g. configs/demo.yaml")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted overrides, e.g. task.eval_limit=20")
+    p.add_argument("--verbose", action="store_true",
+                   help="show the libraries' own output (progress bars, warnings, training logs) on the console "
+                        "instead of RUN_DIR/logs/libraries.log")
 
 
 def config_from_args(args: argparse.Namespace):  # -> ExperimentConfig (not imported here: keeps --help light)
     from cowest.config import load_config
 
     return load_config(args.config, args.overrides)
+
+
+def library_log(args: argparse.Namespace, cfg):  # -> a context manager
+    """The libraries' console output goes to RUN_DIR/logs/libraries.log while the command runs, unless --verbose."""
+    from cowest.library_output import library_output
+
+    return library_output(Path(cfg.run_dir) / "logs" / "libraries.log", getattr(args, "verbose", False))
 
 
 # ---- tasks ---------------------------------------------------------------------------------------------------
@@ -111,12 +121,12 @@ def cmd_data_check(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     """Evaluate cfg.eval.strategies x draft formats on the eval split; write traces/ and metrics.json."""
-    from cowest.loop import do_eval, run_dir
+    from cowest.loop import do_eval, locked_run
 
     cfg = config_from_args(args)
-    run_dir(cfg)
     out = Path(args.out) if args.out else Path(cfg.run_dir) / "eval"
-    m = do_eval(cfg, args.force, None, out)
+    with locked_run(cfg), library_log(args, cfg):
+        m = do_eval(cfg, args.force, None, out)
     h = m["headline"]
     for name, s in m["systems"].items():
         v = s["metrics"][h]

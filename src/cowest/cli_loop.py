@@ -9,40 +9,49 @@ STAGE_NAMES = ("sft", "feedback", "align", "eval", "report")
 
 def _cfg(args: argparse.Namespace):
     from cowest.cli import config_from_args
-    from cowest.loop import run_dir
 
-    cfg = config_from_args(args)
-    run_dir(cfg)
-    return cfg
+    return config_from_args(args)
 
 
 def cmd_sft(args: argparse.Namespace) -> int:
-    from cowest.loop import do_sft
+    from cowest.cli import library_log
+    from cowest.loop import do_sft, locked_run
 
-    print(f"adapter: {do_sft(_cfg(args), args.force)}")
+    cfg = _cfg(args)
+    with locked_run(cfg), library_log(args, cfg):
+        print(f"adapter: {do_sft(cfg, args.force)}")
     return 0
 
 
 def cmd_feedback(args: argparse.Namespace) -> int:
-    from cowest.loop import do_feedback
+    from cowest.cli import library_log
+    from cowest.loop import do_feedback, locked_run
 
-    stats = do_feedback(_cfg(args), args.round, args.force)
+    cfg = _cfg(args)
+    with locked_run(cfg), library_log(args, cfg):
+        stats = do_feedback(cfg, args.round, args.force)
     print(f"pairs: {stats.get('pairs')} from {stats.get('questions')} questions")
     return 0
 
 
 def cmd_align(args: argparse.Namespace) -> int:
-    from cowest.loop import do_align
+    from cowest.cli import library_log
+    from cowest.loop import do_align, locked_run
 
-    print(f"adapter: {do_align(_cfg(args), args.round, args.method, args.force)}")
+    cfg = _cfg(args)
+    with locked_run(cfg), library_log(args, cfg):
+        print(f"adapter: {do_align(cfg, args.round, args.method, args.force)}")
     return 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     from cowest.loop import run_all, summary_table
 
+    from cowest.cli import library_log
+
     cfg = _cfg(args)
-    report = run_all(cfg, set(args.force))
+    with library_log(args, cfg):
+        report = run_all(cfg, set(args.force))  # holds the run directory itself
     print(summary_table(cfg))
     print(f"report: {report}")
     return 0

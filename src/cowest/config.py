@@ -114,6 +114,11 @@ class EvalConfig(Section):
     bootstrap_samples: int = 1000
     prompts: dict[str, str] = Field(default_factory=dict)
     """Overrides of named prompt templates (see cowest.tasks.prompts)."""
+    recall_split: str | None = None
+    """`cowest run`: also score the SFT weak model alone on this split of training facts (the demo's `facts`), its
+    recall of what SFT taught it, reported next to the results."""
+    max_cut_share: float = 0.05
+    """Warn when more than this share of a role's replies hit its token limit (generation.<role>.max_tokens)."""
 
 
 class SFTConfig(Section):
@@ -129,6 +134,12 @@ class SFTConfig(Section):
     lora_dropout: float = 0.0
     target: Literal["auto", "answer", "rationale"] = "auto"
     """auto: rationale + answer when the data has a rationale, else answer only."""
+    knowledge_epochs: int = 0
+    """> 0: first train this many epochs of plain language modelling on the task's documents (the demo's catalogue,
+    one fact a sentence), then the prompt -> draft SFT. Short rows seen many times are the cheap way for a small
+    model to learn facts; the draft SFT then teaches it to use them. Tasks without documents skip it."""
+    knowledge_lr: float | None = None
+    """Learning rate of the knowledge phase; None = `lr`."""
     merge: bool = False
     """Also save a merged full model."""
     seed: int = 0
@@ -174,19 +185,21 @@ class ServeConfig(Section):
     """`cowest serve`: the collaboration as an OpenAI-compatible HTTP endpoint."""
 
     host: str = "127.0.0.1"
-    port: int = 8000
+    port: int = Field(8000, ge=1, le=65535)
     model_name: str = "cowest"
     """The model id clients ask for (`/v1/models` lists it)."""
     token_env: str = "COWEST_SERVE_TOKEN"
     """Environment variable holding the bearer token (the token itself never goes in a config)."""
-    max_request_bytes: int = 1_000_000
-    """Larger request bodies get 413."""
-    max_prompt_chars: int = 16_000
+    max_request_bytes: int = Field(1_000_000, ge=1)
+    """Larger request bodies get 413 (checked while the body streams in, Content-Length or not)."""
+    max_prompt_chars: int = Field(16_000, ge=1)
     """Longer prompts (all message contents together) get 400 context_length_exceeded."""
-    max_concurrent: int = 4
+    max_concurrent: int = Field(4, ge=1)
     """Requests in flight at once; one more gets 429 with Retry-After."""
-    timeout_s: float = 300.0
-    """Per request (draft + answer); past it the client gets 504."""
+    max_tokens: int = Field(4096, ge=1)
+    """The most answer tokens a client may ask for: a larger `max_tokens` / `max_completion_tokens` is clamped."""
+    timeout_s: float = Field(300.0, gt=0)
+    """Per request (draft + answer); past it the client gets 504 (or, mid-stream, an error event)."""
     log_prompts: bool = False
     """Put the question text in the JSON request log (off: logs carry no user text)."""
 

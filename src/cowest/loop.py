@@ -10,16 +10,26 @@ resumes after a crash (feedback appends per question; eval appends per sample). 
     run_dir/round<r>/sft_positive/adapter/   the control, when enabled
     run_dir/eval/                       traces/, metrics.json
     run_dir/report.md, *.png
+
+One process at a time: a command holds the run directory (`locked_run`) and each stage its own folder
+(`Stage.locked`); a second process stops at once, naming the first. config.yaml is written only once a stage has
+accepted the config (refusals leave the previous one in place); `run` checks every stage's inputs first
+(cowest.preflight).
 """
 
 from __future__ import annotations
 
 import sys
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 from cowest.config import ExperimentConfig, ModelConfig, dump_config
 from cowest.errors import CowestError
-from cowest.stages import STAGES, stage
+from cowest.stages import STAGES, Stage, exclusive, stage, write_atomic
+
+RUN_LOCK = "run.lock"
+CONFIG_FILE = "config.yaml"
 
 
 def log(msg: str) -> None:
@@ -27,10 +37,28 @@ def log(msg: str) -> None:
 
 
 def run_dir(cfg: ExperimentConfig) -> Path:
+    """The run directory, created. Its config.yaml is written by `entered` once a stage has accepted the config."""
     path = Path(cfg.run_dir)
     path.mkdir(parents=True, exist_ok=True)
-    (path / "config.yaml").write_text(dump_config(cfg))
     return path
+
+
+@contextmanager
+def locked_run(cfg: ExperimentConfig) -> Iterator[Path]:
+    """The run directory, held by this process for the block: a second process on it stops at once."""
+    path = run_dir(cfg)
+    with exclusive(path / RUN_LOCK, f"run directory {path}"):
+        yield path
+
+
+@contextmanager
+def entered(cfg: ExperimentConfig, st: Stage, force: bool) -> Iterator[bool]:
+    """Hold the stage's lock for the block and yield whether it must run (False: done for the same inputs; a
+    different config is refused). The run's config.yaml is saved only after that check passed."""
+    with st.locked():
+        runs = st.begin(force)
+        write_atomic(run_dir(cfg) / CONFIG_FILE, dump_config(cfg))
+        yield runs
 
 
 def cache_dir(cfg: ExperimentConfig) -> Path:
@@ -55,28 +83,77 @@ def weak_model(cfg: ExperimentConfig, adapter: Path | None) -> ModelConfig:
     return cfg.models.weak.model_copy(update={"spec": f"hf/{resolve_source(cfg.models.weak.spec)}", "adapter": str(adapter)})
 
 
-def drafter(cfg: ExperimentConfig, rnd: int) -> ModelConfig:
+def draft_adapter(cfg: ExperimentConfig, rnd: int) -> Path:
     """Round 1 drafts with the SFT model; round r > 1 with round r-1's aligned model (align.method)."""
-    return weak_model(cfg, sft_adapter(cfg) if rnd == 1 else aligned_adapter(cfg, rnd - 1, cfg.align.method))
+    return sft_adapter(cfg) if rnd == 1 else aligned_adapter(cfg, rnd - 1, cfg.align.method)
+
+
+def drafter(cfg: ExperimentConfig, rnd: int) -> ModelConfig:
+    return weak_model(cfg, draft_adapter(cfg, rnd))
+
+
+def require_upstream(paths: list[Path], how: str) -> None:
+    """Refuse a stage whose upstream outputs are missing before it records anything: its inputs would name them
+    missing, and once they exist the stage would be refused as holding outputs of another config."""
+    missing = [str(p) for p in paths if not p.exists()]
+    if missing:
+        raise CowestError(f"{', '.join(missing)} does not exist: {how}")
+
+
+def adapter_outputs(adapter: Path) -> tuple[str, ...]:
+    """What a training stage writes into its folder: the adapter and its staging folder (train.common.staging_dir)."""
+    return adapter.name, f"{adapter.name}.partial"
+
+
+def sft_stage(cfg: ExperimentConfig) -> Stage:
+    # Reads only the task's data and the base model.
+    return stage(cfg, "sft", Path(cfg.run_dir) / "sft", outputs=adapter_outputs(sft_adapter(cfg)))
 
 
 def do_sft(cfg: ExperimentConfig, force: bool = False) -> Path:
     from cowest.tasks.base import load_samples
 
-    st = stage(cfg, "sft", Path(cfg.run_dir) / "sft")  # reads only the task's data and the base model
-    if not st.begin(force):
-        log("sft: done already, skipped")
-        return sft_adapter(cfg)
-    from cowest.train.sft import run_sft
+    st = sft_stage(cfg)
+    with entered(cfg, st, force) as runs:
+        if not runs:
+            log("sft: done already, skipped")
+            return sft_adapter(cfg)
+        from cowest.train.sft import run_sft
 
-    samples = load_samples(cfg.task, cfg.task.train_split, cfg.task.train_limit)
-    log(f"sft: {len(samples)} samples of {cfg.task.name}/{cfg.task.train_split}")
-    path = run_sft(cfg, samples, sft_adapter(cfg))
-    st.finish({"samples": len(samples), "adapter": str(path)})
-    return path
+        samples = load_samples(cfg.task, cfg.task.train_split, cfg.task.train_limit)
+        log(f"sft: {len(samples)} samples of {cfg.task.name}/{cfg.task.train_split}")
+        path = run_sft(cfg, samples, sft_adapter(cfg))
+        st.finish({"samples": len(samples), "adapter": str(path)})
+        return path
+
+
+def feedback_dir(cfg: ExperimentConfig, rnd: int) -> Path:
+    return Path(cfg.run_dir) / f"round{rnd}" / "feedback"
+
+
+def feedback_stage(cfg: ExperimentConfig, rnd: int) -> Stage:
+    from cowest.feedback import FEEDBACK_FILE
+    from cowest.pairs import PAIRS_FILE, STATS_FILE
+
+    # Rounds after the first draft with the previous round's aligned model, so they depend on the align keys too.
+    return stage(cfg, f"feedback{rnd}", feedback_dir(cfg, rnd), keys="feedback" if rnd == 1 else "align",
+                 upstream=[draft_adapter(cfg, rnd)],
+                 outputs=(FEEDBACK_FILE, PAIRS_FILE, f"{PAIRS_FILE}.tmp", STATS_FILE, "pairs.png"))  # pairs.write_pairs
 
 
 def do_feedback(cfg: ExperimentConfig, rnd: int = 1, force: bool = False) -> dict:
+    if not cfg.models.weak.spec.startswith("openai/"):  # a weak server applies its adapter itself
+        require_upstream([draft_adapter(cfg, rnd)],
+                         "run `cowest sft` first" if rnd == 1 else f"run `cowest align --round {rnd - 1}` first")
+    st = feedback_stage(cfg, rnd)
+    with entered(cfg, st, force) as runs:
+        if not runs:
+            log(f"feedback round {rnd}: done already, skipped")
+            return st.summary()
+        return _feedback(cfg, rnd, st)
+
+
+def _feedback(cfg: ExperimentConfig, rnd: int, st: Stage) -> dict:
     from cowest.evaluate import chunk_size
     from cowest.feedback import load_done, run_feedback
     from cowest.models.base import load_backend
@@ -85,13 +162,7 @@ def do_feedback(cfg: ExperimentConfig, rnd: int = 1, force: bool = False) -> dic
     from cowest.progress import Progress
     from cowest.tasks.base import load_samples, subsample
 
-    out = Path(cfg.run_dir) / f"round{rnd}" / "feedback"
-    draft_adapter = sft_adapter(cfg) if rnd == 1 else aligned_adapter(cfg, rnd - 1, cfg.align.method)
-    # Rounds after the first draft with the previous round's aligned model, so they depend on the align keys too.
-    st = stage(cfg, f"feedback{rnd}", out, keys="feedback" if rnd == 1 else "align", upstream=[draft_adapter])
-    if not st.begin(force):
-        log(f"feedback round {rnd}: done already, skipped")
-        return st.summary()
+    out = st.path
     samples = subsample(load_samples(cfg.task, cfg.task.train_split, cfg.task.train_limit),
                         cfg.feedback.questions, cfg.task.seed)
     weak = load_backend(drafter(cfg, rnd))
@@ -128,25 +199,39 @@ def do_align(cfg: ExperimentConfig, rnd: int = 1, method: str | None = None, for
 
     method = method or cfg.align.method
     out = aligned_adapter(cfg, rnd, method)
-    pairs = Path(cfg.run_dir) / f"round{rnd}" / "feedback" / PAIRS_FILE
+    pairs = feedback_dir(cfg, rnd) / PAIRS_FILE
     if not pairs.exists():
         raise CowestError(f"{pairs} does not exist: run `cowest feedback` first")
-    # The new LoRA starts from its frozen reference: the SFT model, or (align.reference=previous, rounds > 1) the
-    # previous round's aligned model. Either way the pairs come from the current drafter's samples.
-    reference = (sft_adapter(cfg) if cfg.align.reference == "sft" or rnd == 1
-                 else aligned_adapter(cfg, rnd - 1, cfg.align.method))
-    st = stage(cfg, f"align{rnd}-{method}", out.parent, upstream=[pairs, reference])
-    if not st.begin(force):
-        log(f"align round {rnd} ({method}): done already, skipped")
-        return out
-    source = resolve_source(cfg.models.weak.spec)
-    if method == "dpo":
-        from cowest.train.dpo import run_dpo as train
-    else:
-        from cowest.train.dpo import run_sft_positive as train
-    path = train(cfg, pairs, out, weak_source=source, reference_adapter=str(reference))
-    st.finish({"adapter": str(path), "method": method})
-    return path
+    reference = align_reference(cfg, rnd)
+    st = align_stage(cfg, rnd, method)
+    with entered(cfg, st, force) as runs:
+        if not runs:
+            log(f"align round {rnd} ({method}): done already, skipped")
+            return out
+        source = resolve_source(cfg.models.weak.spec)
+        if method == "dpo":
+            from cowest.train.dpo import run_dpo as train
+        else:
+            from cowest.train.dpo import run_sft_positive as train
+        path = train(cfg, pairs, out, weak_source=source, reference_adapter=str(reference))
+        st.finish({"adapter": str(path), "method": method})
+        return path
+
+
+def align_reference(cfg: ExperimentConfig, rnd: int) -> Path:
+    """The new LoRA starts from its frozen reference: the SFT model, or (align.reference=previous, rounds > 1) the
+    previous round's aligned model. Either way the pairs come from the current drafter's samples."""
+    return (sft_adapter(cfg) if cfg.align.reference == "sft" or rnd == 1
+            else aligned_adapter(cfg, rnd - 1, cfg.align.method))
+
+
+def align_stage(cfg: ExperimentConfig, rnd: int, method: str) -> Stage:
+    from cowest.pairs import PAIRS_FILE
+
+    out = aligned_adapter(cfg, rnd, method)
+    return stage(cfg, f"align{rnd}-{method}", out.parent,
+                 upstream=[feedback_dir(cfg, rnd) / PAIRS_FILE, align_reference(cfg, rnd)],
+                 outputs=adapter_outputs(out))
 
 
 def eval_systems(cfg: ExperimentConfig) -> list:
@@ -188,17 +273,71 @@ def do_eval(cfg: ExperimentConfig, force: bool = False, systems: list | None = N
     out = out or Path(cfg.run_dir) / "eval"
     systems = systems or default_systems(cfg)
     check_systems(cfg, systems)  # bad names fail before anything is written
-    adapters = sorted({Path(s.weak.adapter) for s in systems or [] if s.weak is not None and s.weak.adapter})
-    st = stage(cfg, "eval", out, upstream=adapters)
-    if not st.begin(force):
-        log("eval: done already, skipped")
-        import json
+    require_upstream(eval_adapters(systems), "train the adapters first (`cowest run`, or the sft and align stages)")
+    st = eval_stage(cfg, out, systems)
+    with entered(cfg, st, force) as runs:
+        if not runs:
+            log("eval: done already, skipped")
+            import json
 
-        return json.loads((out / "metrics.json").read_text())
-    metrics = run_eval(cfg, out, systems)
-    work_s = round(sum(s["wall_s"] for s in metrics.get("systems", {}).values()), 1)  # all attempts
-    st.finish({"systems": list(metrics.get("systems", {})), "work_s": work_s})
+            from cowest.evaluate import METRICS_FILE
+
+            return json.loads((out / METRICS_FILE).read_text())
+        metrics = run_eval(cfg, out, systems)
+        work_s = round(sum(s["wall_s"] for s in metrics.get("systems", {}).values()), 1)  # all attempts
+        st.finish({"systems": list(metrics.get("systems", {})), "work_s": work_s})
+    from cowest.summary import cut_warnings
+
+    for line in cut_warnings(metrics, cfg):
+        log(f"warning: {line}")
     return metrics
+
+
+def eval_stage(cfg: ExperimentConfig, out: Path, systems: list) -> Stage:
+    from cowest.evaluate import CONFIG_FILE as EVAL_CONFIG, METRICS_FILE, TRACES_DIR
+
+    return stage(cfg, "eval", out, upstream=eval_adapters(systems),
+                 outputs=(TRACES_DIR, METRICS_FILE, f"{METRICS_FILE}.tmp", EVAL_CONFIG))
+
+
+def eval_adapters(systems: list) -> list[Path]:
+    return sorted({Path(s.weak.adapter) for s in systems if s.weak is not None and s.weak.adapter})
+
+
+def planned_stages(cfg: ExperimentConfig) -> list[tuple[str, Stage]]:
+    """Every stage `run_all` enters, in order, each with the `--force` name that redoes it."""
+    out = [("sft", sft_stage(cfg))]
+    for rnd in range(1, cfg.rounds + 1):
+        out.append(("feedback", feedback_stage(cfg, rnd)))
+        out += [("align", align_stage(cfg, rnd, m)) for m in align_methods(cfg)]
+    out.append(("eval", eval_stage(cfg, Path(cfg.run_dir) / "eval", eval_systems(cfg))))
+    return out
+
+
+def align_methods(cfg: ExperimentConfig) -> list[str]:
+    """align.method, and the sft_positive control when enabled."""
+    control = cfg.align.sft_positive_control and cfg.align.method != "sft_positive"
+    return [cfg.align.method, "sft_positive"] if control else [cfg.align.method]
+
+
+def do_recall(cfg: ExperimentConfig, force: bool = False) -> dict | None:
+    """The SFT weak model alone on `eval.recall_split` (training facts): how much of what SFT taught it recalls."""
+    from cowest.evaluate import System
+
+    if cfg.eval.recall_split is None:
+        return None
+    rcfg = cfg.model_copy(deep=True)
+    rcfg.task.eval_split, rcfg.task.eval_limit = cfg.eval.recall_split, None
+    system = System("weak_sft", "weak_only", None, weak_model(cfg, sft_adapter(cfg)))
+    return do_eval(rcfg, force, [system], out=Path(cfg.run_dir) / "recall")
+
+
+def check_splits(cfg: ExperimentConfig) -> None:
+    """Before any work: the evaluated questions are not training questions."""
+    from cowest.tasks.base import check_disjoint, load_samples
+
+    train = load_samples(cfg.task, cfg.task.train_split, cfg.task.train_limit)
+    check_disjoint(train, load_samples(cfg.task, cfg.task.eval_split, cfg.task.eval_limit), cfg.task.eval_split)
 
 
 def do_report(cfg: ExperimentConfig) -> Path:
@@ -209,19 +348,23 @@ def do_report(cfg: ExperimentConfig) -> Path:
 
 def run_all(cfg: ExperimentConfig, force: set[str] | None = None) -> Path:
     """sft -> (feedback -> align) x rounds -> eval -> report. `force` redoes the named stages (and nothing else)."""
+    from cowest.preflight import check_run
+
     force = force or set()
     unknown = force - set(STAGES)
     if unknown:
         raise CowestError(f"unknown stage(s) {sorted(unknown)}; valid: {', '.join(STAGES)}")
-    run_dir(cfg)
-    do_sft(cfg, "sft" in force)
-    for rnd in range(1, cfg.rounds + 1):
-        do_feedback(cfg, rnd, "feedback" in force)
-        do_align(cfg, rnd, cfg.align.method, "align" in force)
-        if cfg.align.sft_positive_control and cfg.align.method != "sft_positive":
-            do_align(cfg, rnd, "sft_positive", "align" in force)
-    do_eval(cfg, "eval" in force, eval_systems(cfg))
-    return do_report(cfg)
+    with locked_run(cfg):
+        check_run(cfg, planned_stages(cfg), force)  # every stage's inputs, before the first one starts
+        check_splits(cfg)
+        do_sft(cfg, "sft" in force)
+        for rnd in range(1, cfg.rounds + 1):
+            do_feedback(cfg, rnd, "feedback" in force)
+            for method in align_methods(cfg):
+                do_align(cfg, rnd, method, "align" in force)
+        do_eval(cfg, "eval" in force, eval_systems(cfg))
+        do_recall(cfg, "eval" in force)
+        return do_report(cfg)
 
 
 def summary_table(cfg: ExperimentConfig) -> str:
@@ -240,4 +383,10 @@ def summary_table(cfg: ExperimentConfig) -> str:
         if p["metric"] == h and p["a"] == "collab_sft" and p["b"].startswith("collab_aligned"):
             line = f"{p['b']} - collab_sft: {-p['diff']:+.3f} [{-p['ci'][1]:+.3f}, {-p['ci'][0]:+.3f}]"
             lines.append(line.replace("-0.000", "+0.000"))
+    recall = Path(cfg.run_dir) / "recall" / "metrics.json"
+    if recall.exists():
+        r = json.loads(recall.read_text())
+        v = r["systems"]["weak_sft"]["metrics"][r["headline"]]
+        lines.append(f"weak SFT recall of its training facts ({cfg.eval.recall_split}, n={r['n_samples']}): "
+                     f"{v['value']:.3f} [{v['ci'][0]:.3f}, {v['ci'][1]:.3f}]")
     return "\n".join(lines)

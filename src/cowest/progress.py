@@ -25,10 +25,14 @@ class Progress:
         self.start_done = done  # items already done before this run (resume) do not count toward the rate
         self.tokens = 0
         self.cache_hits = 0
+        self.note = ""
         self.t0 = time.monotonic()
         self._last_draw = 0.0
 
-    def update(self, n: int = 1, *, tokens: int = 0, cache_hits: int = 0) -> None:
+    def update(self, n: int = 1, *, tokens: int = 0, cache_hits: int = 0, note: str | None = None) -> None:
+        """`n` more items done; `note` replaces the line's free-text part (e.g. a training loss)."""
+        if note is not None:
+            self.note = note
         self.done += n
         self.tokens += tokens
         self.cache_hits += cache_hits
@@ -42,7 +46,10 @@ class Progress:
         elapsed = max((now or time.monotonic()) - self.t0, 1e-9)
         new = self.done - self.start_done
         parts = [f"{self.desc} {self.done}/{self.total}".strip()]
-        parts.append(f"{self.tokens / elapsed:.1f} tok/s")
+        if self.note:
+            parts.append(self.note)
+        if self.tokens:
+            parts.append(f"{self.tokens / elapsed:.1f} tok/s")
         if self.cache_hits:
             parts.append(f"cache hits {self.cache_hits}")
         if 0 < new and self.done < self.total:

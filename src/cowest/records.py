@@ -41,6 +41,11 @@ class Sample(Record):
     labels: list[str] | None = None
     label_descriptions: dict[str, str] | None = None
     rationale: str | None = None
+    answer_format: Literal["free", "number", "choice"] = "free"
+    """qa: `free` text (EM/F1 against the aliases), a `number`, or one of `choices`. A closed form lets the
+    matcher find the answer inside a sentence and refuse one that names several."""
+    choices: list[str] | None = None
+    """qa with answer_format `choice`: every valid answer (the gold one among them)."""
     metadata: dict[str, Any] = Field(default_factory=dict)
 
     @property

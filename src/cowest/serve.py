@@ -2,25 +2,29 @@
 
 The served model drafts with the weak model (aligned when an adapter is given or the run folder has one) from the
 last user message, then the strong model reads question + draft and writes the reply. This module holds the model
-side (`Collaboration`: backends, prompts, one blocking call) and the command; the HTTP side is `cowest.serve_app`.
+side (`Collaboration`: backends, prompts, the draft and answer calls) and the command; the HTTP side is
+`cowest.serve_app`, the request it accepts `cowest.serve_request`.
 
-Model calls block, so the app runs them in its own thread pool; local backends (llama.cpp, transformers) are not
-safe to call from two threads at once, so each is guarded by a lock, while an OpenAI-compatible backend runs
-requests concurrently.
+Draft and non-streamed answer calls block, so the app runs them in its own thread pool; local backends (llama.cpp,
+transformers) are not safe to call from two threads at once, so each is guarded by a lock, while an
+OpenAI-compatible backend runs requests concurrently. A streamed answer from an OpenAI-compatible strong model is
+async (the SDK's AsyncOpenAI), so a client that leaves cancels it and closes the upstream connection.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import ipaddress
 import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, AsyncIterator
 
-from cowest.config import ExperimentConfig, ModelConfig
+from cowest.config import ExperimentConfig, ModelConfig, validate_config
 from cowest.errors import ConfigError, CowestError, require
+from cowest.models.openai_backend import parse_retry_after
 from cowest.records import Generation, Message, Sample, SamplingParams
 
 
@@ -40,11 +44,62 @@ class _Locked:
 
 
 @dataclass
-class Reply:
-    """One collaboration: the weak draft and the strong answer, with their generations (token counts)."""
+class Delta:
+    """A piece of a streamed answer: text, and the finish reason on the last one."""
 
-    draft: Generation
-    answer: Generation
+    text: str
+    finish: str | None = None
+
+
+class UpstreamError(CowestError):
+    """The strong model's endpoint failed a streamed answer (after its retries, or mid-answer). The message names
+    the kind of failure only: no upstream URL or body reaches a client."""
+
+
+STREAM_BACKOFF_S = 0.5
+STREAM_BACKOFF_MAX_S = 30.0
+
+
+def _delta(chunk: Any) -> Delta | None:
+    choice = chunk.choices[0] if getattr(chunk, "choices", None) else None
+    if choice is None:
+        return None
+    text = (choice.delta.content if choice.delta is not None else None) or ""
+    if not isinstance(text, str):
+        raise ValueError("non-string content in a stream chunk")
+    return Delta(text, choice.finish_reason) if text or choice.finish_reason else None
+
+
+def _upstream_failure(e: BaseException) -> tuple[bool, float | None] | None:
+    """(retryable, seconds the server asked to wait) for a failed stream, classified as the non-streaming backend
+    does: 429, 408, 409, 5xx, timeouts, dropped connections, error events and torn chunks are retried; other
+    client errors are not. None: not an upstream failure (a bug, to re-raise)."""
+    import httpx
+
+    openai = require("openai", "openai")
+    if isinstance(e, openai.APIStatusError):
+        status = e.status_code
+        ra = parse_retry_after(e.response.headers) if status in (429, 503) else None
+        return status == 429 or status >= 500 or status in (408, 409), ra
+    if isinstance(e, (openai.APIError, httpx.HTTPError, ValueError)):
+        return True, None
+    return None
+
+
+class TruncatedStream(ValueError):
+    """The upstream stream ended without a finish reason: cut off, not finished (treated as a torn body)."""
+
+
+async def _deltas(stream: Any, until_text: bool = False) -> AsyncIterator[Delta]:
+    """The stream's deltas (with `until_text`, up to and including the first with text: the part that may be
+    retried); TruncatedStream when it ends before a finish reason."""
+    async for chunk in stream:
+        d = _delta(chunk)
+        if d is not None:
+            yield d
+            if d.finish or (until_text and d.text):
+                return
+    raise TruncatedStream("the stream ended without a finish reason")
 
 
 @dataclass
@@ -100,42 +155,80 @@ class Collaboration:
 
         return refine_messages(sample, draft, self.draft_format, self.cfg.eval.prompts)
 
-    def strong_params(self, max_tokens: int | None, temperature: float | None) -> SamplingParams:
-        p = self.cfg.generation.strong
-        upd: dict[str, Any] = {}
-        if max_tokens is not None:
-            upd["max_tokens"] = max_tokens
-        if temperature is not None:
-            upd["temperature"] = temperature
-        return p.model_copy(update=upd)
+    def strong_params(self, max_tokens: int | None, temperature: float | None,
+                      top_p: float | None = None) -> SamplingParams:
+        """The strong model's sampling settings with a client's values: `max_tokens` clamped to
+        `serve.max_tokens`, the result validated (the client's ranges are checked by the request model)."""
+        upd: dict[str, Any] = {"temperature": temperature, "top_p": top_p,
+                               "max_tokens": None if max_tokens is None else min(max_tokens, self.cfg.serve.max_tokens)}
+        base = self.cfg.generation.strong.model_dump()
+        return SamplingParams.model_validate({**base, **{k: v for k, v in upd.items() if v is not None}})
 
-    def reply(self, question: str, request_id: str, params: SamplingParams) -> Reply:
-        """Draft then answer, blocking (the app calls this in a worker thread)."""
-        sample = self.sample(question, request_id)
-        d = self.draft(sample)
-        a = self.strong.generate([self.answer_messages(sample, d.text)], params)[0][0]
-        return Reply(d, a)
+    def answer(self, sample: Sample, draft: str, params: SamplingParams) -> Generation:
+        """The strong model's answer to question + draft, blocking."""
+        return self.strong.generate([self.answer_messages(sample, draft)], params)[0][0]
 
     @property
     def streams(self) -> bool:
         """Whether the strong backend streams the answer (an OpenAI-compatible endpoint does; local ones don't)."""
         return self.strong_cfg is not None
 
-    def stream_answer(self, messages: list[Message], params: SamplingParams) -> Iterator[str]:
-        """Text deltas of the strong answer from its OpenAI-compatible endpoint (`stream=True`)."""
+    async def stream_answer(self, messages: list[Message], params: SamplingParams) -> AsyncIterator[Delta]:
+        """Deltas of the strong answer from its OpenAI-compatible endpoint (`stream=True`, async: closing this
+        generator, or cancelling the task awaiting it, closes the upstream connection).
+
+        Opening the stream and reading up to its first text is retried like a non-streaming request
+        (`max_retries` of the strong model, backoff, Retry-After); past the first text a failure raises
+        `UpstreamError` (the answer cannot be taken back)."""
         assert self.strong_cfg is not None
+        attempts = self.strong_cfg.max_retries + 1
+        for attempt in range(1, attempts + 1):
+            stream = None
+            try:
+                stream = await self._open_stream(messages, params)
+                pending = [d async for d in _deltas(stream, until_text=True)]
+                break
+            except Exception as e:  # noqa: BLE001 - classified: anything else is a bug and re-raises
+                if stream is not None:
+                    await stream.close()
+                failure = _upstream_failure(e)
+                if failure is None:
+                    raise
+                retryable, wait_s = failure
+                if not retryable or attempt == attempts:
+                    what = "failed" if not retryable else f"gave up after {attempts} attempts"
+                    raise UpstreamError(f"strong model: request {what} ({type(e).__name__})") from None
+                await asyncio.sleep(min(STREAM_BACKOFF_MAX_S, wait_s or STREAM_BACKOFF_S * 2 ** (attempt - 1)))
+        try:
+            for d in pending:
+                yield d
+            if not pending[-1].finish:
+                async for d in _deltas(stream):
+                    yield d
+        except Exception as e:  # noqa: BLE001 - mid-answer: the app tells the client with an error event
+            if _upstream_failure(e) is None:
+                raise
+            raise UpstreamError(f"strong model failed mid-answer ({type(e).__name__})") from None
+        finally:
+            await stream.close()
+
+    async def _open_stream(self, messages: list[Message], params: SamplingParams) -> Any:
         if self._stream_client is None:
             openai = require("openai", "openai")
             c = self.strong_cfg
             key = os.environ.get(c.api_key_env) or "sk-no-key"  # local servers take any key
-            self._stream_client = openai.OpenAI(api_key=key, base_url=c.base_url, timeout=c.timeout_s, max_retries=0)
+            self._stream_client = openai.AsyncOpenAI(api_key=key, base_url=c.base_url, timeout=c.timeout_s,
+                                                     max_retries=0)
         model = self.strong_cfg.spec.partition("/")[2]
-        stream = self._stream_client.chat.completions.create(
+        return await self._stream_client.chat.completions.create(
             model=model, messages=messages, temperature=params.temperature, top_p=params.top_p,
             max_tokens=params.max_tokens, stream=True, **({"stop": params.stop} if params.stop else {}))
-        for chunk in stream:
-            if chunk.choices and chunk.choices[0].delta and chunk.choices[0].delta.content:
-                yield chunk.choices[0].delta.content
+
+    async def aclose(self) -> None:
+        """Close the streaming client (its connections belong to the event loop that used them)."""
+        if self._stream_client is not None:
+            await self._stream_client.close()
+            self._stream_client = None
 
     def close(self) -> None:
         self.weak.close()
@@ -191,10 +284,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from cowest.serve_app import build_app
 
     cfg = config_from_args(args)
-    if args.host:
-        cfg.serve.host = args.host
-    if args.port:
-        cfg.serve.port = args.port
+    if args.host or args.port is not None:  # validated like the config: a bad --port is a one-line error
+        data = cfg.model_dump()
+        data["serve"].update({k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None})
+        cfg = validate_config(data, source="--host/--port")
     token = server_token(cfg, args.insecure_no_auth)
     uvicorn = require("uvicorn", "serve")
     collab = Collaboration.load(cfg, args.adapter)

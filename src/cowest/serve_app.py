@@ -1,21 +1,29 @@
 """The HTTP side of `cowest serve`: a FastAPI app with `/v1/chat/completions`, `/v1/models` and `/health`.
 
 Limits, each answered the way OpenAI-compatible clients expect (an `{"error": {...}}` body):
-401 without the right bearer token, 413 over `serve.max_request_bytes`, 400 for malformed JSON,
-422 for a body that is not a chat request, 400 `context_length_exceeded` over `serve.max_prompt_chars`,
-429 + Retry-After when `serve.max_concurrent` requests are in flight, 504 past `serve.timeout_s`.
+401 without the right bearer token, 413 over `serve.max_request_bytes`, 415 for a body that is not JSON, 400 for
+malformed JSON or a body that is not a chat request (`cowest.serve_request`), 400 `context_length_exceeded` over
+`serve.max_prompt_chars`, 429 + Retry-After when `serve.max_concurrent` requests are in flight, 502 when the
+model call fails, 504 past `serve.timeout_s`.
+
+A request holds one concurrency slot from admission until its work ends. A client that goes away gives its slot
+back at once: while the weak model drafts, the strong call is skipped (the slot returns when the draft's thread
+ends: a blocking call cannot be interrupted); while an answer streams, the upstream stream is closed.
 
 Streaming (`stream: true`) sends `chat.completion.chunk` SSE events then `data: [DONE]`. The answer is streamed token
-by token when the strong model is an OpenAI-compatible endpoint; a local strong model (llama.cpp, transformers)
-does not stream, so its whole answer goes out as one chunk.
+by token when the strong model is an OpenAI-compatible endpoint; the response starts only once its first text has
+arrived (failures before it are retried, and when retries run out the client gets a plain 502); a failure after
+it ends the stream with an `{"error": ...}` event, which the openai SDK raises as `APIError`, and no `[DONE]`.
+A local strong model (llama.cpp, transformers) does not stream, so its whole answer goes out as one chunk.
 
 Every request logs one JSON line on stderr (id, path, status, latency, tokens); no token, and no user text unless
-`serve.log_prompts`.
+`serve.log_prompts`. Nothing a client receives names an upstream URL, a model path or an adapter folder.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import json
 import sys
@@ -23,48 +31,41 @@ import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Iterator, Literal
-
-from pydantic import BaseModel, ConfigDict, ValidationError
+from typing import Any, AsyncIterator
 
 from cowest.errors import require
 
 require("fastapi", "serve")
 from fastapi import Request  # noqa: E402 - at module level: FastAPI resolves the handlers' string annotations here
-from cowest.serve import Collaboration, Reply
+from fastapi.responses import JSONResponse, StreamingResponse  # noqa: E402
+
+from cowest.serve import Collaboration, Delta, UpstreamError  # noqa: E402
+from cowest.serve_request import ChatRequest, Refusal, parse_chat, read_body  # noqa: E402
 
 
-class ChatMessage(BaseModel):
-    model_config = ConfigDict(extra="allow")
-    role: Literal["system", "user", "assistant", "tool", "developer"]
-    content: str | list[dict[str, Any]] | None = None
+class ClientGone(Exception):
+    """The client closed its connection before its answer was ready."""
 
 
-class ChatRequest(BaseModel):
-    """The fields of an OpenAI chat completion request that the collaboration uses; others are accepted, ignored."""
+class Slot:
+    """One of the `serve.max_concurrent` places; released once, whichever path gets there first."""
 
-    model_config = ConfigDict(extra="allow")
-    model: str
-    messages: list[ChatMessage]
-    max_tokens: int | None = None
-    max_completion_tokens: int | None = None
-    temperature: float | None = None
-    stream: bool = False
-    cowest: dict[str, Any] | None = None
-    """`{"return_draft": true}` adds the weak draft to the response (`cowest` field)."""
+    def __init__(self, server: "Server"):
+        self._server, self._held = server, True
 
+    def release(self, *_: Any) -> None:
+        with self._server.lock:
+            if self._held:
+                self._held = False
+                self._server.in_flight -= 1
 
-def _text(content: Any) -> str:
-    if isinstance(content, list):  # content parts: keep the text ones
-        return "".join(p.get("text", "") for p in content if isinstance(p, dict))
-    return content or ""
-
-
-def error(status: int, message: str, kind: str, code: str | None = None, headers: dict | None = None) -> Any:
-    from fastapi.responses import JSONResponse
-
-    return JSONResponse({"error": {"message": message, "type": kind, "code": code, "param": None}},
-                        status_code=status, headers=headers)
+    def release_when_done(self, fut: asyncio.Future) -> None:
+        """Release once `fut` (a model call in a worker thread) ends, reading its outcome so none goes unseen."""
+        def done(f: asyncio.Future) -> None:
+            if not f.cancelled():
+                f.exception()
+            self.release()
+        fut.add_done_callback(done)
 
 
 class Server:
@@ -74,7 +75,7 @@ class Server:
         self.collab, self.token, self.s = collab, token, collab.cfg.serve
         self.pool = ThreadPoolExecutor(max_workers=self.s.max_concurrent, thread_name_prefix="cowest-serve")
         self.in_flight = 0
-        self._lock = threading.Lock()  # streams release their slot from a worker thread
+        self.lock = threading.Lock()
         self.log_stream = log or sys.stderr
 
     def authorized(self, header: str | None) -> bool:
@@ -87,40 +88,95 @@ class Server:
         self.log_stream.write(json.dumps(row) + "\n")
         self.log_stream.flush()
 
-    def try_acquire(self) -> bool:
-        with self._lock:
+    def acquire(self) -> Slot:
+        with self.lock:
             if self.in_flight >= self.s.max_concurrent:
-                return False
+                raise Refusal(429, f"{self.s.max_concurrent} requests in flight; retry shortly", "too_many_requests",
+                              kind="rate_limit_error", headers={"Retry-After": "1"})
             self.in_flight += 1
-            return True
+        return Slot(self)
 
-    def release(self, *_: Any) -> None:
-        with self._lock:
-            self.in_flight -= 1
+
+class AccessLog:
+    """ASGI middleware: one JSON log line per request, and a JSON 500 (never a traceback) for a bug.
+
+    Plain ASGI rather than `@app.middleware("http")`, which would relay streamed bodies through its own task and
+    hide the client's disconnect from the stream."""
+
+    def __init__(self, app: Any, server: Server):
+        self.app, self.server = app, server
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        t0 = time.perf_counter()
+        info: dict[str, Any] = {}
+        state = scope.setdefault("state", {})
+        state["rid"], state["info"] = f"chatcmpl-{uuid.uuid4().hex[:24]}", info
+        status = {"code": 500, "started": False}
+
+        async def send_seen(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                status.update(code=message["status"], started=True)
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_seen)
+        except Exception as e:  # noqa: BLE001 - a bug or a vanished client: logged in one line, the client gets JSON
+            info["error"] = type(e).__name__
+            if not status["started"]:
+                status["code"] = 500
+                body = json.dumps({"error": {"message": "internal error", "type": "server_error",
+                                             "code": "internal_error", "param": None}}).encode()
+                with contextlib.suppress(Exception):
+                    await send({"type": "http.response.start", "status": 500,
+                                "headers": [(b"content-type", b"application/json")]})
+                    await send({"type": "http.response.body", "body": body})
+        finally:
+            self.server.log({"ts": round(time.time(), 3), "id": state["rid"], "method": scope["method"],
+                             "path": scope["path"], "status": status["code"],
+                             "latency_ms": round(1000 * (time.perf_counter() - t0), 1), **info})
+
+
+async def _disconnected(receive: Any) -> None:
+    """Returns when the client has gone (the body is already read: the next ASGI message is the disconnect)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+async def _until(request: Request, work: asyncio.Future, timeout: float) -> Any:
+    """`work`'s result, or ClientGone when the client leaves first, or TimeoutError after `timeout` s."""
+    gone = asyncio.ensure_future(_disconnected(request.receive))
+    try:
+        done, _ = await asyncio.wait({work, gone}, timeout=max(timeout, 0.0), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        gone.cancel()
+    if work in done:
+        return work.result()
+    raise ClientGone() if gone in done else TimeoutError()
 
 
 def build_app(collab: Collaboration, *, token: str | None, log: Any = None) -> Any:
     """The FastAPI app serving `collab`; `token=None` serves without auth (the CLI allows that on loopback only)."""
     import fastapi
-    from fastapi.responses import StreamingResponse
 
     srv = Server(collab, token, log)
-    app = fastapi.FastAPI(title="cowest", docs_url=None, redoc_url=None, openapi_url=None)
-    app.state.server = srv
 
-    @app.middleware("http")
-    async def access_log(request: Request, call_next: Any) -> Any:
-        t0 = time.perf_counter()
-        request.state.rid = f"chatcmpl-{uuid.uuid4().hex[:24]}"
-        request.state.info = {}
-        response = await call_next(request)
-        srv.log({"ts": round(time.time(), 3), "id": request.state.rid, "method": request.method,
-                 "path": request.url.path, "status": response.status_code,
-                 "latency_ms": round(1000 * (time.perf_counter() - t0), 1), **request.state.info})
-        return response
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Any) -> AsyncIterator[None]:
+        yield
+        await collab.aclose()
+        srv.pool.shutdown(wait=False, cancel_futures=True)
+
+    app = fastapi.FastAPI(title="cowest", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
+    app.state.server = srv
+    app.add_middleware(AccessLog, server=srv)
 
     @app.get("/health")
-    async def health() -> dict:
+    async def health(request: Request) -> dict:
+        """Liveness for anyone; the load figures only with the token."""
+        if token is None or not srv.authorized(request.headers.get("authorization")):
+            return {"status": "ok"}
         return {"status": "ok", "model": srv.s.model_name, "in_flight": srv.in_flight,
                 "max_concurrent": srv.s.max_concurrent}
 
@@ -129,115 +185,194 @@ def build_app(collab: Collaboration, *, token: str | None, log: Any = None) -> A
         if not srv.authorized(request.headers.get("authorization")):
             return _unauthorized()
         return {"object": "list", "data": [{"id": srv.s.model_name, "object": "model", "created": 0,
-                                            "owned_by": "cowest", "weak": collab.weak.identity,
-                                            "strong": collab.strong.identity, "adapter": collab.adapter}]}
+                                            "owned_by": "cowest"}]}
 
     @app.post("/v1/chat/completions")
     async def chat(request: Request) -> Any:
         if not srv.authorized(request.headers.get("authorization")):
             return _unauthorized()
-        size = request.headers.get("content-length")
-        if size is not None and size.isdigit() and int(size) > srv.s.max_request_bytes:
-            return error(413, f"request body over {srv.s.max_request_bytes} bytes", "invalid_request_error",
-                         "request_too_large")
-        body = await request.body()
-        if len(body) > srv.s.max_request_bytes:
-            return error(413, f"request body over {srv.s.max_request_bytes} bytes", "invalid_request_error",
-                         "request_too_large")
         try:
-            req = ChatRequest.model_validate(json.loads(body))
-        except json.JSONDecodeError as e:
-            return error(400, f"malformed JSON: {e.msg} at position {e.pos}", "invalid_request_error", "invalid_json")
-        except ValidationError as e:
-            first = e.errors()[0]
-            where = ".".join(str(x) for x in first["loc"])
-            return error(422, f"'{where}': {first['msg']}", "invalid_request_error", "invalid_request")
-        if req.model != srv.s.model_name:
-            return error(404, f"model '{req.model}' does not exist; this server serves '{srv.s.model_name}'",
-                         "invalid_request_error", "model_not_found")
-        users = [m for m in req.messages if m.role == "user"]
-        if not users or not _text(users[-1].content).strip():
-            return error(400, "messages: need a user message with text (the question)", "invalid_request_error",
-                         "no_question")
-        question = _text(users[-1].content)
-        prompt_chars = sum(len(_text(m.content)) for m in req.messages)
-        if prompt_chars > srv.s.max_prompt_chars:
-            return error(400, f"prompt of {prompt_chars} characters is over the limit of {srv.s.max_prompt_chars}",
-                         "invalid_request_error", "context_length_exceeded")
-        if not srv.try_acquire():  # released when the worker thread finishes, even after a 504
-            return error(429, f"{srv.s.max_concurrent} requests in flight; retry shortly", "rate_limit_error",
-                         "too_many_requests", headers={"Retry-After": "1"})
-        rid = request.state.rid
-        info = request.state.info
-        info["stream"] = req.stream
-        if srv.s.log_prompts:
-            info["question"] = question
-        params = collab.strong_params(req.max_completion_tokens or req.max_tokens, req.temperature)
-        want_draft = bool((req.cowest or {}).get("return_draft"))
-        loop = asyncio.get_running_loop()
-        if req.stream and collab.streams:
-            fut = loop.run_in_executor(srv.pool, collab.draft, collab.sample(question, rid))
-        else:
-            fut = loop.run_in_executor(srv.pool, collab.reply, question, rid, params)
-        try:
-            result = await asyncio.wait_for(asyncio.shield(fut), srv.s.timeout_s)
-        except asyncio.TimeoutError:
-            fut.add_done_callback(srv.release)
-            return error(504, f"no answer within {srv.s.timeout_s:g} s", "timeout_error", "timeout")
-        except Exception as e:  # noqa: BLE001 - a backend failure is the server's error, not the client's
-            srv.release()
-            info["error"] = type(e).__name__
-            return error(502, f"model call failed: {type(e).__name__}", "api_error", "upstream_error")
-        extra = {}
-        if req.stream and collab.streams:
-            draft = result
-            extra = _draft_field(draft.text, collab, draft) if want_draft else {}
-            info["draft_tokens"] = draft.completion_tokens
-            msgs = collab.answer_messages(collab.sample(question, rid), draft.text)
-            gen = _sse(rid, srv.s.model_name, collab.stream_answer(msgs, params), extra, srv)
-            return StreamingResponse(gen, media_type="text/event-stream")
-        srv.release()
-        reply: Reply = result
-        info.update(prompt_tokens=reply.answer.prompt_tokens, completion_tokens=reply.answer.completion_tokens,
-                    draft_tokens=reply.draft.completion_tokens)
-        if want_draft:
-            extra = _draft_field(reply.draft.text, collab, reply.draft)
-        if req.stream:  # a local strong model: the whole answer as one chunk
-            return StreamingResponse(_sse(rid, srv.s.model_name, iter([reply.answer.text]), extra, None,
-                                          reply.answer.finish_reason),
-                                     media_type="text/event-stream")
-        return {"id": rid, "object": "chat.completion", "created": int(time.time()), "model": srv.s.model_name,
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": reply.answer.text},
-                             "finish_reason": _finish(reply.answer.finish_reason), "logprobs": None}],
-                "usage": {"prompt_tokens": reply.answer.prompt_tokens,
-                          "completion_tokens": reply.answer.completion_tokens,
-                          "total_tokens": reply.answer.prompt_tokens + reply.answer.completion_tokens},
-                **extra}
+            req = parse_chat(await read_body(request, srv.s.max_request_bytes))
+            if req.model != srv.s.model_name:
+                raise Refusal(404, f"model '{req.model[:100]}' does not exist; this server serves "
+                                   f"'{srv.s.model_name}'", "model_not_found", param="model")
+            question = req.question
+            if req.prompt_chars > srv.s.max_prompt_chars:
+                raise Refusal(400, f"prompt of {req.prompt_chars} characters is over the limit of "
+                                   f"{srv.s.max_prompt_chars}", "context_length_exceeded", param="messages")
+            slot = srv.acquire()
+        except Refusal as r:
+            request.state.info["refused"] = r.body["error"]["code"]
+            return JSONResponse(r.body, status_code=r.status, headers=r.headers)
+        return await _answer(srv, request, req, question, slot)
 
     return app
 
 
+async def _answer(srv: Server, request: Request, req: ChatRequest, question: str, slot: Slot) -> Any:
+    """Draft, then answer (streamed or whole), holding `slot`: released here, or handed to the stream or to a
+    model call that is still running."""
+    collab, info, rid = srv.collab, request.state.info, request.state.rid
+    deadline = time.monotonic() + srv.s.timeout_s
+    info["stream"] = req.stream
+    if srv.s.log_prompts:
+        info["question"] = question
+    params = collab.strong_params(req.max_completion_tokens or req.max_tokens, req.temperature, req.top_p)
+    loop = asyncio.get_running_loop()
+    sample = collab.sample(question, rid)
+    keep = False  # True once the slot has passed to a running model call or to the stream
+    try:
+        work = loop.run_in_executor(srv.pool, collab.draft, sample)
+        try:
+            draft = await _until(request, work, deadline - time.monotonic())
+            info["draft_tokens"] = draft.completion_tokens
+            if not (req.stream and collab.streams):
+                work = loop.run_in_executor(srv.pool, collab.answer, sample, draft.text, params)
+                answer = await _until(request, work, deadline - time.monotonic())
+        except (ClientGone, TimeoutError) as e:
+            slot.release_when_done(work)
+            keep = True
+            return _gone_or_timeout(e, info, srv.s.timeout_s)
+        except Exception as e:  # noqa: BLE001 - a backend failure is the server's error, not the client's
+            return _upstream_failed(e, info)
+        extra = _draft_field(draft, collab) if req.want_draft else {}
+        if req.stream and collab.streams:
+            response = await _start_stream(srv, request, collab.answer_messages(sample, draft.text), params, extra,
+                                           slot, deadline)
+            keep = isinstance(response, StreamingResponse)
+            return response
+        info.update(prompt_tokens=answer.prompt_tokens, completion_tokens=answer.completion_tokens)
+        if req.stream:  # a local strong model: the whole answer as one chunk
+            return StreamingResponse(_sse(rid, srv.s.model_name, _one(answer.text, answer.finish_reason), extra),
+                                     media_type="text/event-stream")
+        return {"id": rid, "object": "chat.completion", "created": int(time.time()), "model": srv.s.model_name,
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": answer.text},
+                             "finish_reason": _finish(answer.finish_reason), "logprobs": None}],
+                "usage": {"prompt_tokens": answer.prompt_tokens, "completion_tokens": answer.completion_tokens,
+                          "total_tokens": answer.prompt_tokens + answer.completion_tokens},
+                **extra}
+    finally:
+        if not keep:
+            slot.release()
+
+
+async def _start_stream(srv: Server, request: Request, messages: list, params: Any, extra: dict, slot: Slot,
+                        deadline: float) -> Any:
+    """Open the upstream stream and wait for its first text: only then does the response start, so a failure up
+    to there (retried by `stream_answer`) is a plain error status rather than a stream that looks successful."""
+    deltas = srv.collab.stream_answer(messages, params)
+    first = asyncio.ensure_future(_next(deltas))
+    info = request.state.info
+    try:
+        head = await _until(request, first, deadline - time.monotonic())
+    except (ClientGone, TimeoutError) as e:
+        await _cancel(first, deltas)
+        return _gone_or_timeout(e, info, srv.s.timeout_s)
+    except Exception as e:  # noqa: BLE001 - retries ran out (or a client error upstream)
+        return _upstream_failed(e, info)
+    stream = _Stream(request, deltas, slot, deadline, info)
+    body = _sse(request.state.rid, srv.s.model_name, stream.deltas(head), extra)
+    return StreamingResponse(body, media_type="text/event-stream")
+
+
+class _Stream:
+    """A streamed answer holding a slot. A watcher on the client's connection releases the slot and closes the
+    upstream stream the moment the client leaves, whether or not the server is iterating the body just then."""
+
+    def __init__(self, request: Request, deltas: AsyncIterator[Delta], slot: Slot, deadline: float, info: dict):
+        self.upstream, self.slot, self.deadline, self.info = deltas, slot, deadline, info
+        self.pending: asyncio.Future | None = None
+        self.closed = False
+        self.tasks: set[asyncio.Future] = set()  # referenced: the loop keeps only weak references to tasks
+        self.watcher = asyncio.ensure_future(_disconnected(request.receive))
+        self.watcher.add_done_callback(self._client_gone)
+
+    def _client_gone(self, watcher: asyncio.Future) -> None:
+        if not watcher.cancelled():
+            self.info["disconnected"] = True
+        self.close()
+
+    def close(self) -> None:
+        """Release the slot and stop the upstream stream (cancelling a pending read closes it), once."""
+        if self.closed:
+            return
+        self.closed = True
+        self.slot.release()
+        self.watcher.cancel()
+        if self.pending is not None and not self.pending.done():
+            self.pending.cancel()
+        else:
+            self.tasks.add(asyncio.ensure_future(self.upstream.aclose()))
+
+    async def deltas(self, head: Delta | None) -> AsyncIterator[Delta]:
+        """The answer's deltas; ClientGone when the client left, UpstreamError past the deadline or on a failure."""
+        try:
+            if head is not None:
+                yield head
+            while not self.closed:
+                self.pending = asyncio.ensure_future(_next(self.upstream))
+                done, _ = await asyncio.wait({self.pending}, timeout=max(0.0, self.deadline - time.monotonic()))
+                if self.pending.cancelled() or self.closed:
+                    raise ClientGone()
+                if not done:
+                    raise UpstreamError("no complete answer within serve.timeout_s")
+                d = self.pending.result()
+                if d is None:
+                    return
+                yield d
+            raise ClientGone()
+        finally:
+            self.close()
+
+
+async def _next(deltas: AsyncIterator[Delta]) -> Delta | None:
+    return await anext(deltas, None)
+
+
+async def _cancel(task: asyncio.Future, deltas: Any) -> None:
+    task.cancel()
+    with contextlib.suppress(BaseException):
+        await task
+    with contextlib.suppress(Exception):
+        await deltas.aclose()
+
+
+async def _one(text: str, finish: str) -> AsyncIterator[Delta]:
+    yield Delta(text, finish)
+
+
+def _gone_or_timeout(e: Exception, info: dict, timeout_s: float) -> Any:
+    if isinstance(e, ClientGone):
+        info["disconnected"] = True
+        return JSONResponse({"error": {"message": "client closed the request", "type": "invalid_request_error",
+                                       "code": "client_closed", "param": None}}, status_code=499)
+    return JSONResponse({"error": {"message": f"no answer within {timeout_s:g} s", "type": "timeout_error",
+                                   "code": "timeout", "param": None}}, status_code=504)
+
+
+def _upstream_failed(e: Exception, info: dict) -> Any:
+    info["error"] = type(e).__name__
+    return JSONResponse({"error": {"message": f"model call failed: {type(e).__name__}", "type": "api_error",
+                                   "code": "upstream_error", "param": None}}, status_code=502)
+
+
 def _unauthorized() -> Any:
-    return error(401, "missing or wrong bearer token (Authorization: Bearer <token>)", "authentication_error",
-                 "invalid_api_key", headers={"WWW-Authenticate": "Bearer"})
+    return JSONResponse({"error": {"message": "missing or wrong bearer token (Authorization: Bearer <token>)",
+                                   "type": "authentication_error", "code": "invalid_api_key", "param": None}},
+                        status_code=401, headers={"WWW-Authenticate": "Bearer"})
 
 
-def _finish(reason: str) -> str:
+def _finish(reason: str | None) -> str:
     return reason if reason in ("stop", "length", "content_filter", "tool_calls") else "stop"
 
 
-def _draft_field(text: str, collab: Collaboration, gen: Any) -> dict[str, Any]:
-    return {"cowest": {"draft": text, "draft_format": collab.draft_format, "draft_tokens": gen.completion_tokens,
-                       "weak": collab.weak.identity, "adapter": collab.adapter}}
+def _draft_field(gen: Any, collab: Collaboration) -> dict[str, Any]:
+    return {"cowest": {"draft": gen.text, "draft_format": collab.draft_format, "draft_tokens": gen.completion_tokens}}
 
 
-def _sse(rid: str, model: str, deltas: Iterator[str], extra: dict[str, Any], srv: Server | None,
-         finish: str = "stop") -> Iterator[str]:
-    """chat.completion.chunk events: the role first (with the draft when asked), the text, the finish, [DONE].
-
-    A sync generator: Starlette iterates it in a worker thread, so a streaming upstream never blocks the loop.
-    `srv` set: this stream holds a concurrency slot, released when it ends.
-    """
+async def _sse(rid: str, model: str, deltas: AsyncIterator[Delta], extra: dict[str, Any]) -> AsyncIterator[str]:
+    """chat.completion.chunk events: the role first (with the draft when asked), the text, the finish, [DONE];
+    or, when the strong model fails mid-answer, an `{"error": ...}` event in place of the finish and [DONE]."""
     created = int(time.time())
 
     def chunk(delta: dict[str, Any], reason: str | None = None, **more: Any) -> str:
@@ -245,12 +380,18 @@ def _sse(rid: str, model: str, deltas: Iterator[str], extra: dict[str, Any], srv
              "choices": [{"index": 0, "delta": delta, "finish_reason": reason, "logprobs": None}], **more}
         return f"data: {json.dumps(c)}\n\n"
 
+    yield chunk({"role": "assistant", "content": ""}, **extra)
+    finish = None
     try:
-        yield chunk({"role": "assistant", "content": ""}, **extra)
-        for text in deltas:
-            yield chunk({"content": text})
-        yield chunk({}, _finish(finish))
-        yield "data: [DONE]\n\n"
-    finally:
-        if srv is not None:
-            srv.release()
+        async for d in deltas:
+            if d.text:
+                yield chunk({"content": d.text})
+            finish = d.finish or finish
+    except UpstreamError as e:
+        err = {"message": str(e), "type": "api_error", "code": "upstream_error", "param": None}
+        yield f"data: {json.dumps({'error': err})}\n\n"
+        return
+    except ClientGone:
+        return
+    yield chunk({}, _finish(finish))
+    yield "data: [DONE]\n\n"

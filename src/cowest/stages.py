@@ -1,22 +1,32 @@
-"""Stage bookkeeping in a run directory: which config keys a stage depends on, done markers, refusal to mix.
+"""Stage bookkeeping in a run directory: which config keys a stage depends on, done markers, refusal to mix,
+one process at a time.
 
 Each stage directory holds `inputs.json` (the config keys the stage's outputs depend on) written when it starts, and
-`done.json` (wall time, summary) written when it finishes. A finished stage is skipped; a stage directory whose
-inputs differ from the current config is refused, naming the differing keys, unless the stage is forced.
+`done.json` (wall time, summary) written when it finishes; both, and the `attempts` counter, are replaced atomically,
+and an empty or torn one reads as "not done". A finished stage is skipped; a stage directory whose inputs differ from
+the current config is refused, naming the differing keys, unless the stage is forced. Forcing removes only the
+stage's own files (its bookkeeping and the output names it declares), never anything else in the folder.
+
+A stage is entered under an exclusive `flock` on `stage.lock` in its folder (`with st.locked(): ...`): a second
+process stops at once, naming the holder's pid. The kernel drops the lock when its process ends, `kill -9` included,
+so a crash never leaves a stale lock behind.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
+import os
 import shutil
 import time
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from cowest.config import ExperimentConfig, flatten
-from cowest.errors import ConfigError
+from cowest.errors import ConfigError, CowestError
 
 # Config keys (dotted prefixes) each stage's outputs depend on.
 STAGE_KEYS: dict[str, tuple[str, ...]] = {
@@ -30,6 +40,55 @@ STAGE_KEYS: dict[str, tuple[str, ...]] = {
 STAGES = ("sft", "feedback", "align", "eval", "report")
 # Settings that change how fast a stage runs, never what it writes: not part of its inputs.
 NOT_INPUTS = (".concurrency", ".timeout_s", ".max_retries", ".n_threads", ".batch_size", ".cache")
+INPUTS_FILE, DONE_FILE, ATTEMPTS_FILE, LOCK_FILE = "inputs.json", "done.json", "attempts", "stage.lock"
+BOOKKEEPING = (INPUTS_FILE, DONE_FILE, ATTEMPTS_FILE)
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write `text` to a temporary file beside `path`, then rename it over `path`: a crash leaves the old file or
+    the new one, never an empty or half-written one."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def read_bookkeeping(path: Path) -> Any:
+    """A bookkeeping file's JSON value; None when it is missing, empty or torn (a crash of an older version)."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+
+
+@contextmanager
+def exclusive(lock_file: Path, what: str) -> Iterator[None]:
+    """Hold an exclusive `flock` on `lock_file` for the block, its first line our pid; if another process holds it,
+    raise a one-line error naming that process. The lock goes with the file descriptor: released when the block
+    ends, and by the kernel when the process dies."""
+    try:
+        lock_file.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:
+        raise CowestError(f"{what}: cannot open its lock file {lock_file} ({e.strerror})") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+            who = f"process {holder}" if holder.isdigit() else "another process"
+            raise CowestError(f"{what} is in use by {who} (lock {lock_file}); wait for it to finish or stop it, "
+                              "or use another run_dir / --out") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)
 
 
 def fingerprint(path: Path) -> str:
@@ -61,39 +120,79 @@ def stage_inputs(cfg: ExperimentConfig, stage: str) -> dict[str, Any]:
     return out
 
 
+def differing_keys(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    return sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+
+
+def refusal(path: Path, name: str, differing: list[str]) -> ConfigError:
+    return ConfigError(f"{path} holds outputs of a different config (differing keys: {', '.join(differing)}); "
+                       f"refusing to mix them. Use another run_dir, or redo the stage with --force {name}")
+
+
 @dataclass
 class Stage:
-    """One stage directory. Use: `if not st.begin(force): return` ... work ... `st.finish(summary)`."""
+    """One stage directory. Use: `with st.locked(): if not st.begin(force): return` ... work ... `st.finish(summary)`.
+
+    `outputs` are the names (files or folders) the stage writes into its directory: `--force` removes those and the
+    bookkeeping files, and leaves anything else there alone."""
 
     name: str
     path: Path
     inputs: dict[str, Any]
+    outputs: tuple[str, ...] = ()
 
     @property
     def done(self) -> bool:
-        return (self.path / "done.json").exists()
+        return isinstance(read_bookkeeping(self.path / DONE_FILE), dict)
+
+    def locked(self) -> AbstractContextManager[None]:
+        return exclusive(self.path / LOCK_FILE, f"stage {self.name} ({self.path})")
+
+    def recorded_inputs(self) -> dict[str, Any] | None:
+        """The inputs a previous attempt recorded; None when there is none (or its file is empty or torn)."""
+        old = read_bookkeeping(self.path / INPUTS_FILE)
+        return old if isinstance(old, dict) else None
+
+    def check_config(self) -> None:
+        """Refuse now if the stage holds outputs of other config keys (the fingerprints of upstream outputs are
+        compared when it begins: a stage redone before it may still change them)."""
+        old = self.recorded_inputs()
+        if old is not None:
+            differing = [k for k in differing_keys(old, self.inputs) if not k.startswith("upstream:")]
+            if differing:
+                raise refusal(self.path, self.name, differing)
+
+    def clear(self) -> None:
+        """Remove what this stage wrote (its bookkeeping, leftover temporary files of it, and its declared outputs),
+        nothing else; a folder that holds no stage's bookkeeping is left as it is."""
+        if not (self.path / INPUTS_FILE).exists():
+            return
+        leftovers = [p.name for name in BOOKKEEPING for p in self.path.glob(f".{name}.*.tmp")]
+        # done.json first and inputs.json last: a crash half way leaves a stage that is not done and clears again.
+        for name in (DONE_FILE, *self.outputs, *leftovers, ATTEMPTS_FILE, INPUTS_FILE):
+            target = self.path / name
+            if target.is_dir() and not target.is_symlink():
+                shutil.rmtree(target)
+            elif target.exists() or target.is_symlink():
+                target.unlink()
 
     def begin(self, force: bool = False) -> bool:
         """True when the stage must run; False when its outputs exist for the same inputs."""
-        inputs_file = self.path / "inputs.json"
-        if force and self.path.exists():
-            shutil.rmtree(self.path)
-        if inputs_file.exists():
-            old = json.loads(inputs_file.read_text())
-            differing = sorted(k for k in set(old) | set(self.inputs) if old.get(k) != self.inputs.get(k))
+        if force:
+            self.clear()
+        old = self.recorded_inputs()
+        if old is not None:
+            differing = differing_keys(old, self.inputs)
             if differing:
-                raise ConfigError(
-                    f"{self.path} holds outputs of a different config (differing keys: {', '.join(differing)}); "
-                    f"refusing to mix them. Use another run_dir, or redo the stage with --force {self.name}"
-                )
+                raise refusal(self.path, self.name, differing)
             if self.done:
                 return False
         self.path.mkdir(parents=True, exist_ok=True)
-        inputs_file.write_text(json.dumps(self.inputs, indent=1, sort_keys=True))
+        write_atomic(self.path / INPUTS_FILE, json.dumps(self.inputs, indent=1, sort_keys=True))
         # Count the attempts: after a crash, done.json's wall time covers only the last one, and says so.
-        attempts = self.path / "attempts"
-        self._attempt = int(attempts.read_text()) + 1 if attempts.exists() else 1
-        attempts.write_text(str(self._attempt))
+        previous = read_bookkeeping(self.path / ATTEMPTS_FILE)
+        self._attempt = (previous if isinstance(previous, int) and previous > 0 else 0) + 1
+        write_atomic(self.path / ATTEMPTS_FILE, str(self._attempt))
         self._t0 = time.time()
         return True
 
@@ -101,19 +200,20 @@ class Stage:
         wall = time.time() - getattr(self, "_t0", time.time())
         body = {"stage": self.name, "wall_s": round(wall, 2), "attempts": getattr(self, "_attempt", 1),
                 "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
-        (self.path / "done.json").write_text(json.dumps({**body, **(summary or {})}, indent=2))
+        write_atomic(self.path / DONE_FILE, json.dumps({**body, **(summary or {})}, indent=2))
 
     def summary(self) -> dict[str, Any]:
-        return json.loads((self.path / "done.json").read_text()) if self.done else {}
+        done = read_bookkeeping(self.path / DONE_FILE)
+        return done if isinstance(done, dict) else {}
 
 
 def stage(cfg: ExperimentConfig, name: str, path: Path, *, keys: str | None = None,
-          upstream: list[Path] | None = None) -> Stage:
+          upstream: list[Path] | None = None, outputs: tuple[str, ...] = ()) -> Stage:
     """A stage whose inputs are the config keys of `keys` (default: the stage kind its name starts with) plus the
     fingerprints of the upstream outputs it reads, so a retrained adapter or new pairs file is never mixed with
-    outputs made from the old one."""
+    outputs made from the old one. `outputs`: the names the stage writes into `path` (what `--force` removes)."""
     kind = keys or next(k for k in ("sft", "feedback", "align", "eval", "report") if name.startswith(k))
     inputs = stage_inputs(cfg, kind) if kind != "report" else {}
     for p in upstream or []:
         inputs[f"upstream:{p.relative_to(cfg.run_dir) if p.is_relative_to(cfg.run_dir) else p}"] = fingerprint(p)
-    return Stage(name=name, path=path, inputs=inputs)
+    return Stage(name=name, path=path, inputs=inputs, outputs=outputs)

@@ -12,7 +12,7 @@ for both systems. Shape of `metrics.json`:
                         "metrics": {m: {"value", "ci": [lo, hi], "per_seed": {seed: v}, "mean", "sd"}},
                         "extraction_failures": {"total", "rate", "per_seed"},
                         "usage": {role: {"calls", "cache_hits", "prompt_tokens", "completion_tokens",
-                                         "tokens_per_sample"}},
+                                         "cut" (replies that hit the token limit), "tokens_per_sample"}},
                         "wall_s"}},
      "paired": [{"a", "b", "metric", "diff" (a - b), "ci"}]}
 """
@@ -36,8 +36,10 @@ def _usage(traces: list[Trace]) -> dict[str, dict[str, float]]:
     out: dict[str, dict[str, float]] = {}
     for t in traces:
         for st in t.steps:
-            u = out.setdefault(st.role, {"calls": 0, "cache_hits": 0, "prompt_tokens": 0, "completion_tokens": 0})
+            u = out.setdefault(st.role, {"calls": 0, "cache_hits": 0, "prompt_tokens": 0, "completion_tokens": 0,
+                                         "cut": 0})
             u["calls"] += 1
+            u["cut"] += int(st.output.finish_reason == "length")
             u["cache_hits"] += int(st.output.cached)
             u["prompt_tokens"] += st.output.prompt_tokens
             u["completion_tokens"] += st.output.completion_tokens
@@ -112,3 +114,22 @@ def write_metrics(path: Path, metrics: dict) -> None:
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
     tmp.replace(path)
+
+
+def cut_warnings(metrics: dict, cfg: "ExperimentConfig") -> list[str]:
+    """One line per role whose replies hit their token limit more often than `eval.max_cut_share`: the budget then
+    decides the scores (a cut reply has no finished answer), so the setting to raise is named."""
+    calls: dict[str, int] = {}
+    cut: dict[str, int] = {}
+    for s in metrics.get("systems", {}).values():
+        for role, u in s.get("usage", {}).items():
+            calls[role] = calls.get(role, 0) + u.get("calls", 0)
+            cut[role] = cut.get(role, 0) + u.get("cut", 0)
+    out = []
+    for role, n in calls.items():
+        share = cut[role] / n if n else 0.0
+        if share > cfg.eval.max_cut_share:
+            limit = getattr(cfg.generation, role).max_tokens
+            out.append(f"{cut[role]} of {n} {role} replies ({share:.0%}) hit their token limit; raise "
+                       f"generation.{role}.max_tokens (now {limit}) or ask for shorter replies")
+    return out

@@ -59,7 +59,40 @@ def extract_answer(text: str, sample: Sample, truncated: bool = False) -> str | 
         return extract_option(text, sample.options or {})
     if sample.family == "cls":
         return extract_label(text, sample.labels or [], sample.label_descriptions)
+    if sample.answer_format == "number":
+        return extract_number(text)
+    if sample.answer_format == "choice":
+        return extract_choice(text, sample.choices or [])
     return extract_short_answer(text)
+
+
+_NUMBER = re.compile(r"(?<![\w.])-?\$?(\d{1,3}(?:,\d{3})+|\d+)(\.\d+)?(?![\w])")
+
+
+def _number_form(whole: str, frac: str | None) -> str:
+    value = float(whole.replace(",", "") + (frac or ""))
+    return str(int(value)) if value.is_integer() else f"{value:g}"
+
+
+def extract_number(text: str) -> str | None:
+    """qa with a numeric answer: the one number in the answer part ("Answer: 990 dollars", "It weighs 13 kg."),
+    in plain form ("1,200" -> "1200", "$45" -> "45"); None when it holds no number or several different ones."""
+    segment, _ = answer_segment(text)
+    if segment is None:
+        return None
+    found = {_number_form(m.group(1), m.group(2)) for m in _NUMBER.finditer(_DECOR.sub("", segment))}
+    return found.pop() if len(found) == 1 else None
+
+
+def extract_choice(text: str, choices: list[str]) -> str | None:
+    """qa with a closed set of answers: the one choice named in the answer part, also inside a sentence ("The
+    Pyxora speaker is the heaviest." -> "Pyxora"); None when it names none or several."""
+    segment, _ = answer_segment(text)
+    if segment is None:
+        return None
+    seg = f" {_norm(segment)} "
+    named = {c for c in choices if _norm(c) and f" {_norm(c)} " in seg}
+    return named.pop() if len(named) == 1 else None
 
 
 def extract_short_answer(text: str) -> str | None:

@@ -8,6 +8,7 @@ file (a Hugging Face dataset by name, or a seeded generator for the offline demo
 from __future__ import annotations
 
 import random
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -34,6 +35,9 @@ class Task:
     """Samples without a data folder: hub download or generator. Called when `task.data` is None."""
     subsets: tuple[str, ...] = ()
     description: str = ""
+    documents: Callable[[TaskConfig], list[str]] | None = None
+    """The domain's knowledge as plain texts (the demo: its catalogue, one fact a sentence), for the SFT recipe's
+    knowledge phase (`sft.knowledge_epochs`); None = the task has none."""
     extra: dict = field(default_factory=dict)
 
 
@@ -94,3 +98,19 @@ def load_samples(cfg: TaskConfig, split: str, limit: int | None = None) -> list[
                 raise UnknownNameError(f"split of task '{task.name}' in {data}", split, list(files))
             samples = task.read_file(files[split], cfg)
     return subsample(samples, limit, cfg.seed)
+
+
+def _question_key(s: Sample) -> str:
+    return " ".join(re.sub(r"[^\w\s]", " ", s.question.lower()).split())
+
+
+def check_disjoint(train: list[Sample], evaluated: list[Sample], split: str) -> None:
+    """Stop when a question of the evaluated split is also a training question (same id or same normalised text):
+    scores on it would measure memory, not the method."""
+    ids = {s.id for s in train}
+    texts = {_question_key(s) for s in train}
+    leaked = [s.id for s in evaluated if s.id in ids or _question_key(s) in texts]
+    if leaked:
+        shown = ", ".join(leaked[:10]) + (f" and {len(leaked) - 10} more" if len(leaked) > 10 else "")
+        raise DataError(f"{len(leaked)} questions of the '{split}' split are also in the training data ({shown}); "
+                        f"remove them from one split, or evaluate on another split (task.eval_split)")

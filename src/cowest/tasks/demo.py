@@ -1,10 +1,15 @@
 """The offline demo task: questions about a fictional company's products that no pretrained model can know.
 
-A seeded catalogue of invented products (price, weight, launch year, factory city). Training questions are the
-plain facts plus one-step reasoning questions with a rationale that states the facts used and the step; dev
-questions are new reasoning questions over the same products. The weak model learns the catalogue by SFT and
-writes it into its drafts; the strong model, which has never seen it, reasons over the draft. Everything is a
-pure function of `cfg.seed`, so every machine builds the same rows.
+A seeded catalogue of invented products (price, weight, launch year, factory city). The training split holds every
+plain fact (in two phrasings) plus reasoning questions with a rationale that states the facts used and the step;
+`dev` (reported) and `tune` (for choosing settings) hold other reasoning questions over the same products, so the
+weak model learns the facts from training and never sees a dev or tune question. Each reasoning question needs two
+or three facts and one step the 135M weak model does poorly and the strong model does well (a sum, a difference, a
+product, an ordering of three, a date), so each model alone is limited and together they are not.
+
+Every answer is closed-form (a number, or one of a listed set of names or cities) and the question says which, so
+the matcher (`cowest.scoring.extract`) can accept the right entity inside a sentence and refuse a reply naming
+several. Everything is a pure function of `cfg.seed`: every machine builds the same rows.
 """
 
 from __future__ import annotations
@@ -24,8 +29,15 @@ NAMES = ["Zorvex", "Quillon", "Brantik", "Malvora", "Tesquin", "Orlith", "Vandre
 KINDS = ["lamp", "kettle", "drone", "backpack", "speaker", "heater", "blender", "compass", "tent", "scooter"]
 CITIES = ["Karnholt", "Lumeria", "Pesk", "Tarnwick", "Oberlund"]
 N_PRODUCTS = 10
-TRAIN_SIZE = 200
-DEV_SIZE = 60
+DEV_SIZE = 120
+"""Reported questions: enough that a 0.15 difference between two systems is resolved."""
+TUNE_SIZE = 60
+TRAIN_REASONING = 120
+SPLITS = ("train", "dev", "tune", "facts", "test")
+
+NUMBER = "Answer with a number."
+PRODUCT = "Answer with the product's name."
+CITY = "Answer with the city."
 
 
 @dataclass(frozen=True)
@@ -33,9 +45,9 @@ class Product:
     name: str
     kind: str
     price: int
-    """US dollars."""
+    """US dollars; distinct across products so "cheaper" never ties."""
     weight: int
-    """Kilograms; distinct across products so "which is heavier" never ties."""
+    """Kilograms; distinct across products so "heavier" never ties."""
     year: int
     """Launch year; distinct across products."""
     city: str
@@ -57,14 +69,23 @@ def catalogue(seed: int) -> list[Product]:
     """The seeded product catalogue shared by every split."""
     rng = random.Random(f"cowest-demo-{seed}")
     names = rng.sample(NAMES, N_PRODUCTS)
+    kinds = rng.sample(KINDS, N_PRODUCTS)
+    prices = [5 * p for p in rng.sample(range(3, 80), N_PRODUCTS)]
     weights = rng.sample(range(1, 31), N_PRODUCTS)
     years = rng.sample(range(1994, 2024), N_PRODUCTS)
-    return [Product(name=n, kind=rng.choice(KINDS), price=5 * rng.randint(3, 80), weight=w, year=y,
-                    city=rng.choice(CITIES)) for n, w, y in zip(names, weights, years)]
+    return [Product(name=n, kind=k, price=p, weight=w, year=y, city=rng.choice(CITIES))
+            for n, k, p, w, y in zip(names, kinds, prices, weights, years)]
 
 
-# A question: (kind, question, answers, rationale, product names used)
-Q = tuple[str, str, list[str], str, list[str]]
+@dataclass(frozen=True)
+class Q:
+    kind: str
+    question: str
+    answer: str
+    rationale: str
+    products: tuple[Product, ...]
+    answer_format: str = "number"
+    choices: tuple[str, ...] = ()
 
 
 def _price(p: Product) -> str:
@@ -84,99 +105,139 @@ def _city(p: Product) -> str:
 
 
 def fact_questions(products: list[Product]) -> list[Q]:
-    """One plain-fact question per product and attribute (training only)."""
+    """Every plain fact of the catalogue, each in two phrasings (training, and the `facts` recall split)."""
     out: list[Q] = []
     for p in products:
-        out += [
-            ("fact_price", f"How much does the {p.label} cost, in dollars?", [str(p.price), f"${p.price}"], _price(p), [p.name]),
-            ("fact_weight", f"How much does the {p.label} weigh, in kg?", [str(p.weight), f"{p.weight} kg"], _weight(p), [p.name]),
-            ("fact_year", f"In which year was the {p.label} launched?", [str(p.year)], _year(p), [p.name]),
-            ("fact_city", f"In which city is the {p.label} made?", [p.city], _city(p), [p.name]),
-        ]
+        for q in (f"How much does the {p.label} cost, in dollars?", f"What is the price of the {p.label} in dollars?"):
+            out.append(Q("fact_price", f"{q} {NUMBER}", str(p.price), _price(p), (p,)))
+        for q in (f"How much does the {p.label} weigh, in kg?", f"What is the weight of the {p.label} in kg?"):
+            out.append(Q("fact_weight", f"{q} {NUMBER}", str(p.weight), _weight(p), (p,)))
+        for q in (f"In which year was the {p.label} launched?", f"When was the {p.label} launched?"):
+            out.append(Q("fact_year", f"{q} {NUMBER}", str(p.year), _year(p), (p,)))
+        for q in (f"In which city is the {p.label} made?", f"Where is the {p.label} made?"):
+            out.append(Q("fact_city", f"{q} {CITY}", p.city, _city(p), (p,), "choice", tuple(CITIES)))
     return out
-
-
-def _names(p: Product) -> list[str]:
-    return [p.name, f"the {p.label}", p.label]
 
 
 def _cost_n(a: Product, n: int) -> Q:
     total = n * a.price
-    return ("cost_n", f"How much do {n} {a.plural} cost in total, in dollars?", [str(total), f"${total}"],
-            f"{_price(a)} {n} x {a.price} = {total}.", [a.name])
+    return Q("cost_n", f"How many dollars do {n} {a.plural} cost in total? {NUMBER}", str(total),
+             f"{_price(a)} {n} x {a.price} = {total}.", (a,))
 
 
-def _heavier(a: Product, b: Product) -> Q:
-    w = a if a.weight > b.weight else b
-    return ("heavier", f"Which is heavier, the {a.label} or the {b.label}?", _names(w),
-            f"{_weight(a)} {_weight(b)} {max(a.weight, b.weight)} kg > {min(a.weight, b.weight)} kg, so the "
-            f"{w.label} is heavier.", [a.name, b.name])
-
-
-def _years_before(a: Product, b: Product) -> Q:
-    early, late = (a, b) if a.year < b.year else (b, a)
-    d = late.year - early.year
-    return ("years_before", f"How many years before the {late.label} was the {early.label} launched?", [str(d)],
-            f"{_year(early)} {_year(late)} {late.year} - {early.year} = {d}.", [a.name, b.name])
-
-
-def _same_city(a: Product, b: Product) -> Q:
-    same = a.city == b.city
-    return ("same_city", f"Are the {a.label} and the {b.label} made in the same city?", ["yes" if same else "no"],
-            f"{_city(a)} {_city(b)} " + ("Both cities are the same." if same else f"{a.city} is not {b.city}."),
-            [a.name, b.name])
+def _anniversary(a: Product, n: int) -> Q:
+    y = a.year + n
+    return Q("anniversary", f"In which year did or will the {a.label} turn {n} years old? {NUMBER}", str(y),
+             f"{_year(a)} {a.year} + {n} = {y}.", (a,))
 
 
 def _total_weight(a: Product, b: Product) -> Q:
     t = a.weight + b.weight
-    return ("total_weight", f"How much do the {a.label} and the {b.label} weigh together, in kg?",
-            [str(t), f"{t} kg"], f"{_weight(a)} {_weight(b)} {a.weight} + {b.weight} = {t}.", [a.name, b.name])
+    return Q("total_weight", f"How many kg do the {a.label} and the {b.label} weigh together? {NUMBER}", str(t),
+             f"{_weight(a)} {_weight(b)} {a.weight} + {b.weight} = {t}.", (a, b))
 
 
 def _price_diff(a: Product, b: Product) -> Q:
-    hi, lo = (a, b) if a.price >= b.price else (b, a)
+    hi, lo = (a, b) if a.price > b.price else (b, a)
     d = hi.price - lo.price
-    return ("price_diff", f"How many dollars more does the {hi.label} cost than the {lo.label}?",
-            [str(d), f"${d}"], f"{_price(hi)} {_price(lo)} {hi.price} - {lo.price} = {d}.", [a.name, b.name])
+    return Q("price_diff", f"How many dollars more does the {hi.label} cost than the {lo.label}? {NUMBER}", str(d),
+             f"{_price(hi)} {_price(lo)} {hi.price} - {lo.price} = {d}.", (a, b))
 
 
-PAIR_QUESTIONS: list[Callable[[Product, Product], Q]] = [_heavier, _years_before, _same_city, _total_weight, _price_diff]
+def _years_between(a: Product, b: Product) -> Q:
+    early, late = (a, b) if a.year < b.year else (b, a)
+    d = late.year - early.year
+    return Q("years_between", f"How many years after the {early.label} was the {late.label} launched? {NUMBER}",
+             str(d), f"{_year(early)} {_year(late)} {late.year} - {early.year} = {d}.", (a, b))
+
+
+def _cheaper_city(a: Product, b: Product) -> Q:
+    lo = a if a.price < b.price else b
+    return Q("cheaper_city", f"In which city is the cheaper of the {a.label} and the {b.label} made? {CITY}", lo.city,
+             f"{_price(a)} {_price(b)} The {lo.label} is cheaper. {_city(lo)}", (a, b), "choice", tuple(CITIES))
+
+
+def _three(ps: tuple[Product, Product, Product]) -> str:
+    return f"the {ps[0].label}, the {ps[1].label} or the {ps[2].label}"
+
+
+def _heaviest(a: Product, b: Product, c: Product) -> Q:
+    w = max((a, b, c), key=lambda p: p.weight)
+    return Q("heaviest", f"Which is the heaviest: {_three((a, b, c))}? {PRODUCT}", w.name,
+             f"{_weight(a)} {_weight(b)} {_weight(c)} The heaviest is the {w.label}.", (a, b, c), "choice",
+             (a.name, b.name, c.name))
+
+
+def _first_launched(a: Product, b: Product, c: Product) -> Q:
+    f = min((a, b, c), key=lambda p: p.year)
+    return Q("first_launched", f"Which was launched first: {_three((a, b, c))}? {PRODUCT}", f.name,
+             f"{_year(a)} {_year(b)} {_year(c)} The first launched is the {f.label}.", (a, b, c), "choice",
+             (a.name, b.name, c.name))
+
+
+PAIR_QUESTIONS: list[Callable[[Product, Product], Q]] = [_total_weight, _price_diff, _years_between, _cheaper_city]
+TRIPLE_QUESTIONS: list[Callable[[Product, Product, Product], Q]] = [_heaviest, _first_launched]
 
 
 def reasoning_questions(products: list[Product], seed: int) -> list[Q]:
-    """Every distinct reasoning question over the catalogue, in a seeded order.
+    """Reasoning questions over the catalogue, in a seeded order, balanced across question types.
 
-    Pairs are unordered (a before b in catalogue order) so "X or Y" and "Y or X" never land in different splits.
+    Pairs and triples are unordered (catalogue order), so two phrasings of one question never land in two splits.
+    The pool is dealt round-robin by type, so every split prefix holds every type in about equal numbers.
     """
     rng = random.Random(f"cowest-demo-q-{seed}")
-    pool = [_cost_n(p, n) for p in products for n in range(2, 6)]
-    pool += [make(a, b) for i, a in enumerate(products) for b in products[i + 1:] for make in PAIR_QUESTIONS]
-    rng.shuffle(pool)
+    by_kind: dict[str, list[Q]] = {}
+    singles = [_cost_n(p, n) for p in products for n in range(2, 7)]
+    singles += [_anniversary(p, n) for p in products for n in (10, 15, 20, 25, 30)]
+    pairs = [make(a, b) for i, a in enumerate(products) for b in products[i + 1:] for make in PAIR_QUESTIONS]
+    triples = [make(a, b, c) for i, a in enumerate(products) for j, b in enumerate(products[i + 1:], i + 1)
+               for c in products[j + 1:] for make in TRIPLE_QUESTIONS]
+    for q in singles + pairs + triples:
+        by_kind.setdefault(q.kind, []).append(q)
+    for qs in by_kind.values():
+        rng.shuffle(qs)
+    kinds = sorted(by_kind)
+    pool: list[Q] = []
+    while any(by_kind.values()):
+        for k in kinds:
+            if by_kind[k]:
+                pool.append(by_kind[k].pop())
     return pool
 
 
-def build(split: str, cfg: TaskConfig) -> list[Sample]:
-    """Samples of `train` or `dev` (also `test`, an alias of dev); sized by the limits, at least 200 / 60."""
+def split_questions(split: str, cfg: TaskConfig) -> list[Q]:
+    """The questions of one split: dev first in the pool, then tune, then the training ones (facts first)."""
     from cowest.errors import UnknownNameError
 
     products = catalogue(cfg.seed)
     pool = reasoning_questions(products, cfg.seed)
     n_dev = max(DEV_SIZE, cfg.eval_limit or 0)
-    facts = fact_questions(products)
     if split in ("dev", "test"):
-        rows = pool[:n_dev]
-    elif split == "train":
-        n_train = max(TRAIN_SIZE, cfg.train_limit or 0)
-        rows = facts + pool[n_dev:n_dev + max(0, n_train - len(facts))]
-    else:
-        raise UnknownNameError("split of task 'demo'", split, ["train", "dev", "test"])
-    by_name = {p.name: p for p in products}
+        return pool[:n_dev]
+    if split == "tune":
+        return pool[n_dev:n_dev + TUNE_SIZE]
+    facts = fact_questions(products)
+    if split == "facts":
+        return facts
+    if split == "train":
+        start = n_dev + TUNE_SIZE
+        return facts + pool[start:start + TRAIN_REASONING]
+    raise UnknownNameError("split of task 'demo'", split, list(SPLITS))
+
+
+def build(split: str, cfg: TaskConfig) -> list[Sample]:
+    """Samples of `train`, `dev` (alias `test`), `tune` or `facts` (the training facts, to measure recall)."""
     return [
-        Sample(id=f"demo-{split}-{i}", task="demo", family="qa", question=question, answers=answers,
-               rationale=rationale,
-               metadata={"type": kind, "company": COMPANY, "products": [by_name[n].facts() for n in used]})
-        for i, (kind, question, answers, rationale, used) in enumerate(rows)
+        Sample(id=f"demo-{split}-{i}", task="demo", family="qa", question=q.question, answers=[q.answer],
+               rationale=q.rationale, answer_format=q.answer_format, choices=list(q.choices) or None,  # type: ignore[arg-type]
+               metadata={"type": q.kind, "company": COMPANY, "products": [p.facts() for p in q.products]})
+        for i, q in enumerate(split_questions(split, cfg))
     ]
+
+
+def documents(cfg: TaskConfig) -> list[str]:
+    """The catalogue as plain sentences, one fact each: what the weak model specialises on (never the strong one)."""
+    return [sentence(p) for p in catalogue(cfg.seed) for sentence in (_price, _weight, _year, _city)]
 
 
 def read_file(path: Path, cfg: TaskConfig) -> list[Sample]:
@@ -191,5 +252,6 @@ def find_files(root: Path, cfg: TaskConfig) -> dict[str, Path]:
 
 TASKS.register("demo", Task(
     name="demo", family="qa", metrics=("exact_match", "f1"), read_file=read_file, find_files=find_files, build=build,
+    documents=documents,
     description=f"Offline demo: reasoning over the invented product catalogue of {COMPANY} (generated, seeded).",
 ))

@@ -8,8 +8,8 @@ Subsets (`task.subset`, default commonsense):
 - utilitarianism: which of two scenarios is more pleasant?  A two-option multiple choice; which scenario is A is
   decided per row by a salted hash, so the gold letter is A for about half the rows, the same on every machine.
 
-Files: `<data>/ethics/<subset>/<split>.jsonl` (shared layout), or the release CSVs (`cm_train.csv`,
-`deontology_test.csv`, `util_train.csv` (no header) ...). The release has no dev split: its `test` file is what
+Files: `<data>/ethics/<subset>/<split>.jsonl` (shared layout; train, dev, test, test_hard), or the release CSVs
+(`cm_train.csv`, `deontology_test.csv`, `util_train.csv` (no header) ...). The release has no dev split: its `test` file is what
 the shared data calls `dev`, so `dev` falls back to it.
 """
 
@@ -130,7 +130,7 @@ def read_file(path: Path, cfg: TaskConfig) -> list[Sample]:
 def find_files(root: Path, cfg: TaskConfig) -> dict[str, Path]:
     subset = subset_of(cfg)
     dirs = [root / "ethics" / subset, root / subset]
-    found = split_files(dirs)
+    found = split_files(dirs, splits=tuple(HUB_SPLITS))  # train, dev, test and test_hard, like the CSVs and the hub
     if found:
         return found
     prefix = CSV_PREFIX[subset]

@@ -32,7 +32,7 @@ SYSTEM = ""
 """System message; empty = none (the model's chat template then applies its own default)."""
 
 SOLO = (
-    "{question}\n\nThink step by step in a few short sentences, then give the final answer on the last line as "
+    "{question}\n\nThink step by step in one to three short sentences, then give the final answer on the last line as "
     "\"Answer: <{answer_kind}>\"."
 )
 DRAFT_COT = SOLO
@@ -45,12 +45,12 @@ ANSWER = DRAFT_DIRECT
 REFINE = (
     "{question}\n\nA smaller assistant wrote this {draft_kind}; it may contain mistakes:\n"
     "\"\"\"\n{draft}\n\"\"\"\n\n"
-    "Use it where it helps. Think step by step in a few short sentences, then give the final answer on the last "
+    "Use it where it helps. Think step by step in one to three short sentences, then give the final answer on the last "
     "line as \"Answer: <{answer_kind}>\"."
 )
 SUPER_ICL = (
     "{question}\n\nA smaller fine-tuned model predicted \"{prediction}\" (confidence {confidence}). "
-    "It may be wrong; override it if needed. Think step by step in a few short sentences, then give the final "
+    "It may be wrong; override it if needed. Think step by step in one to three short sentences, then give the final "
     "answer on the last line as \"Answer: <{answer_kind}>\"."
 )
 SELF_REFINE = (

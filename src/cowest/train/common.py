@@ -75,8 +75,9 @@ def lora_config(r: int, alpha: int, dropout: float) -> Any:
                            task_type="CAUSAL_LM")
 
 
-def log_callback(path: Path) -> Any:
-    """A callback appending every logged dict (loss, lr, rewards ...) to `path` as it arrives, so a crash keeps it."""
+def log_callback(path: Path, **tags: Any) -> Any:
+    """A callback appending every logged dict (loss, lr, rewards ...) to `path` as it arrives, so a crash keeps it;
+    `tags` go into every row (e.g. phase="knowledge")."""
     transformers = require("transformers", "train")
 
     class JsonlLog(transformers.TrainerCallback):
@@ -84,10 +85,43 @@ def log_callback(path: Path) -> Any:
             if logs and state.is_world_process_zero:
                 with open(path, "a", encoding="utf-8") as f:
                     # Wall-clock time too, so s/step can be read off the log (benchmarks/training.py does).
-                    row = {"step": state.global_step, "epoch": state.epoch, "time": round(time.time(), 3), **logs}
+                    row = {"step": state.global_step, "epoch": state.epoch, "time": round(time.time(), 3), **tags,
+                           **logs}
                     f.write(json.dumps(row) + "\n")
 
     return JsonlLog()
+
+
+def quiet_trainer(trainer: Any, desc: str) -> Any:
+    """Replace the Trainer's own console output (a tqdm bar and every log dict printed) with one cowest progress
+    line: `desc step/total | loss x | ETA`. The dicts still reach train_log.jsonl through `log_callback`."""
+    transformers = require("transformers", "train")
+    from cowest.progress import Progress
+
+    for cb in (transformers.trainer_callback.ProgressCallback, transformers.trainer_callback.PrinterCallback):
+        trainer.remove_callback(cb)
+
+    class OneLine(transformers.TrainerCallback):
+        bar: Progress | None = None
+
+        def on_train_begin(self, args, state, control, **kw):  # noqa: ANN001 - transformers' signature
+            if state.is_world_process_zero:
+                self.bar = Progress(state.max_steps, desc)
+
+        def on_step_end(self, args, state, control, **kw):  # noqa: ANN001
+            if self.bar is not None:
+                self.bar.update(state.global_step - self.bar.done)
+
+        def on_log(self, args, state, control, logs=None, **kw):  # noqa: ANN001
+            if self.bar is not None and logs and "loss" in logs:
+                self.bar.note = f"loss {logs['loss']:.3f}"
+
+        def on_train_end(self, args, state, control, **kw):  # noqa: ANN001
+            if self.bar is not None:
+                self.bar.close()
+
+    trainer.add_callback(OneLine())
+    return trainer
 
 
 def is_main_process() -> bool:

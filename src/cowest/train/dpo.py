@@ -14,7 +14,8 @@ from typing import Any
 from cowest.config import ExperimentConfig
 from cowest.errors import CowestError, DataError, require
 from cowest.records import PreferencePair, read_jsonl
-from cowest.train.common import TRAIN_LOG, device_kwargs, log_callback, lora_config, publish, save_adapter, staging_dir
+from cowest.train.common import (TRAIN_LOG, device_kwargs, log_callback, lora_config, publish, quiet_trainer,
+                                 save_adapter, staging_dir)
 
 NO_PAIRS_FIX = ("sample more drafts (feedback.k), sample them more diversely (feedback.temperature), or score them "
                 "more finely (feedback.evaluator=judge or hybrid)")
@@ -97,7 +98,7 @@ def run_dpo(cfg: ExperimentConfig, pairs_path: Path, out_dir: Path, *, weak_sour
         model=model, args=args, train_dataset=datasets.Dataset.from_list(dpo_rows(pairs)), processing_class=tok,
         peft_config=lora_config(a.lora_r, a.lora_alpha, 0.0), callbacks=[log_callback(tmp / TRAIN_LOG)],
     )
-    trainer.train()
+    quiet_trainer(trainer, "align (dpo)").train()
     save_adapter(trainer, tok, tmp, base=cfg.models.weak.spec, parent=reference_adapter, method="dpo",
                  pairs=len(pairs), beta=a.beta, loss_type=a.loss_type)
     return publish(tmp, out_dir)
@@ -126,7 +127,7 @@ def run_sft_positive(cfg: ExperimentConfig, pairs_path: Path, out_dir: Path, *, 
         model=model, args=args, train_dataset=datasets.Dataset.from_list(rows), processing_class=tok,
         peft_config=lora_config(a.lora_r, a.lora_alpha, 0.0), callbacks=[log_callback(tmp / TRAIN_LOG)],
     )
-    trainer.train()
+    quiet_trainer(trainer, "align (sft_positive)").train()
     save_adapter(trainer, tok, tmp, base=cfg.models.weak.spec, parent=reference_adapter, method="sft_positive",
                  examples=len(rows))
     return publish(tmp, out_dir)

@@ -13,7 +13,8 @@ from cowest.config import ExperimentConfig
 from cowest.errors import CowestError, DataError, require
 from cowest.records import Sample
 from cowest.tasks.prompts import draft_messages, draft_target
-from cowest.train.common import TRAIN_LOG, device_kwargs, log_callback, lora_config, publish, save_adapter, staging_dir
+from cowest.train.common import (TRAIN_LOG, device_kwargs, log_callback, lora_config, publish, quiet_trainer,
+                                 save_adapter, staging_dir)
 
 
 def sft_target(sample: Sample, fmt: str, target: str) -> str:
@@ -40,6 +41,16 @@ def sft_rows(samples: list[Sample], cfg: ExperimentConfig) -> list[dict[str, Any
     ]
 
 
+def knowledge_rows(cfg: ExperimentConfig) -> list[dict[str, str]]:
+    """Plain-text rows of the task's documents for the knowledge phase; none when it is off or the task has none."""
+    from cowest.tasks.base import get_task
+
+    task = get_task(cfg.task.name)
+    if cfg.sft.knowledge_epochs <= 0 or task.documents is None:
+        return []
+    return [{"text": d} for d in task.documents(cfg.task)]
+
+
 def run_sft(cfg: ExperimentConfig, samples: list[Sample], out_dir: Path) -> Path:
     """Train a LoRA adapter on `samples` and save it to `out_dir` (adapter, tokenizer, `cowest_adapter.json`,
     `train_log.jsonl`, `trainer_state.json`; `merged/` when `cfg.sft.merge`). Returns `out_dir`."""
@@ -54,6 +65,22 @@ def run_sft(cfg: ExperimentConfig, samples: list[Sample], out_dir: Path) -> Path
     tmp = staging_dir(out_dir)
     weak = cfg.models.weak
     model, tok = load_model_and_tokenizer(resolve_source(weak.spec), adapter=weak.adapter)
+    peft_config = lora_config(s.lora_r, s.lora_alpha, s.lora_dropout)
+    docs = knowledge_rows(cfg)
+    if docs:
+        # Knowledge phase: the facts as plain text, many passes over short rows (a constant, higher LR: memorising
+        # is the goal). The LoRA adapter it creates is the one the draft SFT below goes on training.
+        args = trl.SFTConfig(
+            output_dir=str(tmp), learning_rate=s.knowledge_lr or s.lr, num_train_epochs=s.knowledge_epochs,
+            per_device_train_batch_size=s.batch_size, max_length=s.max_length, packing=False, seed=s.seed,
+            data_seed=s.seed, lr_scheduler_type="constant", **device_kwargs(),
+        )
+        trainer = trl.SFTTrainer(
+            model=model, args=args, train_dataset=datasets.Dataset.from_list(docs), processing_class=tok,
+            peft_config=peft_config, callbacks=[log_callback(tmp / TRAIN_LOG, phase="knowledge")],
+        )
+        quiet_trainer(trainer, "sft (knowledge)").train()
+        model, peft_config = trainer.model, None
     args = trl.SFTConfig(
         output_dir=str(tmp), learning_rate=s.lr, num_train_epochs=s.epochs, max_steps=s.max_steps,
         per_device_train_batch_size=s.batch_size, gradient_accumulation_steps=s.grad_accum, max_length=s.max_length,
@@ -62,10 +89,10 @@ def run_sft(cfg: ExperimentConfig, samples: list[Sample], out_dir: Path) -> Path
     )
     trainer = trl.SFTTrainer(
         model=model, args=args, train_dataset=datasets.Dataset.from_list(sft_rows(samples, cfg)),
-        processing_class=tok, peft_config=lora_config(s.lora_r, s.lora_alpha, s.lora_dropout),
-        callbacks=[log_callback(tmp / TRAIN_LOG)],
+        processing_class=tok, peft_config=peft_config, callbacks=[log_callback(tmp / TRAIN_LOG, phase="draft")],
     )
-    trainer.train()
+    quiet_trainer(trainer, "sft (drafts)" if docs else "sft").train()
     save_adapter(trainer, tok, tmp, base=weak.spec, parent=weak.adapter, method="sft", merge=s.merge,
-                 draft_format=cfg.feedback.draft_format, target=s.target, samples=len(samples))
+                 draft_format=cfg.feedback.draft_format, target=s.target, samples=len(samples),
+                 documents=len(docs), knowledge_epochs=s.knowledge_epochs if docs else 0)
     return publish(tmp, out_dir)
