@@ -7,7 +7,12 @@ on the same GGUF, same rendered prompt) as the reference. Prints a table; `--rec
 (replacing an earlier run of this script). Load models only under the shared CPU lock:
 
     flock /tmp/cowest-cpu.lock python benchmarks/generation.py [--models smollm2-135m qwen2.5-coder-0.5b]
-        [--tokens 32] [--batches 1 8 32] [--backends llamacpp hf hf-bf16] [--record]
+        [--tokens 32] [--batches 1 8 32] [--backends llamacpp hf hf-bf16 auto] [--record]
+
+Roofline: in the same run it times a torch matmul of each model's MLP shape (hidden x intermediate) with as many
+rows as the batch, in float32 and bfloat16, and turns the GFLOP/s into a tokens/s ceiling (2 FLOP per weight of
+every linear layer, lm_head included, per token); each row's share is its tok/s over the ceiling of its dtype
+(llama.cpp and auto rows: over the faster dtype's ceiling, the machine's best).
 """
 
 from __future__ import annotations
@@ -51,11 +56,70 @@ def reset_perf(llm) -> None:
     llama_cpp.llama_perf_context_reset(llm._ctx.ctx)
 
 
+def linear_weights(alias: str) -> tuple[int, int, int]:
+    """(weights in linear layers incl. lm_head, hidden size, MLP intermediate size) of a model, from its config."""
+    import torch
+    import transformers
+
+    from cowest.models.calibrate import checkpoint_config
+
+    config = checkpoint_config(str(gguf_path(alias)))
+    with torch.device("meta"):
+        model = transformers.AutoModelForCausalLM.from_config(config)
+    n = sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear))
+    if getattr(config, "tie_word_embeddings", False) and not isinstance(model.get_output_embeddings(), torch.nn.Linear):
+        n += model.get_input_embeddings().weight.numel()
+    return n, config.hidden_size, config.intermediate_size
+
+
+def matmul_gflops(rows: int, k: int, n: int, dtype: str, reps: int = 5) -> float:
+    """Median GFLOP/s of a (rows x k) @ (k x n) torch matmul in `dtype`."""
+    import torch
+
+    a = torch.randn(rows, k).to(getattr(torch, dtype))
+    w = torch.randn(k, n).to(getattr(torch, dtype))
+    a @ w  # warm-up
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        a @ w
+        times.append(time.perf_counter() - t0)
+    return 2 * rows * k * n / sorted(times)[reps // 2] / 1e9
+
+
+def roofline(alias: str, batches: list[int]) -> dict:
+    """{(dtype, batch): (GFLOP/s, tok/s ceiling)} for the model's shape on this machine, measured now."""
+    weights, hidden, inter = linear_weights(alias)
+    out = {}
+    for dtype in ("float32", "bfloat16"):
+        for bs in sorted(set(batches) | {1}):
+            g = matmul_gflops(bs, hidden, inter, dtype)
+            out[(dtype, bs)] = (g, g * 1e9 / (2 * weights))
+    return out
+
+
+def share(row: dict, roof: dict) -> tuple[float | None, float | None]:
+    """(ceiling tok/s, share of it) for a result row."""
+    bs = row["batch"]
+    if row["backend"] in ("hf", "hf-bf16"):
+        ceiling = roof[("bfloat16" if row["backend"] == "hf-bf16" else "float32", bs)][1]
+    else:
+        ceiling = max(roof[("float32", bs)][1], roof[("bfloat16", bs)][1])
+    return ceiling, row["tps"] / ceiling
+
+
 def bench_backend(backend: str, alias: str, batches: list[int], tokens: int) -> list[dict]:
     provider, dtype = ("hf", "bfloat16") if backend == "hf-bf16" else (backend, "float32")
-    cfg = ModelConfig(spec=f"{provider}/{gguf_path(alias)}", n_ctx=1024, batch_size=max(batches), dtype=dtype)
+    if backend == "auto":  # what `engine: auto, dtype: auto` picks for this batch size (calibrated, cached)
+        cfg = ModelConfig(spec=f"embedded/{alias}", n_ctx=1024, batch_size=max(batches), dtype="auto")
+    else:
+        cfg = ModelConfig(spec=f"{provider}/{gguf_path(alias)}", n_ctx=1024, batch_size=max(batches), dtype=dtype)
     t0 = time.perf_counter()
     b = load_backend(cfg)
+    if backend == "auto":
+        choice = b.engine_choice
+        provider = choice["engine"]
+        backend = f"auto ({provider}{' ' + choice['dtype'] if provider == 'hf' else ''})"
     load_s = time.perf_counter() - t0
     params = SamplingParams(max_tokens=tokens)
     # warm-up (first-call allocations) on another prompt, so the timed calls evaluate their prompts in full
@@ -75,7 +139,7 @@ def bench_backend(backend: str, alias: str, batches: list[int], tokens: int) -> 
             row["cpp_decode"] = dn / (dms / 1000) if dms else None
             row["cpp_prompt"] = pn / (pms / 1000) if pms else None
         rows.append(row)
-    if provider == "llamacpp":
+    if backend == "llamacpp":
         rows.append(bench_raw(b, alias, tokens))
     b.close()
     return rows
@@ -99,10 +163,23 @@ def bench_raw(b, alias: str, tokens: int) -> dict:
 def table(rows: list[dict]) -> str:
     f = lambda x: "-" if x is None else f"{x:.1f}"  # noqa: E731
     lines = ["| backend | model | batch | completion tokens | wall s | tok/s (incl. prompt) | "
-             "llama.cpp decode tok/s | llama.cpp prompt tok/s | load s |", "|---|---|---|---|---|---|---|---|---|"]
+             "llama.cpp decode tok/s | llama.cpp prompt tok/s | load s | roofline tok/s | share |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
+        share_s = "-" if r.get("share") is None else f"{r['share']:.2f}"
         lines.append(f"| {r['backend']} | {r['model']} | {r['batch']} | {r['tokens']} | {r['wall']:.2f} | "
-                     f"{r['tps']:.1f} | {f(r['cpp_decode'])} | {f(r['cpp_prompt'])} | {f(r['load'])} |")
+                     f"{r['tps']:.1f} | {f(r['cpp_decode'])} | {f(r['cpp_prompt'])} | {f(r['load'])} | "
+                     f"{f(r.get('ceiling'))} | {share_s} |")
+    return "\n".join(lines)
+
+
+def roof_table(roofs: dict[str, dict]) -> str:
+    lines = ["| model | batch (matmul rows) | fp32 GFLOP/s | bf16 GFLOP/s | fp32 ceiling tok/s | bf16 ceiling tok/s |",
+             "|---|---|---|---|---|---|"]
+    for alias, roof in roofs.items():
+        for bs in sorted({b for _, b in roof}):
+            (g32, c32), (g16, c16) = roof[("float32", bs)], roof[("bfloat16", bs)]
+            lines.append(f"| {alias} | {bs} | {g32:.0f} | {g16:.0f} | {c32:.1f} | {c16:.1f} |")
     return "\n".join(lines)
 
 
@@ -110,15 +187,20 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--models", nargs="+", default=["smollm2-135m", "qwen2.5-coder-0.5b"])
     ap.add_argument("--backends", nargs="+", default=["llamacpp", "hf", "hf-bf16"],
-                    choices=["llamacpp", "hf", "hf-bf16"], help="hf-bf16: transformers with bfloat16 weights")
+                    choices=["llamacpp", "hf", "hf-bf16", "auto"],
+                    help="hf-bf16: transformers with bfloat16 weights; auto: what engine/dtype auto picks")
     ap.add_argument("--batches", nargs="+", type=int, default=[1, 8, 32])
     ap.add_argument("--tokens", type=int, default=32, help="max new tokens per prompt (greedy)")
     ap.add_argument("--record", action="store_true", help="write the table into BENCHMARKS.md")
     args = ap.parse_args()
     rows = []
+    roofs = {}
     for alias in args.models:
+        roofs[alias] = roofline(alias, args.batches)
         for provider in args.backends:
             new = bench_backend(provider, alias, args.batches, args.tokens)
+            for r in new:
+                r["ceiling"], r["share"] = share(r, roofs[alias])
             print("\n".join(table(new).splitlines()[2:]), flush=True)
             rows += new
     when = datetime.date.today().isoformat()
@@ -139,7 +221,10 @@ def main() -> None:
             "bfloat16 weights, `dtype: bfloat16`). The llama.cpp columns are "
             "its own perf counters for the same call; the raw row is `Llama.__call__` on the same GGUF and prompt."
             f"{bufts} Threads: all cores (llama.cpp n_threads, torch default). Run alone under the CPU lock.\n\n"
-            + table(rows))
+            "Roofline, measured in the same run: a torch matmul of each model's MLP shape with batch rows; the "
+            "ceiling is GFLOP/s over 2 FLOP per linear weight per token; share = tok/s over the ceiling of the "
+            "row's dtype (llama.cpp and auto rows: the faster dtype's).\n\n"
+            + roof_table(roofs) + "\n\n" + table(rows))
     print()
     print(text)
     if args.record:

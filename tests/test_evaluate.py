@@ -42,6 +42,9 @@ def test_metrics_json_values_by_hand(setup):
     m = run_eval(cfg, out)
     assert json.loads((out / "metrics.json").read_text()) == json.loads(json.dumps(m))
     assert (out / "config.yaml").read_text().startswith("run_dir:")
+    engines = json.loads((out / "engines.json").read_text())  # which engine each role ran (none chosen: mocks)
+    assert set(engines) == {"weak", "strong"} and engines["weak"]["identity"].startswith("mock/")
+    assert engines["weak"]["choice"] is None
     assert m["metrics"] == ["accuracy", "macro_f1"] and m["headline"] == "accuracy" and m["n_samples"] == 4
     w, s, c = (m["systems"][n] for n in ("weak_only", "strong_only", "collaborate-cot"))
     # weak always says A: golds A,B,A,B -> acc 1/2; F1(A) = 2*2/(2*2+2) = 2/3, F1(B) = 0 -> macro 1/3

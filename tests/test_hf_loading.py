@@ -92,3 +92,36 @@ def test_gguf_converted_once_to_safetensors(converted, monkeypatch):
     ids = tok("The Zorvex lamp", return_tensors="pt").input_ids
     with torch.no_grad():
         assert torch.equal(model(ids).logits, model2(ids).logits)
+
+
+@pytest.mark.slow
+def test_bf16_copy_is_half_the_size_hash_checked_and_reconverted_when_damaged(converted, capsys):
+    """The bf16 copy is cast from the float32 one, recorded with each file's SHA-256; a damaged file is found by
+    the hash check at load and the copy converted again, giving the same model."""
+    import torch
+
+    gguf, model, tok = converted
+    bf16_model, _ = load_model_and_tokenizer(gguf, dtype="bfloat16")
+    folder = hf_loading.gguf_cache_dir(gguf, "bfloat16")
+    assert folder.name == hf_loading.gguf_cache_dir(gguf).name + "-bfloat16"
+    assert bf16_model.dtype == torch.bfloat16
+    meta = json.loads((folder / hf_loading.SOURCE_META).read_text())
+    assert meta["dtype"] == "bfloat16" and "model.safetensors" in meta["files"]
+    fp32_size = (hf_loading.gguf_cache_dir(gguf) / "model.safetensors").stat().st_size
+    assert (folder / "model.safetensors").stat().st_size < 0.55 * fp32_size
+    assert hf_loading.verify_converted(folder) is None
+
+    ids = tok("The Zorvex lamp", return_tensors="pt").input_ids
+    with torch.no_grad():
+        ref = bf16_model(ids).logits
+    weights = folder / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-100] ^= 0xFF  # one flipped byte inside a tensor: same size, a new mtime
+    weights.write_bytes(bytes(data))
+    assert "does not match" in hf_loading.verify_converted(folder)
+    capsys.readouterr()
+    again, _ = load_model_and_tokenizer(gguf, dtype="bfloat16")
+    assert "converting" in capsys.readouterr().err
+    assert hf_loading.verify_converted(folder) is None
+    with torch.no_grad():
+        assert torch.equal(again(ids).logits, ref)

@@ -80,7 +80,7 @@ def test_llamacpp_length_stop_and_logprobs(smol_cpp):
 @pytest.mark.parametrize("alias", ["qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b"])  # the demo's and the default strong
 def test_llamacpp_qwen_strong_models_generate(alias):
     pytest.importorskip("llama_cpp")
-    b = load_backend(ModelConfig(spec=f"embedded/{alias}", n_ctx=512))
+    b = load_backend(ModelConfig(spec=f"embedded/{alias}", engine="llamacpp", n_ctx=512))
     try:
         g = b.generate([CAPITAL], SamplingParams(max_tokens=8))[0][0]
     finally:

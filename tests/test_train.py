@@ -94,6 +94,30 @@ def test_malformed_pair_row_names_the_line(tmp_path):
         load_pairs(tmp_path / "pairs.jsonl")
 
 
+def test_train_precision_follows_the_hardware(monkeypatch):
+    pytest.importorskip("torch")
+    import torch
+
+    from cowest.errors import ConfigError
+    from cowest.models import calibrate
+    from cowest.train.common import device_kwargs, train_precision
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.delenv("COWEST_TRAIN_PRECISION", raising=False)
+    for flags, want in ((["avx512_bf16", "avx512f", "avx2"], "bfloat16"), (["amx_bf16", "amx_tile"], "bfloat16"),
+                        (["avx2"], "float32")):
+        monkeypatch.setattr(calibrate, "cpu_identity", lambda flags=flags, **kw: {"cpu": "x", "flags": flags,
+                                                                                   "threads": 2})
+        assert train_precision() == want
+        assert device_kwargs()["bf16"] is (want == "bfloat16") and device_kwargs()["use_cpu"]
+        assert train_precision("dpo") == "float32"  # DPO stays float32 on CPUs (see train_precision)
+    monkeypatch.setenv("COWEST_TRAIN_PRECISION", "bfloat16")
+    assert train_precision() == "bfloat16" and train_precision("dpo") == "bfloat16"
+    monkeypatch.setenv("COWEST_TRAIN_PRECISION", "fp8")
+    with pytest.raises(ConfigError, match="COWEST_TRAIN_PRECISION='fp8': valid values are auto, bfloat16, float32"):
+        train_precision()
+
+
 # --- real training ------------------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -138,6 +162,9 @@ def test_sft_saves_adapter_log_and_changes_the_model(sft_dir, base):
     assert not sft_dir.with_name("adapter.partial").exists()
     meta = json.loads((sft_dir / "cowest_adapter.json").read_text())
     assert meta["method"] == "sft" and meta["parent"] is None and meta["base"] == "embedded/smollm2-135m"
+    from cowest.train.common import train_precision
+
+    assert meta["precision"] == train_precision()  # bf16 autocast where the hardware has native bf16, recorded
     steps = [json.loads(line) for line in (sft_dir / "train_log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in steps if "loss" in r] == [1, 2]
     sft_model, _ = load_model_and_tokenizer(source, adapter=str(sft_dir))
@@ -153,6 +180,9 @@ def test_dpo_on_top_of_sft(dpo_dir, sft_dir, base, tmp_path):
     assert (dpo_dir / "adapter_model.safetensors").exists()
     meta = json.loads((dpo_dir / "cowest_adapter.json").read_text())
     assert meta["method"] == "dpo" and (dpo_dir / meta["parent"]).resolve() == sft_dir.resolve()
+    from cowest.train.common import train_precision
+
+    assert meta["precision"] == train_precision("dpo")
     logs = [json.loads(line) for line in (dpo_dir / "train_log.jsonl").read_text().splitlines()]
     losses = [r["loss"] for r in logs if "loss" in r]
     assert len(losses) == 2 and abs(losses[0] - 0.6931) < 1e-3  # step 1: policy == reference (the SFT model)

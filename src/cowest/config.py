@@ -93,13 +93,15 @@ class ModelConfig(Section):
     batch_size: int = Field(8, ge=1)
     """hf / llamacpp: prompts per forward batch."""
     engine: Literal["auto", "llamacpp", "hf"] = "auto"
-    """embedded: the local engine. auto = llama.cpp when installed (fastest one prompt at a time), else
-    transformers; hf batches prompts, which with dtype=bfloat16 on a CPU with AMX is several times faster for
-    batched work (BENCHMARKS.md, "Token budget and engine")."""
-    dtype: Literal["float32", "bfloat16"] = "float32"
+    """embedded: the local engine. auto = the fastest on this CPU for batches of `batch_size`, measured once per
+    model and CPU in a few seconds and cached (cowest.models.calibrate); the run prints which engine it chose and
+    why. An engine named here that is not installed is an error."""
+    dtype: Literal["auto", "float32", "bfloat16"] = "float32"
     """hf inference: bfloat16 halves memory and, on hardware with native bf16 matmuls (AMX or AVX512-BF16 CPUs,
-    GPUs), runs batches several times faster; outputs differ slightly from float32, so it is part of the model's
-    identity in the response cache. Training always runs in the recipes' own precision."""
+    GPUs), runs batches several times faster; outputs differ slightly from float32 (and with the batch), so it is
+    part of the model's identity in the response cache. auto = the faster of the two by measurement where the CPU
+    has native bf16, else float32. bfloat16 on a CPU without it runs emulated, usually slower (a warning says so).
+    Training precision is chosen by the recipes (cowest.train.common.device_kwargs)."""
     n_threads: int | None = None
     """llamacpp: CPU threads (None = all cores)."""
     n_ctx: int = Field(4096, ge=1)

@@ -7,6 +7,7 @@ appended as soon as its chunk is done, so a killed run resumes where it stopped)
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from dataclasses import dataclass
@@ -26,6 +27,8 @@ if TYPE_CHECKING:
 
 TRACES_DIR = "traces"
 METRICS_FILE = "metrics.json"
+ENGINES_FILE = "engines.json"
+"""Which engine and dtype each role's model ran with, and why (cowest.models.calibrate)."""
 CONFIG_FILE = "config.yaml"
 
 
@@ -79,6 +82,8 @@ class ModelPool:
     def __init__(self, cache_dir: Path | None):
         self.cache_dir = cache_dir
         self._open: dict[tuple[str, bool], "Backend"] = {}
+        self.roles: dict[str, "Backend"] = {}
+        """role -> the backend it last got, for the record of which engine ran (engines.json)."""
 
     def get(self, mcfg: ModelConfig, role: str) -> "Backend":
         try:
@@ -93,6 +98,7 @@ class ModelPool:
         key = (mcfg.model_dump_json(), use_cache(mcfg, role))
         if key not in self._open:
             self._open[key] = TolerantBackend(open_backend(mcfg, role, self.cache_dir))
+        self.roles[role] = self._open[key]
         return self._open[key]
 
 
@@ -200,6 +206,11 @@ def run_eval(cfg: ExperimentConfig, out_dir: Path, systems: list[System] | None 
         for system in systems:
             for seed in cfg.eval.seeds:
                 run_system(system, seed, samples, cfg, pool, out_dir, chunk=chunk, budget=budget, faults=faults)
+        if pool.roles:
+            from cowest.models.calibrate import engine_record
+
+            (out_dir / ENGINES_FILE).write_text(json.dumps(
+                {role: engine_record(b) for role, b in pool.roles.items()}, indent=2) + "\n", encoding="utf-8")
     finally:
         pool.close()
     metrics = summarize(cfg, samples, systems, out_dir, allow_missing=bool(budget.failed))

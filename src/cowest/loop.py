@@ -173,6 +173,9 @@ def _feedback(cfg: ExperimentConfig, rnd: int, st: Stage) -> dict:
     judge = None
     if cfg.feedback.evaluator != "metric":
         judge = TolerantBackend(open_backend(cfg.models.judge, "judge", cache_dir(cfg))) if cfg.models.judge else strong
+    from cowest.models.calibrate import engine_record
+
+    engines = {"weak": engine_record(weak), "strong": engine_record(strong)}
     bar = Progress(len(samples), f"feedback round {rnd}")
     budget = FailureBudget(f"feedback round {rnd}", len(samples), cfg.max_failed_share)
     try:
@@ -192,7 +195,7 @@ def _feedback(cfg: ExperimentConfig, rnd: int, st: Stage) -> dict:
             "rerun to retry them")
     else:
         st.finish({**{k: stats[k] for k in ("questions", "pairs", "positive_share", "questions_without_pair",
-                                            "unscored")}, "work_s": work_s})
+                                            "unscored")}, "work_s": work_s, "engines": engines})
     log(f"feedback round {rnd}: {stats['pairs']} pairs from {stats['questions']} questions "
         f"(positive share {stats['positive_share']:.0%})")
     return stats

@@ -130,8 +130,9 @@ class Collaboration:
             raise CowestError(f"--adapter {adapter_path}: not a PEFT adapter folder (no adapter_config.json)")
         from cowest.loop import weak_model
 
-        wcfg = weak_model(cfg, adapter_path)
-        scfg = cfg.models.strong
+        # One request at a time: `engine: auto` / `dtype: auto` choose what is fastest at batch 1.
+        wcfg = weak_model(cfg, adapter_path).model_copy(update={"batch_size": 1})
+        scfg = cfg.models.strong.model_copy(update={"batch_size": 1})
         remote = split_spec(scfg.spec)[0] == "openai"
         weak = _wrap(load_backend(wcfg), wcfg)
         strong = _wrap(load_backend(scfg), scfg)

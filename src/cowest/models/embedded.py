@@ -169,17 +169,17 @@ def status(alias: str) -> dict:
 
 
 def load_embedded(model: str, cfg):
-    """Backend factory for `embedded/<alias>`: the engine `cfg.engine` names; auto = llama.cpp when installed
-    (4-6x faster than float32 transformers one prompt at a time), else transformers."""
+    """Backend factory for `embedded/<alias>`: the engine and dtype `cfg` names, or, where they are `auto`, the
+    fastest on this CPU for batches of `cfg.batch_size` by measurement (`cowest.models.calibrate`). The backend's
+    `engine_choice` records which engine runs and why; it is printed too."""
     from cowest.models.base import PROVIDERS
+    from cowest.models.calibrate import log, pick
 
     path = gguf_path(model)
-    provider = cfg.engine
-    if provider == "auto":
-        try:
-            import llama_cpp  # noqa: F401
-
-            provider = "llamacpp"
-        except ImportError:
-            provider = "hf"
-    return PROVIDERS.get(provider)(str(path), cfg)
+    choice = pick(str(path), cfg.engine, cfg.dtype, cfg.batch_size, threads=cfg.n_threads)
+    log(f"embedded/{model}: {choice.engine}" + (f" {choice.dtype}" if choice.engine == "hf" else "")
+        + f" at batch {cfg.batch_size} ({choice.reason})")
+    dtype = choice.dtype if choice.engine == "hf" else cfg.dtype
+    backend = PROVIDERS.get(choice.engine)(str(path), cfg.model_copy(update={"engine": choice.engine, "dtype": dtype}))
+    backend.engine_choice = choice.as_dict()
+    return backend

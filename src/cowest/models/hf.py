@@ -30,7 +30,8 @@ def cut_at_stop(text: str, stop: list[str]) -> tuple[str, bool]:
 
 
 class HFBackend:
-    """A transformers model on CPU (float32, or bfloat16 with `dtype`) behind the batch interface."""
+    """A transformers model on CPU (float32 or bfloat16 by `dtype`; auto measures which is faster) behind the batch
+    interface."""
 
     def __init__(self, model: str, cfg: ModelConfig):
         self.torch = require("torch", "train")
@@ -38,10 +39,12 @@ class HFBackend:
 
         if cfg.n_threads:
             self.torch.set_num_threads(cfg.n_threads)
+        self.engine_choice: dict[str, Any] | None = None
+        if cfg.dtype == "auto":
+            cfg = cfg.model_copy(update={"dtype": self._pick_dtype(model, cfg)})
         self.cfg = cfg
-        self.model, self.tok = load_model_and_tokenizer(model, adapter=cfg.adapter)
-        if cfg.dtype == "bfloat16":  # after merging adapters in float32, so only the final weights are rounded
-            self.model.to(self.torch.bfloat16)
+        # Adapters are merged in float32 and the result cast, so only the final weights are rounded.
+        self.model, self.tok = load_model_and_tokenizer(model, adapter=cfg.adapter, dtype=cfg.dtype)
         self.model.eval()
         self.tok.padding_side = "left"  # decoder-only generation continues from the right end of every row
         self.has_chat_template = bool(getattr(self.tok, "chat_template", None))
@@ -51,6 +54,15 @@ class HFBackend:
         self.identity = f"hf/{name}@{weights_id(model)}{adapter}" + ("+bf16" if cfg.dtype == "bfloat16" else "")
         eos = self.model.generation_config.eos_token_id
         self._eos = set(eos if isinstance(eos, list) else [eos] if eos is not None else [self.tok.eos_token_id])
+
+    def _pick_dtype(self, model: str, cfg: ModelConfig) -> str:
+        """`dtype: auto`: the faster of float32 and bfloat16 at `cfg.batch_size` by measurement on this CPU."""
+        from cowest.models.calibrate import log, pick
+
+        choice = pick(model, "hf", "auto", cfg.batch_size, threads=cfg.n_threads)
+        log(f"hf/{Path(model).name}: {choice.dtype} at batch {cfg.batch_size} ({choice.reason})")
+        self.engine_choice = choice.as_dict()
+        return choice.dtype
 
     def _render(self, messages: list[Message]) -> str:
         if self.has_chat_template:

@@ -1,7 +1,8 @@
 """Load a causal LM and its tokenizer into transformers: local folder, hub id or GGUF file, plus adapter chains.
 
-A GGUF file is converted once into an fp32 safetensors folder under `<models cache>/hf/<sha256 of the file>`:
-loading a GGUF dequantizes every tensor (30-120 s), the saved folder loads in seconds. Adapters that cowest trains
+A GGUF file is converted once into a safetensors folder in the dtype that runs (float32 under
+`<models cache>/hf/<sha256 of the file>`, bfloat16 under `...-bfloat16`): loading a GGUF dequantizes every tensor
+(30-120 s), the saved folder loads in seconds and is hash-checked against the SHA-256 recorded at conversion. Adapters that cowest trains
 record their parent in `cowest_adapter.json` (an aligned adapter was trained on the SFT model with the SFT adapter
 merged), so loading the leaf rebuilds base -> merge parents -> apply leaf.
 """
@@ -54,34 +55,90 @@ def _strip_gguf_quantizer(model: Any) -> Any:
     return model
 
 
-def gguf_cache_dir(gguf: str | Path) -> Path:
-    """Where the safetensors copy of a GGUF file lives: keyed by the file's SHA-256, so renames reuse it."""
+SOURCE_META = "cowest_source.json"
+"""Written into every converted folder: the GGUF it came from, its dtype and the SHA-256 of each file."""
+
+
+def gguf_cache_dir(gguf: str | Path, dtype: str = "float32") -> Path:
+    """Where the safetensors copy of a GGUF file in `dtype` lives: keyed by the file's SHA-256, so renames reuse it
+    (`<sha>` holds float32, `<sha>-bfloat16` the bf16 copy: half the disk and the read)."""
     from cowest.models.embedded import cache_root
     from cowest.models.identity import file_sha256
 
-    return cache_root() / "hf" / file_sha256(gguf)
+    digest = file_sha256(gguf)
+    return cache_root() / "hf" / (digest if dtype == "float32" else f"{digest}-{dtype}")
 
 
-def convert_gguf(gguf: str | Path) -> Path:
-    """The fp32 safetensors folder of a GGUF file, converting it on first use (atomic: a crash leaves no half folder)."""
+def _folder_hashes(folder: Path) -> dict[str, str]:
+    from cowest.models.identity import file_sha256
+
+    return {f.name: file_sha256(f) for f in sorted(folder.iterdir()) if f.is_file() and f.name != SOURCE_META}
+
+
+def verify_converted(folder: Path) -> str | None:
+    """None when every file of a converted folder matches the SHA-256 recorded at conversion, else what is wrong.
+
+    Hashes are remembered by size and mtime (cowest.models.identity), so a folder that did not change is checked
+    without reading it. A folder converted before hashes were recorded gets them recorded now.
+    """
+    try:
+        meta = json.loads((folder / SOURCE_META).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return f"{SOURCE_META} is missing or unreadable"
+    files = meta.get("files")
+    if files is None:
+        meta["files"] = _folder_hashes(folder)
+        (folder / SOURCE_META).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+        return None
+    from cowest.models.identity import file_sha256
+
+    for name, digest in files.items():
+        f = folder / name
+        if not f.is_file():
+            return f"{name} is missing"
+        if file_sha256(f) != digest:
+            return f"{name} does not match its recorded SHA-256"
+    return None
+
+
+def convert_gguf(gguf: str | Path, dtype: str = "float32") -> Path:
+    """The safetensors folder of a GGUF file in `dtype`, converting it on first use (atomic: a crash leaves no half
+    folder) and converting again when a file fails its hash check. A bf16 copy is cast from the float32 copy when
+    that exists (seconds), else from the GGUF (the dequantisation, 30-120 s)."""
     transformers = require("transformers", "train")
     torch = require("torch", "train")
     gguf = Path(gguf)
     if not gguf.is_file():
         raise CowestError(f"GGUF file not found: {gguf}")
-    target = gguf_cache_dir(gguf)
+    target = gguf_cache_dir(gguf, dtype)
     if (target / "config.json").exists():
-        return target
+        problem = verify_converted(target)
+        if problem is None:
+            return target
+        from cowest.models.calibrate import log
+
+        log(f"converted weights {target}: {problem}; converting {gguf.name} again")
+        shutil.rmtree(target, ignore_errors=True)
     tmp = target.with_name(f"{target.name}.{os.getpid()}.partial")
     shutil.rmtree(tmp, ignore_errors=True)
-    tok = transformers.AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-    model = transformers.AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name,
-                                                              dtype=torch.float32)
-    _strip_gguf_quantizer(model)
+    fp32 = gguf_cache_dir(gguf)
+    if dtype != "float32" and (fp32 / "config.json").exists() and verify_converted(fp32) is None:
+        tok = transformers.AutoTokenizer.from_pretrained(str(fp32))
+        model = transformers.AutoModelForCausalLM.from_pretrained(str(fp32), dtype=getattr(torch, dtype))
+    else:
+        tok = transformers.AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+        model = transformers.AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name,
+                                                                  dtype=torch.float32)
+        _strip_gguf_quantizer(model)
+        model.to(getattr(torch, dtype))
     _ensure_chat_template(tok)
     model.save_pretrained(str(tmp))
     tok.save_pretrained(str(tmp))
-    (tmp / "cowest_source.json").write_text(json.dumps({"gguf": str(gguf.resolve()), "sha256": target.name}) + "\n")
+    from cowest.models.embedded import sha256_file
+
+    files = {f.name: sha256_file(f) for f in sorted(tmp.iterdir()) if f.is_file()}
+    meta = {"gguf": str(gguf.resolve()), "sha256": fp32.name, "dtype": dtype, "files": files}
+    (tmp / SOURCE_META).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     try:
         os.replace(tmp, target)
     except OSError:  # another process converted it first
@@ -137,19 +194,21 @@ def adapter_chain(adapter: str | Path) -> list[Path]:
     return chain[::-1]
 
 
-def load_model_and_tokenizer(source: str, *, adapter: str | Path | None = None,
-                             trainable: bool = False) -> tuple[Any, Any]:
-    """Load an fp32 causal LM and its tokenizer from a folder, a hub id or a .gguf file, with optional adapters.
+def load_model_and_tokenizer(source: str, *, adapter: str | Path | None = None, trainable: bool = False,
+                             dtype: str = "float32") -> tuple[Any, Any]:
+    """Load a causal LM and its tokenizer from a folder, a hub id or a .gguf file, with optional adapters.
 
     `adapter` may be the leaf of a chain (see `adapter_chain`): parents are merged into the base in order. With
     `trainable=False` the leaf is merged too and the model is in eval mode; with `trainable=True` the leaf stays a
-    trainable PEFT adapter.
+    trainable PEFT adapter. Adapters are applied and merged in float32 and the result is cast to `dtype` after, so
+    only the final weights are rounded; without adapters a GGUF loads from its converted copy in `dtype`.
     """
     transformers = require("transformers", "train")
     torch = require("torch", "train")
-    folder = convert_gguf(source) if str(source).endswith(".gguf") else source
+    load_dtype = dtype if adapter is None and not trainable else "float32"
+    folder = convert_gguf(source, load_dtype) if str(source).endswith(".gguf") else source
     tok = transformers.AutoTokenizer.from_pretrained(str(folder))
-    model = transformers.AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32)
+    model = transformers.AutoModelForCausalLM.from_pretrained(str(folder), dtype=getattr(torch, load_dtype))
     _strip_gguf_quantizer(model)
     if adapter is not None:
         peft = require("peft", "train")
@@ -159,6 +218,8 @@ def load_model_and_tokenizer(source: str, *, adapter: str | Path | None = None,
             model = peft.PeftModel.from_pretrained(model, str(a), is_trainable=leaf and trainable)
             if not (leaf and trainable):
                 model = model.merge_and_unload()
+    if not trainable and model.dtype != getattr(torch, dtype):
+        model.to(getattr(torch, dtype))
     _prepare_tokenizer(tok)
     if model.generation_config is not None and model.generation_config.pad_token_id is None:
         model.generation_config.pad_token_id = tok.pad_token_id
