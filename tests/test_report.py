@@ -102,8 +102,8 @@ def test_training_diagnostics_warn_when_the_chosen_log_probability_falls(run_dir
     text = render_report([run_dir]).read_text()
     assert "## Training diagnostics" in text
     assert ("| round1/align | sigmoid | 1–4 | -40.00 → -45.00 | -50.00 → -53.00 | 0.00 → -0.50 | 0.00 → 0.30 | "
-            "+0.250 nats/token |") in text
-    assert "| round2/align | sigmoid + 1.0 NLL | 1–4 |" in text and "+0.020 nats/token |" in text
+            "-0.250 nats/token |") in text
+    assert "| round2/align | sigmoid + 1.0 NLL | 1–4 |" in text and "-0.020 nats/token |" in text
     warnings = [line for line in text.splitlines() if line.startswith("**Warning**")]
     assert len(warnings) == 1 and "(round1/align)" in warnings[0] and "0.250 nats/token" in warnings[0]
     assert "align.rpo_alpha" in warnings[0]

@@ -204,7 +204,7 @@ def diagnostics_section(run_dir: Path, out_dir: Path, prefix: str = "") -> list[
         first, last = log[0], log[-1]
         loss = meta.get("loss_type", "?") + (f" + {meta['rpo_alpha']} NLL" if meta.get("rpo_alpha") else "")
         rows.append([name, loss, f"{first['step']}–{last['step']}"]
-                    + [f"{first[k]:.2f} → {last[k]:.2f}" for k in DIAGNOSTIC_KEYS] + [f"{drop:+.3f} {unit}"])
+                    + [f"{first[k]:.2f} → {last[k]:.2f}" for k in DIAGNOSTIC_KEYS] + [f"{-drop + 0.0:+.3f} {unit}"])
         if drop > limit:
             warnings.append(f"**Warning** ({name}): the chosen drafts' log-probability fell by {drop:.3f} {unit} "
                             f"against the reference between the first and last steps, more than align.logp_drop_warn"
@@ -214,8 +214,9 @@ def diagnostics_section(run_dir: Path, out_dir: Path, prefix: str = "") -> list[
         return []
     out = ["## Training diagnostics", "",
            "TRL's logged values, first → last logged step: log-probabilities summed over each completion (batch "
-           "mean), rewards = β × log-ratio to the reference; the last column is the fall of the chosen log-ratio.", ""]
-    out += _table(["adapter", "loss", "steps", *DIAGNOSTIC_KEYS, "chosen log-prob fall"], rows)
+           "mean; each step sees other pairs), rewards = β × log-ratio to the reference; the last column is the "
+           "change of the chosen drafts' log-ratio (rewards/chosen ÷ β) per token, negative when it fell.", ""]
+    out += _table(["adapter", "loss", "steps", *DIAGNOSTIC_KEYS, "chosen log-ratio change"], rows)
     for w in warnings:
         out += [w, ""]
     png = out_dir / f"{prefix}training.png"
