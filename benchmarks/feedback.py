@@ -71,7 +71,8 @@ def main() -> None:
     rows += [("wall s: feedback total (this invocation)", f"{run_s:.1f}"),
              ("strong requests (solo + distinct refinements)", stats["requests"].get("strong", 0)),
              ("strong calls made (cache misses)", stats["calls"].get("strong", 0)),
-             ("naive strong + judge calls (K refinements + 1 solo + K + 1 judge per question)",
+             ("naive strong + judge calls (a plain script: K refinements + 1 solo per question, and K + 1 judge "
+              "calls where the evaluator judges)",
               stats["naive_strong_and_judge_calls"]),
              ("pairs", stats["pairs"]),
              ("strong calls per pair (naive)", f"{stats['strong_calls_per_pair'] or float('nan'):.2f} "

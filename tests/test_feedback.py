@@ -55,7 +55,7 @@ def test_influence_and_pairs_are_hand_computable(tmp_path):
     assert {p.rejected[0]["content"] for p in pairs} == {"Answer: london"}
     assert pairs[0].prompt == r.prompt and pairs[0].question_id == "q1"
     assert stats["positive_share"] == pytest.approx(6 / 8)
-    assert stats["naive_strong_and_judge_calls"] == 2 * (2 * 4 + 2)
+    assert stats["naive_calls"] == {"strong": 2 * (4 + 1), "judge": 0}  # metric evaluator: no judge calls
     assert stats["strong_calls_per_pair"] == pytest.approx(8 / 4)
 
 

@@ -27,9 +27,11 @@ def run_dir(tmp_path):
     fb = run / "round1" / "feedback"
     fb.mkdir(parents=True)
     (fb / "pairs.png").write_bytes(b"png")
-    (fb / "pairs_stats.json").write_text(json.dumps({"questions": 10, "drafts": 40, "pairs": 12, "positive_share": 0.3,
-                                                      "questions_without_pair": 4, "strong_calls_per_pair": 4.5,
-                                                      "naive_strong_calls_per_pair": 8.3}))
+    (fb / "pairs_stats.json").write_text(json.dumps({
+        "questions": 10, "drafts": 40, "pairs": 12, "positive_share": 0.3, "questions_without_pair": 4,
+        "strong_calls_per_pair": 4.5, "naive_strong_calls_per_pair": 8.3, "distinct_drafts_mean": 2.5,
+        "distinct_drafts_histogram": {"1": 2, "2": 3, "3": 3, "4": 2}, "pairs_per_feedback_question": 1.2,
+        "mean_gap": 0.75, "sampling": {"k": 4, "temperature": 1.0, "top_p": 0.95}}))
     return run
 
 
@@ -42,7 +44,8 @@ def test_report_from_run_files(run_dir):
     assert "Paired differences in accuracy" in text and "| strong_only | collaborate-cot | +0.000 [" in text
     assert "| collaborate-cot | 2 | 2 | 0 |" in text  # per-sample wins/losses read from the traces
     assert "smaller assistant" in text or "weak / draft_cot" in text
-    assert "| round1 | 10 | 40 | 12 | 0.300 | 4 | 4.50 | 8.30 |" in text
+    assert "| round1 | 10 | 40 | 2.50 | 12 | 1.20 | 0.750 | 0.300 | 4 | 4.50 | 8.30 |" in text
+    assert "round1: distinct drafts per question (K = 4, temperature 1.0, top_p 0.95): {1: 2, 2: 3, 3: 3, 4: 2}" in text
     assert "](round1/feedback/pairs.png)" in text
     for png in ("metrics.png", "cost.png"):
         assert f"]({png})" in text
@@ -77,3 +80,49 @@ def test_round_trend_flags_a_round_that_made_things_worse():
     assert "| round 1 | 0.500 | collab_sft | +0.100 | [+0.010, +0.200] | better (CI excludes 0) |" in text
     assert "| round 2 | 0.300 | collab_aligned_r1 | -0.200 | [-0.350, -0.050] | worse (CI excludes 0) |" in text
     assert round_trend_section({"headline": "em", "systems": {"strong": sys_(0.1)}, "paired": []}) == []
+
+
+def _dpo_log(adapter, chosen_rewards: list[float], **meta) -> None:
+    """A DPO adapter folder as run_dpo leaves it: TRL's logged rows (plus the non-step summary row) and the meta."""
+    adapter.mkdir(parents=True)
+    rows = [{"step": i + 1, "loss": 0.69, "logps/chosen": -40.0 + 10 * r, "logps/rejected": -50.0 - i,
+             "rewards/chosen": r, "rewards/margins": 0.1 * i} for i, r in enumerate(chosen_rewards)]
+    rows.append({"step": len(rows), "train_runtime": 12.0, "train_loss": 0.6})
+    (adapter / "train_log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (adapter / "cowest_adapter.json").write_text(json.dumps({"method": "dpo", "beta": 0.1, "loss_type": "sigmoid",
+                                                             **meta}))
+
+
+def test_training_diagnostics_warn_when_the_chosen_log_probability_falls(run_dir):
+    # Plain DPO: rewards/chosen 0 -> -0.5 with β 0.1 is a log-ratio fall of 5 nats over 20-token drafts: 0.25/token.
+    _dpo_log(run_dir / "round1" / "align" / "adapter", [0.0, -0.1, -0.3, -0.5], chosen_tokens_mean=20)
+    # With the NLL term the chosen drafts hold (0.02 nats/token): no warning.
+    _dpo_log(run_dir / "round2" / "align" / "adapter", [0.0, 0.0, -0.02, -0.04], chosen_tokens_mean=20,
+             rpo_alpha=1.0)
+    text = render_report([run_dir]).read_text()
+    assert "## Training diagnostics" in text
+    assert ("| round1/align | sigmoid | 1–4 | -40.00 → -45.00 | -50.00 → -53.00 | 0.00 → -0.50 | 0.00 → 0.30 | "
+            "-0.250 nats/token |") in text
+    assert "| round2/align | sigmoid + 1.0 NLL | 1–4 |" in text and "-0.020 nats/token |" in text
+    warnings = [line for line in text.splitlines() if line.startswith("**Warning**")]
+    assert len(warnings) == 1 and "(round1/align)" in warnings[0] and "0.250 nats/token" in warnings[0]
+    assert "align.rpo_alpha" in warnings[0]
+    assert "](training.png)" in text and (run_dir / "training.png").read_bytes()[:8] == PNG_MAGIC
+
+    # The threshold is the run's align.logp_drop_warn.
+    (run_dir / "config.yaml").write_text("align:\n  logp_drop_warn: 0.3\n")
+    assert "**Warning**" not in render_report([run_dir]).read_text()
+
+
+def test_sft_positive_control_is_a_row_of_the_results_table(run_dir):
+    from cowest.loop import eval_systems
+
+    cfg = validate_config({"run_dir": str(run_dir), "align": {"sft_positive_control": True}})
+    names = [s.name for s in eval_systems(cfg)]
+    assert names[:5] == ["weak_sft", "strong", "collab_sft", "collab_aligned_r1", "collab_sft_positive_r1"]
+    metrics = json.loads((run_dir / "eval" / "metrics.json").read_text())
+    metrics["systems"]["collab_sft_positive_r1"] = metrics["systems"]["collaborate-cot"]
+    (run_dir / "eval" / "metrics.json").write_text(json.dumps(metrics))
+    text = render_report([run_dir]).read_text()
+    table = text[text.index("| system | strategy |"):text.index("Paired differences")]
+    assert "| collab_sft_positive_r1 | collaborate | cot | 0.500 [" in table

@@ -12,19 +12,20 @@ from pathlib import Path
 
 import pytest
 
-from cowest.config import ExperimentConfig
-from cowest.errors import CowestError, DataError
+from cowest.config import AlignConfig, DPOLoss, ExperimentConfig, validate_config
+from cowest.errors import ConfigError, CowestError, DataError
 from cowest.records import PreferencePair, Sample, write_jsonl
 from cowest.tasks import demo
 from cowest.tasks.prompts import draft_messages, draft_target
-from cowest.train.dpo import load_pairs, positive_rows, run_dpo, run_sft_positive
+from cowest.train.dpo import load_pairs, loss_kwargs, positive_rows, run_dpo, run_sft_positive
+from cowest.train.common import device_kwargs
 from cowest.train.sft import sft_rows, sft_target
 
 TINY = {"max_steps": 2, "batch_size": 2, "max_length": 256, "lora_r": 8, "lora_alpha": 16}
 
 
-def _cfg() -> ExperimentConfig:
-    return ExperimentConfig.model_validate({"sft": {**TINY, "lr": 1e-3}, "align": {**TINY, "lr": 5e-4}})
+def _cfg(**align) -> ExperimentConfig:
+    return ExperimentConfig.model_validate({"sft": {**TINY, "lr": 1e-3}, "align": {**TINY, "lr": 5e-4, **align}})
 
 
 def _samples(n: int = 4) -> list[Sample]:
@@ -116,6 +117,130 @@ def test_train_precision_follows_the_hardware(monkeypatch):
     monkeypatch.setenv("COWEST_TRAIN_PRECISION", "fp8")
     with pytest.raises(ConfigError, match="COWEST_TRAIN_PRECISION='fp8': valid values are auto, bfloat16, float32"):
         train_precision()
+
+
+# --- bootstrapped rationales for label-only data (scripted backends) ----------------------------------------------
+
+class ScriptedDrafter:
+    """Replies from a per-question list of (text, finish_reason); records what it was asked."""
+
+    has_chat_template = True
+
+    def __init__(self, replies: dict[str, list[tuple[str, str]]]):
+        self.replies, self.asked, self.params = replies, [], None
+
+    def generate(self, prompts, params):
+        from cowest.records import Generation
+
+        self.params = params
+        out = []
+        for msgs in prompts:
+            key = next(k for k in self.replies if k in msgs[-1]["content"])
+            self.asked.append(key)
+            out.append([Generation(text=t, finish_reason=f) for t, f in self.replies[key]][: params.n])
+        return out
+
+    def close(self):
+        pass
+
+
+def _label_only() -> list[Sample]:
+    mk = lambda i, gold, rationale=None: Sample(  # noqa: E731
+        id=f"e{i}", task="ethics", family="cls", question=f"Claim {i}: I deserve a break because I worked.",
+        answers=[gold], labels=["reasonable", "unreasonable"], rationale=rationale)
+    return [mk(1, "reasonable"), mk(2, "unreasonable"), mk(3, "reasonable", "Given in the data."),
+            mk(4, "reasonable"), mk(5, "unreasonable")]
+
+
+def test_bootstrapped_rationales_keep_only_reasoning_that_reaches_the_gold_label(tmp_path):
+    from cowest.rationales import bootstrap_rationales
+
+    replies = {
+        "Claim 1": [("Breaks are owed for work done.\nAnswer: unreasonable", "stop"),  # wrong label
+                    ("Work earns rest, so the claim holds.\nAnswer: reasonable", "stop")],  # kept
+        "Claim 2": [("Answer: reasonable", "stop"), ("It is fine.\nAnswer: reasonable", "stop")],  # never right
+        "Claim 4": [("Work earns rest, so the claim holds and\nAnswer: reasonable and", "length"),  # cut
+                    ("Answer: reasonable", "stop")],  # right, but no reasoning to learn
+        "Claim 5": [("The break does not follow from the work. Answer: unreasonable", "stop")],  # inline marker
+    }
+    drafter = ScriptedDrafter(replies)
+    cfg = _cfg()
+    cfg.sft.rationales, cfg.sft.rationale_samples = "weak", 2
+    out = bootstrap_rationales(_label_only(), drafter, cfg, tmp_path)
+    assert drafter.asked == ["Claim 1", "Claim 2", "Claim 4", "Claim 5"]  # e3 has its own rationale
+    assert drafter.params.n == 2 and drafter.params.temperature == cfg.sft.rationale_temperature
+    assert [s.rationale for s in out] == ["Work earns rest, so the claim holds.", None, "Given in the data.", None,
+                                          "The break does not follow from the work."]
+    rows = sft_rows(out, cfg)
+    assert rows[0]["completion"][0]["content"] == "Work earns rest, so the claim holds.\nAnswer: reasonable"
+    assert rows[1]["completion"][0]["content"] == "Answer: unreasonable"  # sft.target=auto falls back
+    stats = json.loads((tmp_path / "rationales_stats.json").read_text())
+    assert stats == {"samples": 5, "with_rationale_in_data": 1, "bootstrapped": 2, "without_rationale": 2,
+                     "source": "weak", "samples_per_question": 2}
+    kept = [json.loads(x) for x in (tmp_path / "rationales.jsonl").read_text().splitlines()]
+    assert [k["id"] for k in kept] == ["e1", "e5"]
+
+
+def test_rationales_from_the_strong_model_through_its_backend(tmp_path):
+    from cowest.config import validate_config
+    from cowest.rationales import with_rationales
+    from cowest.stages import stage_inputs
+
+    rules = tmp_path / "rules.json"
+    rules.write_text(json.dumps([["Claim 1", "Resting after work is fair.\nAnswer: reasonable"],
+                                 ["", "Answer: reasonable"]]))
+    cfg = validate_config({"run_dir": str(tmp_path / "run"), "models": {"strong": {"spec": f"mock/rules:{rules}"}},
+                           "sft": {"rationales": "strong"}})
+    out = with_rationales(cfg, _label_only(), tmp_path / "run" / "sft", tmp_path / "cache")
+    assert out[0].rationale == "Resting after work is fair." and out[1].rationale is None
+    assert json.loads((tmp_path / "run" / "sft" / "rationales_stats.json").read_text())["bootstrapped"] == 1
+    # The SFT stage then depends on the strong model; with the dataset's rationales it does not.
+    assert "models.strong.spec" in stage_inputs(cfg, "sft")
+    assert "models.strong.spec" not in stage_inputs(validate_config({}), "sft")
+    assert with_rationales(validate_config({}), _label_only(), tmp_path / "none", None) == _label_only()
+    assert not (tmp_path / "none").exists()
+
+
+# --- the DPO loss options (TRL's DPOConfig, no model) ----------------------------------------------------------------
+
+def test_loss_types_are_trls():
+    import re
+    from typing import get_args
+
+    import trl
+
+    help_text = trl.DPOConfig.__dataclass_fields__["loss_type"].metadata["help"]
+    assert set(get_args(DPOLoss)) == set(re.findall(r"`'(\w+)'`", help_text))
+
+
+def test_rpo_alpha_and_label_smoothing_reach_trl():
+    import trl
+
+    assert loss_kwargs(_cfg()) == {"loss_type": ["sigmoid"], "loss_weights": [1.0], "label_smoothing": 0.0}
+    rpo = loss_kwargs(_cfg(rpo_alpha=0.5))
+    assert rpo == {"loss_type": ["sigmoid", "sft"], "loss_weights": [1.0, 0.5], "label_smoothing": 0.0}
+    robust = loss_kwargs(_cfg(loss_type="robust", label_smoothing=0.1, rpo_alpha=1.0))
+    args = trl.DPOConfig(output_dir="unused", **device_kwargs(), **robust)
+    assert (args.loss_type, args.loss_weights, args.label_smoothing) == (["robust", "sft"], [1.0, 1.0], 0.1)
+
+
+@pytest.mark.parametrize("align, message", [
+    ({"loss_type": "cdpo"}, r"'align\.loss_type': Input should be 'sigmoid', 'hinge', 'ipo'"),
+    ({"label_smoothing": 0.1}, r"label_smoothing=0\.1 has no effect with loss_type=sigmoid; use it with loss_type "
+                               r"one of robust, exo_pair, aot, aot_unpaired"),
+    ({"loss_type": "robust", "label_smoothing": 0.5}, r"'align\.label_smoothing': Input should be less than 0\.5"),
+    ({"loss_type": "exo_pair"}, r"exo_pair needs label_smoothing > 0"),
+    ({"rpo_alpha": -1}, r"'align\.rpo_alpha': Input should be greater than or equal to 0"),
+])
+def test_bad_loss_options_fail_in_one_line(align, message):
+    with pytest.raises(ConfigError, match=message) as e:
+        validate_config({"align": align}, source="x.yaml")
+    assert "\n" not in str(e.value) and str(e.value).startswith("x.yaml: 'align")
+
+
+def test_defaults_are_the_papers_plain_sigmoid_dpo():
+    a = AlignConfig()
+    assert (a.loss_type, a.rpo_alpha, a.label_smoothing) == ("sigmoid", None, 0.0)
 
 
 # --- real training ------------------------------------------------------------------------------------------------
@@ -210,3 +335,20 @@ def test_sft_positive_control(sft_dir, dpo_dir, base):
     assert meta["method"] == "sft_positive" and meta["examples"] == 4
     assert (out / meta["parent"]).resolve() == sft_dir.resolve()
     assert [json.loads(x)["step"] for x in (out / "train_log.jsonl").read_text().splitlines() if '"loss"' in x] == [1, 2]
+
+
+@pytest.mark.slow
+def test_rpo_alpha_adds_the_nll_of_the_chosen_drafts(dpo_dir, sft_dir, base):
+    """Same start, pairs and seed as the plain DPO run; only align.rpo_alpha differs."""
+    pairs = sft_dir.parent / "pairs.jsonl"
+    out = run_dpo(_cfg(rpo_alpha=1.0), pairs, sft_dir.parent / "rpo", weak_source=base[0],
+                  reference_adapter=str(sft_dir))
+    loss = lambda d: [json.loads(x)["loss"] for x in (d / "train_log.jsonl").read_text().splitlines() if '"loss"' in x]  # noqa: E731
+    plain, rpo = loss(dpo_dir), loss(out)
+    assert len(rpo) == 2 and abs(plain[0] - 0.6931) < 1e-3
+    # Step 1 (policy == reference): the DPO term is log 2 in both; RPO adds α × the chosen drafts' mean NLL per
+    # token, which for drafts the SFT model saw once is well above 0 and below the loss of a random guess.
+    nll = rpo[0] - plain[0]
+    assert 0.05 < nll < 10
+    meta = json.loads((out / "cowest_adapter.json").read_text())
+    assert meta["rpo_alpha"] == 1.0 and meta["loss_type"] == "sigmoid" and meta["chosen_tokens_mean"] > 5

@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_serializer, field_validator
+from pydantic import (BaseModel, ConfigDict, Field, ValidationError, field_serializer, field_validator,
+                      model_validator)
 
 from cowest.errors import ConfigError
 from cowest.records import SamplingParams
@@ -169,6 +170,13 @@ class SFTConfig(Section):
     merge: bool = False
     """Also save a merged full model."""
     seed: int = 0
+    rationales: Literal["data", "weak", "strong"] = "data"
+    """Where cot targets get their rationale: data (the dataset's own; label-only rows train `Answer: X`), or
+    bootstrapped for rows without one from the weak base model or the strong model, keeping a sampled reasoning
+    that reaches the gold answer (cowest.rationales)."""
+    rationale_samples: int = Field(default=4, ge=1)
+    """Replies sampled per row when bootstrapping rationales."""
+    rationale_temperature: float = 0.7
 
 
 class FeedbackConfig(Section):
@@ -182,8 +190,19 @@ class FeedbackConfig(Section):
     margin: float = 0.0
     """A draft is chosen when its influence is > margin."""
     pair_rule: Literal["all", "best_vs_worst"] = "all"
-    max_pairs_per_question: int = Field(4, ge=1)
+    """all: every (chosen, rejected) combination, largest gap Δ_chosen − Δ_rejected first; best_vs_worst: one pair,
+    the largest gap."""
+    min_gap: float = 0.0
+    """Keep a pair only when Δ_chosen − Δ_rejected >= min_gap (0: every chosen/rejected combination qualifies)."""
+    max_pairs_per_question: int | None = Field(default=4, ge=1)
+    """At most this many pairs per question, the largest gaps; None = all of them."""
     draft_format: Literal["cot", "knowledge", "direct"] = "cot"
+
+
+# TRL 1.16's DPO losses (`trl.DPOConfig.loss_type`; tests/test_train.py checks the list against the installed TRL).
+DPOLoss = Literal["sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair", "sppo_hard", "aot",
+                  "aot_unpaired", "apo_zero", "apo_down", "discopop", "sft", "sigmoid_norm"]
+SMOOTHED_LOSSES = ("robust", "exo_pair", "aot", "aot_unpaired")
 
 
 class AlignConfig(Section):
@@ -195,8 +214,16 @@ class AlignConfig(Section):
     batch_size: int = 2
     grad_accum: int = 1
     max_length: int = 512
-    loss_type: str = "sigmoid"
-    """TRL DPO loss: sigmoid, ipo, hinge, robust ..."""
+    loss_type: DPOLoss = "sigmoid"
+    """TRL's DPO loss (`trl.DPOConfig.loss_type`): sigmoid (the paper's), robust (label-noise robust, with
+    label_smoothing), ipo, hinge ..."""
+    rpo_alpha: float | None = Field(default=None, ge=0)
+    """Weight α of an NLL term on the chosen drafts added to the DPO loss (RPO), which keeps their likelihood from
+    falling; None = plain DPO. TRL 1.16 has no `rpo_alpha` field: it is its `sft` loss with weight α next to
+    loss_type (`loss_type=[loss_type, "sft"]`, `loss_weights=[1, α]`)."""
+    label_smoothing: float = Field(default=0.0, ge=0.0, lt=0.5)
+    """The probability that a preference is flipped, for loss_type robust (Robust DPO, e.g. 0.1), exo_pair, aot and
+    aot_unpaired; TRL's other losses ignore it, so it is refused with them."""
     precompute_ref_log_probs: bool = False
     lora_r: int = 16
     lora_alpha: int = 32
@@ -205,6 +232,19 @@ class AlignConfig(Section):
     reference: Literal["sft", "previous"] = "sft"
     """Reference of rounds after the first: the SFT model or the previous round's aligned model."""
     seed: int = 0
+    logp_drop_warn: float = 0.1
+    """The report warns when the chosen drafts' log-probability, relative to the reference, fell by more than this
+    many nats per token between the first and the last logged DPO step (TRL's rewards/chosen ÷ β, the summed
+    log-ratio of a chosen draft, divided by the chosen drafts' mean token count). Read by the report only."""
+
+    @model_validator(mode="after")
+    def _smoothing_needs_a_loss_that_uses_it(self) -> "AlignConfig":
+        if self.label_smoothing > 0 and self.loss_type not in SMOOTHED_LOSSES:
+            raise ValueError(f"label_smoothing={self.label_smoothing} has no effect with loss_type={self.loss_type}; "
+                             f"use it with loss_type one of {', '.join(SMOOTHED_LOSSES)} (e.g. align.loss_type=robust)")
+        if self.loss_type == "exo_pair" and self.label_smoothing == 0:
+            raise ValueError("loss_type=exo_pair needs label_smoothing > 0 (the EXO paper uses align.label_smoothing=1e-3)")
+        return self
 
 
 class ServeConfig(Section):

@@ -107,7 +107,10 @@ def adapter_outputs(adapter: Path) -> tuple[str, ...]:
 
 def sft_stage(cfg: ExperimentConfig) -> Stage:
     # Reads only the task's data and the base model.
-    return stage(cfg, "sft", Path(cfg.run_dir) / "sft", outputs=adapter_outputs(sft_adapter(cfg)))
+    from cowest.rationales import RATIONALES_FILE, RATIONALES_STATS
+
+    return stage(cfg, "sft", Path(cfg.run_dir) / "sft",
+                 outputs=(*adapter_outputs(sft_adapter(cfg)), RATIONALES_FILE, RATIONALES_STATS))
 
 
 def do_sft(cfg: ExperimentConfig, force: bool = False) -> Path:
@@ -118,9 +121,11 @@ def do_sft(cfg: ExperimentConfig, force: bool = False) -> Path:
         if not runs:
             log("sft: done already, skipped")
             return sft_adapter(cfg)
+        from cowest.rationales import with_rationales
         from cowest.train.sft import run_sft
 
         samples = load_samples(cfg.task, cfg.task.train_split, cfg.task.train_limit)
+        samples = with_rationales(cfg, samples, Path(cfg.run_dir) / "sft", cache_dir(cfg))
         log(f"sft: {len(samples)} samples of {cfg.task.name}/{cfg.task.train_split}")
         path = run_sft(cfg, samples, sft_adapter(cfg))
         st.finish({"samples": len(samples), "adapter": str(path)})

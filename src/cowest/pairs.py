@@ -1,6 +1,7 @@
 """Preference pairs from collaborative feedback, their statistics and plot.
 
-Drafts with Δ > margin are chosen, drafts with Δ <= 0 rejected, always within one question. Rows are TRL's
+Drafts with Δ > margin are chosen, drafts with Δ <= 0 rejected, always within one question; of these combinations
+the largest gaps Δ_chosen − Δ_rejected are kept (feedback.min_gap, feedback.max_pairs_per_question). Rows are TRL's
 `prompt` / `chosen` / `rejected` (conversational when the weak model has a chat template) plus the question id and
 both Δ values, so `datasets.load_dataset("json", data_files="pairs.jsonl")` reads them unchanged.
 """
@@ -20,19 +21,29 @@ PAIRS_FILE = "pairs.jsonl"
 STATS_FILE = "pairs_stats.json"
 
 
-def question_pairs(rec: FeedbackRecord, fb: FeedbackConfig, conversational: bool = True) -> list[PreferencePair]:
-    scored = {}
+Scored = tuple[str, float]  # a distinct draft text and its Δ
+
+
+def candidate_pairs(rec: FeedbackRecord, fb: FeedbackConfig) -> list[tuple[Scored, Scored]]:
+    """Every (chosen, rejected) combination of this question's distinct drafts, largest gap Δ_chosen − Δ_rejected
+    first (equal gaps keep the drafts' order)."""
+    scored: dict[str, float] = {}
     for d in rec.drafts:  # distinct texts only: a duplicate draft is the same preference
         if d.delta is not None and d.text.strip():
             scored.setdefault(d.text, d.delta)
-    chosen = sorted(((t, v) for t, v in scored.items() if v > fb.margin), key=lambda x: -x[1])
-    rejected = sorted(((t, v) for t, v in scored.items() if v <= 0), key=lambda x: x[1])
-    if not chosen or not rejected:
-        return []
-    if fb.pair_rule == "best_vs_worst":
-        combos = [(chosen[0], rejected[0])]
-    else:
-        combos = [(c, r) for c in chosen for r in rejected][: fb.max_pairs_per_question]
+    chosen = [(t, v) for t, v in scored.items() if v > fb.margin]
+    rejected = [(t, v) for t, v in scored.items() if v <= 0]
+    return sorted(((c, r) for c in chosen for r in rejected), key=lambda cr: cr[1][1] - cr[0][1])
+
+
+def select_pairs(combos: list[tuple[Scored, Scored]], fb: FeedbackConfig) -> list[tuple[Scored, Scored]]:
+    """Drop gaps below `fb.min_gap`; keep the largest `fb.max_pairs_per_question` (one for best_vs_worst)."""
+    kept = [(c, r) for c, r in combos if c[1] - r[1] >= fb.min_gap]
+    return kept[: 1 if fb.pair_rule == "best_vs_worst" else fb.max_pairs_per_question]
+
+
+def question_pairs(rec: FeedbackRecord, fb: FeedbackConfig, conversational: bool = True) -> list[PreferencePair]:
+    combos = select_pairs(candidate_pairs(rec, fb), fb)
     prompt: list | str = rec.prompt if conversational else render_plain(rec.prompt)
     out = []
     for (ct, cv), (rt, rv) in combos:
@@ -59,11 +70,27 @@ def no_pair_reason(rec: FeedbackRecord, fb: FeedbackConfig) -> str:
         return "all_helpful"
     if all(v <= 0 for v in deltas):
         return "none_helpful" if len(set(deltas)) > 1 or deltas[0] < 0 else "all_equal"
+    if any(v <= 0 for v in deltas) and any(v > fb.margin for v in deltas):
+        return "gap_below_min_gap"
     return "only_within_margin"
 
 
+def distinct_drafts(rec: FeedbackRecord) -> int:
+    """How many different non-empty drafts the weak model wrote for this question."""
+    return len({d.text for d in rec.drafts if d.text.strip()})
+
+
+def naive_calls(records: list[FeedbackRecord], fb: FeedbackConfig) -> dict[str, int]:
+    """The calls a plain script with the same evaluator would make: K refinements + 1 solo answer per question
+    (no deduplication, no cache), and a judge call for each of those K + 1 answers where the evaluator judges:
+    every question for `judge`, the questions where it did judge for `hybrid` (metric ties), none for `metric`."""
+    judged = {"metric": 0, "judge": len(records),
+              "hybrid": sum(r.requests.get("judge", 0) > 0 for r in records)}[fb.evaluator]
+    return {"strong": len(records) * (fb.k + 1), "judge": judged * (fb.k + 1)}
+
+
 def build_pairs(records: list[FeedbackRecord], fb: FeedbackConfig, conversational: bool = True) -> tuple[list[PreferencePair], dict]:
-    """All pairs and the statistics of how they were obtained."""
+    """The selected pairs and the statistics of how they were obtained."""
     pairs: list[PreferencePair] = []
     per_question: list[int] = []
     reasons: Counter[str] = Counter()
@@ -71,8 +98,9 @@ def build_pairs(records: list[FeedbackRecord], fb: FeedbackConfig, conversationa
     requests: Counter[str] = Counter()
     calls: Counter[str] = Counter()
     tokens: Counter[str] = Counter()
-    unscored = 0
+    unscored = candidates = 0
     for rec in records:
+        candidates += len(candidate_pairs(rec, fb))
         qp = question_pairs(rec, fb, conversational)
         pairs.extend(qp)
         per_question.append(len(qp))
@@ -83,14 +111,21 @@ def build_pairs(records: list[FeedbackRecord], fb: FeedbackConfig, conversationa
         calls.update(rec.calls)
         tokens.update(rec.tokens)
         unscored += rec.unscored
-    k = fb.k
-    # The naive method: K refinements + 1 solo answer, then a judge call for each of those K + 1 answers.
-    naive = len(records) * (2 * k + 2)
+    distinct = [distinct_drafts(r) for r in records]
+    naive = naive_calls(records, fb)
+    naive_total = naive["strong"] + naive["judge"]
     actual = calls.get("strong", 0) + calls.get("judge", 0)
+    gaps = [p.delta_chosen - p.delta_rejected for p in pairs]
     stats = {
         "questions": len(records),
         "drafts": sum(len(r.drafts) for r in records),
+        "sampling": {"k": fb.k, "temperature": fb.temperature, "top_p": fb.top_p},
+        "distinct_drafts_mean": (sum(distinct) / len(distinct)) if distinct else 0.0,
+        "distinct_drafts_histogram": dict(sorted(Counter(distinct).items())),
+        "candidate_pairs": candidates,
         "pairs": len(pairs),
+        "pairs_per_feedback_question": (len(pairs) / len(records)) if records else 0.0,
+        "mean_gap": (sum(gaps) / len(gaps)) if gaps else None,
         "positive_share": (sum(v > fb.margin for v in deltas) / len(deltas)) if deltas else 0.0,
         "delta_histogram": dict(sorted(Counter(round(v, 2) for v in deltas).items())),
         "pairs_per_question": dict(sorted(Counter(per_question).items())),
@@ -101,9 +136,10 @@ def build_pairs(records: list[FeedbackRecord], fb: FeedbackConfig, conversationa
         "calls": dict(calls),
         "tokens": dict(tokens),
         "strong_and_judge_calls": actual,
-        "naive_strong_and_judge_calls": naive,
+        "naive_calls": naive,
+        "naive_strong_and_judge_calls": naive_total,
         "strong_calls_per_pair": (actual / len(pairs)) if pairs else None,
-        "naive_strong_calls_per_pair": (naive / len(pairs)) if pairs else None,
+        "naive_strong_calls_per_pair": (naive_total / len(pairs)) if pairs else None,
     }
     return pairs, stats
 
@@ -128,13 +164,13 @@ def write_pairs(records: list[FeedbackRecord], fb: FeedbackConfig, out_dir: Path
 
 
 def plot_pairs(records: list[FeedbackRecord], stats: dict, path: Path) -> None:
-    """Δ histogram, pairs per question, and why questions gave no pair."""
+    """Δ histogram, pairs per question, why questions gave no pair, and how many drafts were distinct."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    fig, axes = plt.subplots(1, 4, figsize=(17, 3.6))
     deltas = [d.delta for r in records for d in r.drafts if d.delta is not None]
     axes[0].hist(deltas or [0], bins=21, color="#4472c4")
     axes[0].axvline(0, color="k", lw=0.8)
@@ -146,6 +182,10 @@ def plot_pairs(records: list[FeedbackRecord], stats: dict, path: Path) -> None:
     reasons = stats["no_pair_reasons"] or {"(none)": 0}
     axes[2].barh(list(reasons), list(reasons.values()), color="#ed7d31")
     axes[2].set(title=f"questions without a pair: {stats['questions_without_pair']}", xlabel="questions")
+    hist = stats["distinct_drafts_histogram"]
+    axes[3].bar([str(k) for k in hist], list(hist.values()), color="#a5a5a5")
+    axes[3].set(title=f"distinct drafts per question (mean {stats['distinct_drafts_mean']:.2f}, "
+                      f"T={stats['sampling']['temperature']})", xlabel="distinct drafts", ylabel="questions")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -1,8 +1,9 @@
 """Run files -> `report.md` and PNG plots, without re-running anything.
 
 Reads, per run directory, whatever is there: `metrics.json` (in the run or its `eval/` folder) and its traces,
-and `round<r>/feedback/pairs_stats.json` from the loop. Missing files skip their section. Plots: each metric per
-system with its 95% CI, and the headline metric against strong-model tokens per sample.
+`round<r>/feedback/pairs_stats.json` and each DPO adapter's `train_log.jsonl` from the loop. Missing files skip their
+section. Plots: each metric per system with its 95% CI, the headline metric against strong-model tokens per sample,
+and the DPO log-probabilities and reward margin over the steps.
 """
 
 from __future__ import annotations
@@ -117,24 +118,131 @@ def _quote(text: str, limit: int = 300) -> str:
 
 
 def rounds_section(run_dir: Path, out_dir: Path) -> list[str]:
-    rows = []
+    rows, spread = [], []
     for path in sorted(run_dir.glob("round*/feedback/pairs_stats.json")):
         try:
             s = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError):
             continue
         rnd = path.parent.parent.name
-        rows.append([rnd, _fmt(s.get("questions")), _fmt(s.get("drafts")), _fmt(s.get("pairs")),
-                     _fmt(s.get("positive_share")), _fmt(s.get("questions_without_pair")),
+        rows.append([rnd, _fmt(s.get("questions")), _fmt(s.get("drafts")), _fmt(s.get("distinct_drafts_mean"), 2),
+                     _fmt(s.get("pairs")), _fmt(s.get("pairs_per_feedback_question"), 2),
+                     _fmt(s.get("mean_gap")), _fmt(s.get("positive_share")), _fmt(s.get("questions_without_pair")),
                      _fmt(s.get("strong_calls_per_pair"), 2), _fmt(s.get("naive_strong_calls_per_pair"), 2)])
+        if s.get("distinct_drafts_histogram"):
+            hist = ", ".join(f"{k}: {v}" for k, v in s["distinct_drafts_histogram"].items())
+            samp = s.get("sampling", {})
+            spread.append(f"- {rnd}: distinct drafts per question (K = {samp.get('k', '?')}, temperature "
+                          f"{samp.get('temperature', '?')}, top_p {samp.get('top_p', '?')}): {{{hist}}} questions")
     if not rows:
         return []
     out = ["## Collaborative feedback", ""]
-    out += _table(["round", "questions", "drafts", "pairs", "positive share", "no pair", "strong+judge calls/pair",
-                   "naive calls/pair"], rows)
+    out += _table(["round", "questions", "drafts", "distinct drafts/question", "pairs", "pairs/question", "mean gap",
+                   "positive share", "no pair", "strong+judge calls/pair", "naive calls/pair"], rows)
+    if spread:
+        out += spread + [""]
     for png in sorted(run_dir.glob("round*/feedback/pairs.png")):
         out += [f"![{png.parent.parent.name} pairs]({os.path.relpath(png, out_dir)})", ""]
     return out
+
+
+DIAGNOSTIC_KEYS = ("logps/chosen", "logps/rejected", "rewards/chosen", "rewards/margins")
+
+
+def _train_log(adapter: Path) -> list[dict]:
+    rows = []
+    for line in (adapter / "train_log.jsonl").read_text(encoding="utf-8").splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if all(k in row for k in DIAGNOSTIC_KEYS):
+            rows.append(row)
+    return rows
+
+
+def chosen_logp_drop(rows: list[dict], beta: float, tokens: float | None) -> float:
+    """How far the chosen drafts' log-probability relative to the reference (rewards/chosen ÷ β) fell from the first
+    to the last logged steps, in nats per token (per draft when the token count is unknown). Each end is the mean of
+    the first / last tenth of the steps (at least one), as each step sees a different batch."""
+    n = max(1, len(rows) // 10)
+    first = sum(r["rewards/chosen"] for r in rows[:n]) / n / beta
+    last = sum(r["rewards/chosen"] for r in rows[-n:]) / n / beta
+    return (first - last) / (tokens or 1.0)
+
+
+def _logp_drop_warn(run_dir: Path) -> float:
+    from cowest.config import AlignConfig
+
+    try:
+        import yaml
+
+        return float(yaml.safe_load((run_dir / "config.yaml").read_text())["align"]["logp_drop_warn"])
+    except (OSError, KeyError, TypeError, ValueError, AttributeError):
+        return AlignConfig().logp_drop_warn
+
+
+def diagnostics_section(run_dir: Path, out_dir: Path, prefix: str = "") -> list[str]:
+    """Each DPO adapter's chosen and rejected log-probabilities and reward margin over the steps (its
+    train_log.jsonl), a plot, and a warning when the chosen drafts' log-probability fell by more than
+    align.logp_drop_warn nats per token (the run's config.yaml)."""
+    limit = _logp_drop_warn(run_dir)
+    rows, warnings, logs = [], [], {}
+    for adapter in sorted(p.parent for p in run_dir.glob("round*/*/adapter/train_log.jsonl")):
+        log = _train_log(adapter)
+        if not log:
+            continue  # SFT-style recipes log no rewards
+        try:
+            meta = json.loads((adapter / "cowest_adapter.json").read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            meta = {}
+        name = f"{adapter.parent.parent.name}/{adapter.parent.name}"
+        logs[name] = log
+        tokens = meta.get("chosen_tokens_mean")
+        drop = chosen_logp_drop(log, float(meta.get("beta") or 0.1), tokens)
+        unit = "nats/token" if tokens else "nats/draft"
+        first, last = log[0], log[-1]
+        loss = meta.get("loss_type", "?") + (f" + {meta['rpo_alpha']} NLL" if meta.get("rpo_alpha") else "")
+        rows.append([name, loss, f"{first['step']}–{last['step']}"]
+                    + [f"{first[k]:.2f} → {last[k]:.2f}" for k in DIAGNOSTIC_KEYS] + [f"{-drop + 0.0:+.3f} {unit}"])
+        if drop > limit:
+            warnings.append(f"**Warning** ({name}): the chosen drafts' log-probability fell by {drop:.3f} {unit} "
+                            f"against the reference between the first and last steps, more than align.logp_drop_warn"
+                            f" = {limit}: DPO is lowering the good drafts with the bad ones. Try align.rpo_alpha "
+                            f"(an NLL term on the chosen drafts), a lower align.lr, or fewer steps.")
+    if not rows:
+        return []
+    out = ["## Training diagnostics", "",
+           "TRL's logged values, first → last logged step: log-probabilities summed over each completion (batch "
+           "mean; each step sees other pairs), rewards = β × log-ratio to the reference; the last column is the "
+           "change of the chosen drafts' log-ratio (rewards/chosen ÷ β) per token, negative when it fell.", ""]
+    out += _table(["adapter", "loss", "steps", *DIAGNOSTIC_KEYS, "chosen log-ratio change"], rows)
+    for w in warnings:
+        out += [w, ""]
+    png = out_dir / f"{prefix}training.png"
+    plot_training(logs, png)
+    return out + [f"![training]({png.name})", ""]
+
+
+def plot_training(logs: dict[str, list[dict]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
+    for name, log in logs.items():
+        steps = [r["step"] for r in log]
+        axes[0].plot(steps, [r["logps/chosen"] for r in log], label=f"{name} chosen")
+        axes[0].plot(steps, [r["logps/rejected"] for r in log], "--", label=f"{name} rejected")
+        axes[1].plot(steps, [r["rewards/margins"] for r in log], label=name)
+    axes[0].set(title="log-probability (summed per completion)", xlabel="step")
+    axes[1].set(title="reward margin (chosen − rejected)", xlabel="step")
+    for ax in axes:
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def round_trend_section(m: dict) -> list[str]:
@@ -233,5 +341,6 @@ def render_report(run_dirs: list[Path], out: Path | None = None) -> Path:
             lines += traces_section(mpath, m)
             lines += round_trend_section(m)
         lines += rounds_section(d, out.parent)
+        lines += diagnostics_section(d, out.parent, prefix)
     out.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return out

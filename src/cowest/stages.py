@@ -38,8 +38,8 @@ STAGE_KEYS: dict[str, tuple[str, ...]] = {
     "eval": ("task", "models", "generation", "eval", "rounds"),
 }
 STAGES = ("sft", "feedback", "align", "eval", "report")
-# Settings that change how fast a stage runs, never what it writes: not part of its inputs.
-NOT_INPUTS = (".concurrency", ".timeout_s", ".max_retries", ".n_threads", ".batch_size", ".cache")
+# Settings that change how fast a stage runs, never what it writes (or only what the report says): not inputs.
+NOT_INPUTS = (".concurrency", ".timeout_s", ".max_retries", ".n_threads", ".batch_size", ".cache", ".logp_drop_warn")
 INPUTS_FILE, DONE_FILE, ATTEMPTS_FILE, LOCK_FILE = "inputs.json", "done.json", "attempts", "stage.lock"
 BOOKKEEPING = (INPUTS_FILE, DONE_FILE, ATTEMPTS_FILE)
 
@@ -112,6 +112,8 @@ def stage_inputs(cfg: ExperimentConfig, stage: str) -> dict[str, Any]:
     else:
         for s in order[: order.index(stage) + 1]:
             prefixes.extend(STAGE_KEYS[s])
+    # Bootstrapped SFT rationales come from the weak or the strong model's samples.
+    prefixes += {"weak": ["generation.weak"], "strong": ["models.strong", "generation.strong"]}.get(cfg.sft.rationales, [])
     flat = flatten(cfg.model_dump(mode="json"))
     out = {k: v for k, v in sorted(flat.items())
            if any(k == p or k.startswith(p + ".") for p in prefixes) and not k.endswith(NOT_INPUTS)}

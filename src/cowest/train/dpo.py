@@ -72,6 +72,23 @@ def positive_rows(pairs: list[PreferencePair]) -> list[dict[str, Any]]:
     return rows
 
 
+def loss_kwargs(cfg: ExperimentConfig) -> dict[str, Any]:
+    """TRL DPOConfig fields of the loss: align.loss_type, plus TRL's `sft` loss (the mean NLL per token of the
+    chosen drafts) weighted by align.rpo_alpha, which is RPO; label_smoothing for the losses that read it."""
+    a = cfg.align
+    losses, weights = [a.loss_type], [1.0]
+    if a.rpo_alpha:
+        losses.append("sft")
+        weights.append(a.rpo_alpha)
+    return {"loss_type": losses, "loss_weights": weights, "label_smoothing": a.label_smoothing}
+
+
+def chosen_tokens_mean(pairs: list[PreferencePair], tok: Any) -> float:
+    """Mean token count of the chosen drafts, so the report can put TRL's summed log-probabilities per token."""
+    counts = [len(tok(_text(p.chosen), add_special_tokens=False).input_ids) for p in pairs]
+    return sum(counts) / len(counts)
+
+
 def run_dpo(cfg: ExperimentConfig, pairs_path: Path, out_dir: Path, *, weak_source: str,
             reference_adapter: str | Path | None) -> Path:
     """DPO a new LoRA adapter on top of `weak_source` + `reference_adapter` (merged), which is also the reference.
@@ -91,7 +108,7 @@ def run_dpo(cfg: ExperimentConfig, pairs_path: Path, out_dir: Path, *, weak_sour
     args = trl.DPOConfig(
         output_dir=str(tmp), learning_rate=a.lr, num_train_epochs=a.epochs, max_steps=a.max_steps,
         per_device_train_batch_size=a.batch_size, gradient_accumulation_steps=a.grad_accum, max_length=a.max_length,
-        beta=a.beta, loss_type=[a.loss_type], precompute_ref_log_probs=a.precompute_ref_log_probs, seed=a.seed,
+        beta=a.beta, **loss_kwargs(cfg), precompute_ref_log_probs=a.precompute_ref_log_probs, seed=a.seed,
         data_seed=a.seed, lr_scheduler_type="linear", **device_kwargs("dpo"),
     )
     trainer = trl.DPOTrainer(
@@ -100,7 +117,8 @@ def run_dpo(cfg: ExperimentConfig, pairs_path: Path, out_dir: Path, *, weak_sour
     )
     quiet_trainer(trainer, "align (dpo)").train()
     save_adapter(trainer, tok, tmp, base=cfg.models.weak.spec, parent=reference_adapter, method="dpo",
-                 pairs=len(pairs), beta=a.beta, loss_type=a.loss_type)
+                 pairs=len(pairs), beta=a.beta, loss_type=a.loss_type, rpo_alpha=a.rpo_alpha,
+                 label_smoothing=a.label_smoothing, chosen_tokens_mean=chosen_tokens_mean(pairs, tok))
     return publish(tmp, out_dir)
 
 
