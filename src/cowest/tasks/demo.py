@@ -29,7 +29,7 @@ NAMES = ["Zorvex", "Quillon", "Brantik", "Malvora", "Tesquin", "Orlith", "Vandre
 KINDS = ["lamp", "kettle", "drone", "backpack", "speaker", "heater", "blender", "compass", "tent", "scooter"]
 CITIES = ["Karnholt", "Lumeria", "Pesk", "Tarnwick", "Oberlund"]
 N_PRODUCTS = 10
-DEV_SIZE = 120
+DEV_SIZE = 100
 """Reported questions: enough that a 0.15 difference between two systems is resolved."""
 TUNE_SIZE = 60
 TRAIN_REASONING = 120
