@@ -61,7 +61,8 @@ def stage_rows(run: Path) -> list[str]:
     for done in sorted(run.glob("**/done.json"), key=lambda p: json.loads(p.read_text())["finished"]):
         d = json.loads(done.read_text())
         what = ", ".join(f"{k} {v if not isinstance(v, float) else round(v, 3)}" for k, v in d.items()
-                         if k not in ("stage", "wall_s", "work_s", "finished", "attempts", "adapter"))
+                         if k not in ("stage", "wall_s", "work_s", "finished", "attempts", "adapter")
+                         and not isinstance(v, dict))  # nested records (engines) have tables of their own
         n = d.get("attempts", 1)
         resumed = n > 1 and "work_s" in d
         secs = d["work_s"] if resumed else d["wall_s"]

@@ -30,10 +30,14 @@ NAMES = {"weak_sft": "weak SFT alone", "strong": "strong alone", "collab_sft": "
 CLAIMS = [("weak_sft", "collab_sft"), ("strong", "collab_sft"), ("collab_sft", "collab_aligned_r1")]
 
 
-def engines(cfg: dict) -> str:
+def engines(run: Path, cfg: dict) -> str:
+    """The engine and dtype each role actually ran on (eval/engines.json), with the config's setting."""
+    used = json.loads((run / "eval" / "engines.json").read_text()) if (run / "eval" / "engines.json").exists() else {}
+
     def one(role: str) -> str:
-        m = cfg["models"][role]
-        return f"{role} {m['spec']} ({m.get('engine', 'auto')}, {m.get('dtype', 'float32')})"
+        m, choice = cfg["models"][role], (used.get(role) or {}).get("choice") or {}
+        ran = f"{choice['engine']} {choice['dtype']}" if choice else "as configured"
+        return f"{role} {m['spec']} (config {m.get('engine', 'auto')}/{m.get('dtype', 'float32')}: ran {ran})"
 
     return "; ".join(one(r) for r in ("weak", "strong"))
 
@@ -51,6 +55,15 @@ def dpo_trend(run: Path) -> list[str]:
     for r in (rows[0], rows[len(rows) // 2], rows[-1]):
         out.append(f"| {r['step']} | " + " | ".join(f"{r.get(k, float('nan')):.3f}" for k in keys) + " |")
     return out
+
+
+def copied_drafts(run: Path, system: str = "collab_sft") -> str:
+    """How often the strong model's reply begins with the draft's own first 40 characters: it copied the draft
+    (facts and the weak model's arithmetic with them) instead of redoing the step."""
+    rows = [json.loads(x) for x in (run / "eval" / "traces" / f"{system}.seed0.jsonl").read_text().splitlines()]
+    copied = sum(t["steps"][1]["output"]["text"].strip().startswith(t["steps"][0]["output"]["text"].strip()[:40])
+                 for t in rows)
+    return f"Strong replies that begin by copying the weak draft ({NAMES[system]}): {copied} of {len(rows)}."
 
 
 def example_drafts(run: Path, n: int = 2) -> list[str]:
@@ -77,18 +90,27 @@ def main() -> None:
     ap.add_argument("--config", default=str(ROOT / "configs" / "demo.yaml"))
     ap.add_argument("--out", default=str(ROOT / "runs" / "bench-demo"))
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides")
-    ap.add_argument("--keep", action="store_true", help="reuse --out instead of starting fresh (resume)")
+    ap.add_argument("--keep", action="store_true",
+                    help="reuse --out instead of starting fresh (resume; the wall time then covers this invocation only)")
+    ap.add_argument("--report-only", action="store_true",
+                    help="no run: re-render the report of the finished run in --out (its measured timing kept)")
     ap.add_argument("--record", action="store_true", help="put the report in BENCHMARKS.md")
     args = ap.parse_args()
     run = Path(args.out)
-    if run.exists() and not args.keep:
+    if run.exists() and not (args.keep or args.report_only):
         shutil.rmtree(run)  # a fresh run directory: the demo as a new user runs it (no response cache)
-    load_before = load_average()
-    cmd = [str(Path(sys.executable).parent / "cowest"), "run", args.config, f"run_dir={run}", *args.set]
-    t0 = time.perf_counter()
-    subprocess.run(cmd, check=True)
-    wall = time.perf_counter() - t0
-    load_after = load_average()
+    timing = run / "bench_demo.json"
+    if args.report_only:  # re-render the table of a finished run with the timing measured when it ran
+        t = json.loads(timing.read_text())
+        wall, load_before, load_after = t["wall_s"], t["load_before"], t["load_after"]
+    else:
+        load_before = load_average()
+        cmd = [str(Path(sys.executable).parent / "cowest"), "run", args.config, f"run_dir={run}", *args.set]
+        t0 = time.perf_counter()
+        subprocess.run(cmd, check=True)
+        wall = time.perf_counter() - t0
+        load_after = load_average()
+        timing.write_text(json.dumps({"wall_s": wall, "load_before": load_before, "load_after": load_after}))
     cfg = json.loads(json.dumps(__import__("yaml").safe_load((run / "config.yaml").read_text())))
     metrics = json.loads((run / "eval" / "metrics.json").read_text())
     recall = json.loads((run / "recall" / "metrics.json").read_text()) if (run / "recall").exists() else None
@@ -100,7 +122,7 @@ def main() -> None:
         f"### The embedded demo (`benchmarks/demo.py`, {datetime.date.today()}, {machine()})", "",
         f"`{' '.join(['cowest run', Path(args.config).relative_to(ROOT).as_posix(), *args.set])}` in a fresh run "
         f"directory: **{wall / 60:.0f} min {wall % 60:.0f} s** wall (goal ≤ 10 min, 6 min aimed for); load "
-        f"average {load_before} before, {load_after} after. Models: {engines(cfg)}. {n} dev questions "
+        f"average {load_before} before, {load_after} after. Models: {engines(run, cfg)}. {n} dev questions "
         f"(closed-form answers: a number, a product or a city), greedy; 95% bootstrap CIs.", "",
         "| stage | wall s | what |", "|---|---|---|", *stage_rows(run), "",
         f"| system | {' | '.join(metrics['metrics'])} | extraction failures | strong tok/sample | wall s |",
@@ -117,7 +139,7 @@ def main() -> None:
         f"Feedback: {stats['questions']} train questions × K = {cfg['feedback']['k']} drafts → {stats['pairs']} pairs; "
         f"positive share {stats['positive_share']:.2f}; questions without a pair {stats['questions_without_pair']} "
         f"({', '.join(f'{k} {v}' for k, v in stats['no_pair_reasons'].items()) or 'none'}).", "",
-        *dpo_trend(run), "", *example_drafts(run),
+        copied_drafts(run), "", *dpo_trend(run), "", *example_drafts(run),
     ]
     text = "\n".join(lines) + "\n"
     print(text)
