@@ -79,3 +79,17 @@ def test_run_refuses_a_changed_later_stage_before_sft(tmp_path, sft_spy):
     with pytest.raises(CowestError, match=r"differing keys: eval\.bootstrap_samples.*--force eval"):
         run_all(changed)
     assert (Path(old.run_dir) / "config.yaml").read_text() == "old\n"
+
+
+def test_run_stops_on_an_eval_question_that_is_a_training_question(tmp_path, sft_spy):
+    from cowest.loop import run_all
+
+    cfg = loop_config(tmp_path)
+    dev = Path(cfg.task.data) / "ethics" / "commonsense" / "dev.jsonl"
+    train_row = (Path(cfg.task.data) / "ethics" / "commonsense" / "train.jsonl").read_text().splitlines()[2]
+    dev.write_text(dev.read_text() + train_row + "\n")
+    with pytest.raises(CowestError, match=r"1 questions of the 'dev' split are also in the training data"):
+        run_all(cfg)
+    (tmp_path / "r").mkdir()
+    with pytest.raises(CowestError, match=r"unknown split of task 'ethics'.*'facts'"):
+        run_all(loop_config(tmp_path / "r", eval__recall_split="facts"))

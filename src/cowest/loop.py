@@ -351,14 +351,6 @@ def do_recall(cfg: ExperimentConfig, force: bool = False) -> dict | None:
     return do_eval(rcfg, force, [system], out=Path(cfg.run_dir) / "recall")
 
 
-def check_splits(cfg: ExperimentConfig) -> None:
-    """Before any work: the evaluated questions are not training questions."""
-    from cowest.tasks.base import check_disjoint, load_samples
-
-    train = load_samples(cfg.task, cfg.task.train_split, cfg.task.train_limit)
-    check_disjoint(train, load_samples(cfg.task, cfg.task.eval_split, cfg.task.eval_limit), cfg.task.eval_split)
-
-
 def do_report(cfg: ExperimentConfig) -> Path:
     from cowest.report import render_report
 
@@ -375,7 +367,6 @@ def run_all(cfg: ExperimentConfig, force: set[str] | None = None) -> Path:
         raise CowestError(f"unknown stage(s) {sorted(unknown)}; valid: {', '.join(STAGES)}")
     with locked_run(cfg):
         check_run(cfg, planned_stages(cfg), force)  # every stage's inputs, before the first one starts
-        check_splits(cfg)
         do_sft(cfg, "sft" in force)
         for rnd in range(1, cfg.rounds + 1):
             do_feedback(cfg, rnd, "feedback" in force)

@@ -77,10 +77,18 @@ def _looks_like_path(model: str) -> bool:
 
 
 def check_splits(cfg: ExperimentConfig) -> None:
-    """The train and eval splits exist, read without error, and keep at least one sample after their limits."""
-    from cowest.tasks.base import load_samples
+    """The train and eval splits (and `eval.recall_split`) exist, read without error and keep at least one sample
+    after their limits, and no evaluated question is a training question."""
+    from cowest.tasks.base import check_disjoint, load_samples
 
+    loaded = []
     for key, split, limit in [("task.train_split", cfg.task.train_split, cfg.task.train_limit),
-                              ("task.eval_split", cfg.task.eval_split, cfg.task.eval_limit)]:
-        if not load_samples(cfg.task, split, limit):
+                              ("task.eval_split", cfg.task.eval_split, cfg.task.eval_limit),
+                              ("eval.recall_split", cfg.eval.recall_split, None)]:
+        if split is None:
+            continue
+        samples = load_samples(cfg.task, split, limit)
+        if not samples:
             raise CowestError(f"{key}: split '{split}' of task '{cfg.task.name}' has no samples")
+        loaded.append(samples)
+    check_disjoint(loaded[0], loaded[1], cfg.task.eval_split)
