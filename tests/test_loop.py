@@ -16,8 +16,10 @@ from cowest.records import PreferencePair, read_jsonl
 pytestmark = pytest.mark.slow
 
 TINY = [
-    "task.train_limit=16", "task.eval_limit=3", "feedback.questions=6", "feedback.k=4", "feedback.evaluator=hybrid",
+    "task.train_limit=24", "task.eval_limit=3", "feedback.questions=8", "feedback.k=4", "feedback.evaluator=hybrid",
     "feedback.temperature=1.5", "sft.knowledge_epochs=0", "eval.recall_split=null",
+    # Engines pinned, so every machine kind runs the same arithmetic (auto may pick bf16 on one and not another).
+    "models.weak.engine=hf", "models.weak.dtype=float32", "models.strong.engine=llamacpp",
     "sft.max_steps=3", "sft.lr=1e-3", "sft.batch_size=4", "align.max_steps=2", "align.lr=5e-4",
     "models.strong.spec=embedded/qwen2.5-coder-0.5b", "models.strong.n_threads=2",
     "generation.weak.max_tokens=32", "generation.strong.max_tokens=48", "generation.judge.max_tokens=12",
@@ -40,7 +42,7 @@ def test_every_artifact_is_well_formed(loop_run):
     assert (run / "sft" / "adapter" / "adapter_config.json").exists()
     fb = run / "round1" / "feedback"
     lines = (fb / "feedback.jsonl").read_text().splitlines()
-    assert len(lines) == 6 and len({json.loads(x)["question_id"] for x in lines}) == 6
+    assert len(lines) == 8 and len({json.loads(x)["question_id"] for x in lines}) == 8
     pairs = read_jsonl(fb / "pairs.jsonl", PreferencePair)
     stats = json.loads((fb / "pairs_stats.json").read_text())
     assert stats["pairs"] == len(pairs) > 0
