@@ -21,6 +21,8 @@ import sys
 import time
 from pathlib import Path
 
+import yaml
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from bench_io import load_average, machine, paired_rows, record, stage_rows, system_rows  # noqa: E402
@@ -111,7 +113,7 @@ def main() -> None:
         wall = time.perf_counter() - t0
         load_after = load_average()
         timing.write_text(json.dumps({"wall_s": wall, "load_before": load_before, "load_after": load_after}))
-    cfg = json.loads(json.dumps(__import__("yaml").safe_load((run / "config.yaml").read_text())))
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
     metrics = json.loads((run / "eval" / "metrics.json").read_text())
     recall = json.loads((run / "recall" / "metrics.json").read_text()) if (run / "recall").exists() else None
     stats = json.loads((run / "round1" / "feedback" / "pairs_stats.json").read_text())
