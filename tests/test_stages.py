@@ -67,7 +67,7 @@ def test_eval_refuses_traces_of_another_config(tmp_path):
             models={"weak": {"spec": "mock/answer:Answer: 1"}, "strong": {"spec": "mock/answer:Answer: 2"}},
             eval={"strategies": ["weak_only"]})
     m = do_eval(c)
-    assert m["n_samples"] == 2
+    assert m.n_samples == 2
     other = c.model_copy(update={"models": c.models.model_copy(
         update={"weak": c.models.weak.model_copy(update={"spec": "mock/answer:Answer: 3"})})})
     with pytest.raises(ConfigError, match=r"models\.weak\.spec"):

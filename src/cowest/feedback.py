@@ -19,6 +19,7 @@ from pydantic import Field
 
 from cowest.config import ExperimentConfig
 from cowest.faults import FailureBudget, FaultLog
+from cowest.layout import FEEDBACK_FILE
 from cowest.models.base import Backend
 from cowest.records import (
     Generation,
@@ -38,9 +39,6 @@ from cowest.tasks import prompts
 
 if TYPE_CHECKING:
     from cowest.progress import Progress
-
-FEEDBACK_FILE = "feedback.jsonl"
-
 
 class DraftFeedback(Record):
     text: str

@@ -14,12 +14,9 @@ from pathlib import Path
 
 from cowest.config import FeedbackConfig
 from cowest.feedback import FeedbackRecord
+from cowest.layout import FAULTS_FILE, PAIRS_FILE, PAIRS_PLOT, PAIRS_STATS
 from cowest.models.hf import render_plain  # the layout the hf backend prompts a template-less weak model with
 from cowest.records import PreferencePair, write_jsonl
-
-PAIRS_FILE = "pairs.jsonl"
-STATS_FILE = "pairs_stats.json"
-
 
 Scored = tuple[str, float]  # a distinct draft text and its Δ
 
@@ -146,8 +143,6 @@ def build_pairs(records: list[FeedbackRecord], fb: FeedbackConfig, conversationa
 
 def write_pairs(records: list[FeedbackRecord], fb: FeedbackConfig, out_dir: Path, conversational: bool = True) -> dict:
     """pairs.jsonl, pairs_stats.json (with `faults`: the stage's `faults.json`, when there is one) and pairs.png."""
-    from cowest.faults import FAULTS_FILE
-
     pairs, stats = build_pairs(records, fb, conversational)
     faults_path = out_dir / FAULTS_FILE
     if faults_path.exists():
@@ -158,8 +153,8 @@ def write_pairs(records: list[FeedbackRecord], fb: FeedbackConfig, out_dir: Path
     tmp = out_dir / (PAIRS_FILE + ".tmp")
     write_jsonl(tmp, pairs)
     tmp.replace(out_dir / PAIRS_FILE)
-    (out_dir / STATS_FILE).write_text(json.dumps(stats, indent=2))
-    plot_pairs(records, stats, out_dir / "pairs.png")
+    (out_dir / PAIRS_STATS).write_text(json.dumps(stats, indent=2))
+    plot_pairs(records, stats, out_dir / PAIRS_PLOT)
     return stats
 
 

@@ -246,14 +246,11 @@ def draft_prompt(sample: Sample, fmt: str, overrides: dict[str, str] | None) -> 
 
 
 def latest_aligned_adapter(cfg: ExperimentConfig) -> Path | None:
-    """The aligned adapter (align.method) of the highest round that has one, else None."""
-    from cowest.loop import aligned_adapter
+    """The aligned adapter (align.method) of the highest round that has one (a run may have gone past
+    cfg.rounds), else None."""
+    from cowest.layout import RunLayout
 
-    for rnd in range(max(cfg.rounds, 1) + 8, 0, -1):  # a run may have gone past cfg.rounds
-        p = aligned_adapter(cfg, rnd, cfg.align.method)
-        if (p / "adapter_config.json").exists():
-            return p
-    return None
+    return RunLayout.of(cfg).latest_aligned_adapter(cfg.align.method)
 
 
 def is_loopback(host: str) -> bool:
