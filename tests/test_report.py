@@ -52,6 +52,19 @@ def test_report_from_run_files(run_dir):
         assert (run_dir / png).read_bytes()[:8] == PNG_MAGIC
 
 
+def test_report_compares_samples_on_the_summarys_scores_not_the_trace_files(run_dir):
+    """Issue 15 item 3: one scorer. Trace files keep the scores they were written with; after a rule change they
+    disagree with metrics.json, and report.md must follow metrics.json (here: stale scores that say the strong
+    model got every sample right)."""
+    from cowest.layout import EvalDir
+
+    trace = EvalDir(run_dir / "eval").trace("strong_only", 0)
+    rows = [json.loads(x) for x in trace.read_text().splitlines()]
+    trace.write_text("".join(json.dumps({**r, "scores": {"accuracy": 1.0}}) + "\n" for r in rows))
+    text = render_report([run_dir]).read_text()
+    assert "| collaborate-cot | 2 | 2 | 0 |" in text and "| strong_only | strong_only | – | 0.500 [" in text
+
+
 def test_report_tolerates_missing_files_and_several_runs(run_dir, tmp_path):
     empty = tmp_path / "empty_run"
     empty.mkdir()

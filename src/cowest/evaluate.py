@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import re
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,26 +18,15 @@ from cowest.errors import ConfigError
 from cowest.faults import FailureBudget, FaultLog, TolerantBackend
 from cowest.layout import EvalDir, RunLayout
 from cowest.progress import Progress
-from cowest.records import Sample, Trace, append_jsonl, iter_jsonl
+from cowest.records import Sample, append_jsonl, repair_torn_tail
 from cowest.results import Metrics
+from cowest.system_id import System
+from cowest.traces import read_traces
 from cowest.strategies import STRATEGIES, USES_DRAFT_FORMAT, StrategyContext, check_strategy, roles_of
 from cowest.strategies.common import failed_step
 
 if TYPE_CHECKING:
     from cowest.models.base import Backend
-
-
-@dataclass(frozen=True)
-class System:
-    """One evaluated system: a strategy, its draft format (collaborate) and optionally its own weak model."""
-
-    name: str
-    strategy: str
-    draft_format: str | None = None
-    weak: ModelConfig | None = None
-    """None = cfg.models.weak (e.g. the loop passes the SFT and the aligned weak model as two systems)."""
-    strong: ModelConfig | None = None
-    """None = cfg.models.strong."""
 
 
 def default_systems(cfg: ExperimentConfig) -> list[System]:
@@ -104,20 +92,6 @@ class ModelPool:
         self._open.clear()
 
 
-def read_traces(path: Path) -> list[Trace]:
-    """The traces of a file, tolerating a torn last line; an absent file has none."""
-    return list(iter_jsonl(path, Trace, tolerate_torn_tail=True)) if path.exists() else []
-
-
-def _cut_torn_tail(path: Path) -> None:
-    # A kill mid-write leaves an unterminated line; appending after it would glue two rows together.
-    if path.exists():
-        data = path.read_bytes()
-        if data and not data.endswith(b"\n"):
-            with open(path, "r+b") as f:
-                f.truncate(data.rfind(b"\n") + 1)
-
-
 def chunk_size(cfg: ExperimentConfig) -> int:
     """Samples per strategy call: enough to fill a local batch or the HTTP concurrency of every model."""
     m = cfg.models
@@ -134,7 +108,7 @@ def run_system(system: System, seed: int, samples: list[Sample], cfg: Experiment
     budget = budget or FailureBudget("eval", len(samples), cfg.max_failed_share)
     path = EvalDir(out_dir).trace(system.name, seed)
     path.parent.mkdir(parents=True, exist_ok=True)
-    _cut_torn_tail(path)
+    repair_torn_tail(path)  # appending after a torn line would glue two rows together
     done = {t.sample_id for t in read_traces(path)}
     todo = [s for s in samples if s.id not in done]
     if not todo:

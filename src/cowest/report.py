@@ -17,7 +17,7 @@ from typing import Any
 from cowest.errors import CowestError
 from cowest.layout import REPORT_FILE, EvalDir, RunLayout
 from cowest.records import Trace
-from cowest.results import Metrics, signed
+from cowest.results import Metrics, SampleScore, signed
 from cowest.system_id import SystemId
 
 
@@ -69,9 +69,19 @@ def _usage_cell(u: Any) -> str:
 
 
 def _load_traces(metrics_path: Path, system: str, seed: int) -> dict[str, Trace]:
-    from cowest.evaluate import read_traces
+    from cowest.traces import read_traces
 
     return {t.sample_id: t for t in read_traces(EvalDir(metrics_path.parent).trace(system, seed))}
+
+
+def _scores(metrics_path: Path, m: Metrics, system: str, seed: int) -> dict[str, SampleScore]:
+    """Each sample's answer and headline score as the summary read them (metrics.json); a metrics.json of before
+    those were recorded falls back to the scores in the trace file."""
+    recorded = m.systems[system].per_sample.get(str(seed))
+    if recorded is not None:
+        return recorded
+    return {i: SampleScore(prediction=t.prediction, score=t.scores.get(m.headline))
+            for i, t in _load_traces(metrics_path, system, seed).items()}
 
 
 def traces_section(metrics_path: Path, m: Metrics) -> list[str]:
@@ -81,28 +91,29 @@ def traces_section(metrics_path: Path, m: Metrics) -> list[str]:
     base = next((n for n, s in m.systems.items() if s.strategy == "strong_only"), None)
     if base is None:
         return []
-    base_t = _load_traces(metrics_path, base, seed)
-    if not base_t:
+    base_s = _scores(metrics_path, m, base, seed)
+    if not base_s:
         return []
     rows, example = [], None
     for name in m.systems:
         if name == base:
             continue
-        tr = _load_traces(metrics_path, name, seed)
-        common = [i for i in tr if i in base_t and headline in tr[i].scores and headline in base_t[i].scores]
-        won = [i for i in common if tr[i].scores[headline] > base_t[i].scores[headline]]
-        lost = [i for i in common if tr[i].scores[headline] < base_t[i].scores[headline]]
+        sc = _scores(metrics_path, m, name, seed)
+        common = [i for i in sc if i in base_s and sc[i].score is not None and base_s[i].score is not None]
+        won = [i for i in common if sc[i].score > base_s[i].score]  # type: ignore[operator]
+        lost = [i for i in common if sc[i].score < base_s[i].score]  # type: ignore[operator]
         rows.append([name, str(len(won)), str(len(lost)), str(len(common) - len(won) - len(lost))])
         if example is None and won:
-            example = (name, tr[won[0]], base_t[won[0]])
+            example = (name, won[0], sc[won[0]].prediction, base_s[won[0]].prediction)
     out = [f"Per sample against `{base}` ({headline}, seed {seed}):", ""]
     out += _table(["system", "better", "worse", "same"], rows)
     if example:
-        name, t, b = example
-        out += [f"Example where `{name}` beats `{base}` (sample `{t.sample_id}`):", ""]
-        for st in t.steps:
+        name, sample_id, pred, base_pred = example
+        out += [f"Example where `{name}` beats `{base}` (sample `{sample_id}`):", ""]
+        trace = _load_traces(metrics_path, name, seed).get(sample_id)
+        for st in trace.steps if trace else []:
             out += [f"- {st.role} / {st.name}: " + _quote(st.output.text)]
-        out += [f"- prediction {t.prediction!r}; `{base}` predicted {b.prediction!r}", ""]
+        out += [f"- prediction {pred!r}; `{base}` predicted {base_pred!r}", ""]
     return out
 
 
@@ -144,7 +155,7 @@ def rounds_section(run_dir: Path, out_dir: Path) -> list[str]:
 DIAGNOSTIC_KEYS = ("logps/chosen", "logps/rejected", "rewards/chosen", "rewards/margins")
 
 
-def _train_log(adapter: Path) -> list[dict]:
+def _train_log(adapter: Path) -> list[dict[str, Any]]:
     rows = []
     for line in (adapter / "train_log.jsonl").read_text(encoding="utf-8").splitlines():
         try:
@@ -156,14 +167,14 @@ def _train_log(adapter: Path) -> list[dict]:
     return rows
 
 
-def chosen_logp_drop(rows: list[dict], beta: float, tokens: float | None) -> float:
+def chosen_logp_drop(rows: list[dict[str, Any]], beta: float, tokens: float | None) -> float:
     """How far the chosen drafts' log-probability relative to the reference (rewards/chosen ÷ β) fell from the first
     to the last logged steps, in nats per token (per draft when the token count is unknown). Each end is the mean of
     the first / last tenth of the steps (at least one), as each step sees a different batch."""
     n = max(1, len(rows) // 10)
     first = sum(r["rewards/chosen"] for r in rows[:n]) / n / beta
     last = sum(r["rewards/chosen"] for r in rows[-n:]) / n / beta
-    return (first - last) / (tokens or 1.0)
+    return float(first - last) / (tokens or 1.0)
 
 
 def _logp_drop_warn(run_dir: Path) -> float:
@@ -219,7 +230,7 @@ def diagnostics_section(run_dir: Path, out_dir: Path, prefix: str = "") -> list[
     return out + [f"![training]({png.name})", ""]
 
 
-def plot_training(logs: dict[str, list[dict]], path: Path) -> None:
+def plot_training(logs: dict[str, list[dict[str, Any]]], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")

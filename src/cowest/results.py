@@ -50,6 +50,14 @@ class Usage(_Record):
     tokens_per_sample: float = 0.0
 
 
+class SampleScore(_Record):
+    """One sample's answer as the summary read it from the trace, and its headline score (None: the headline has no
+    per-sample score, macro-F1)."""
+
+    prediction: str | None = None
+    score: float | None = None
+
+
 class SystemMetrics(_Record):
     strategy: str
     draft_format: str | None = None
@@ -60,6 +68,8 @@ class SystemMetrics(_Record):
     usage: dict[str, Usage] = Field(default_factory=dict)
     """Per role."""
     wall_s: float = 0.0
+    per_sample: dict[str, dict[str, SampleScore]] = Field(default_factory=dict)
+    """Seed -> sample id -> its answer and headline score (empty in files of before it was recorded)."""
 
     def tokens_per_sample(self, role: str) -> float:
         u = self.usage.get(role)

@@ -23,10 +23,11 @@ from cowest.errors import CowestError
 from cowest.layout import EvalDir
 from cowest.records import Sample, Trace
 from cowest.results import Metrics
+from cowest.traces import read_traces
 
 if TYPE_CHECKING:
     from cowest.config import ExperimentConfig
-    from cowest.evaluate import System
+    from cowest.system_id import System
 
 
 def _usage(traces: list[Trace]) -> dict[str, dict[str, float]]:
@@ -47,8 +48,6 @@ def _usage(traces: list[Trace]) -> dict[str, dict[str, float]]:
 
 def load_aligned(out_dir: Path, system: str, seed: int, samples: list[Sample]) -> list[Trace]:
     """The traces of one system and seed in sample order; fails naming the file if a sample is missing."""
-    from cowest.evaluate import read_traces
-
     path = EvalDir(out_dir).trace(system, seed)
     by_id = {t.sample_id: t for t in read_traces(path)}
     missing = [s.id for s in samples if s.id not in by_id]
@@ -59,8 +58,6 @@ def load_aligned(out_dir: Path, system: str, seed: int, samples: list[Sample]) -
 
 def present_in_all(out_dir: Path, systems: list["System"], seeds: list[int], samples: list[Sample]) -> list[Sample]:
     """The samples with a trace for every system and seed (failed requests leave a sample out until rerun)."""
-    from cowest.evaluate import read_traces
-
     ids = {s.id for s in samples}
     for system in systems:
         for seed in seeds:
@@ -108,6 +105,10 @@ def summarize(cfg: "ExperimentConfig", samples: list[Sample], systems: list["Sys
                 value, bounds = float("nan"), [float("nan")] * 2
             entry["metrics"][m] = {"value": value, "ci": bounds, "per_seed": {str(s): v for s, v in zip(seeds, vals)},
                                    "mean": statistics.fmean(vals), "sd": statistics.stdev(vals) if len(vals) > 1 else 0.0}
+        # The one scoring of each sample: the report compares systems sample by sample on these, not on the scores
+        # the trace files were written with.
+        entry["per_sample"] = {str(s): {t.sample_id: {"prediction": t.prediction, "score": t.scores.get(names[0])}
+                                        for t in ts} for s, ts in per_seed.items()}
         fails = {str(s): sum(t.extraction_failed for t in ts) for s, ts in per_seed.items()}
         entry["extraction_failures"] = {"total": sum(fails.values()), "per_seed": fails,
                                         "rate": sum(fails.values()) / max(len(all_traces), 1)}

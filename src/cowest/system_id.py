@@ -1,4 +1,4 @@
-"""What a system of the loop's evaluation is (strategy, which weak model, round, draft format) and the one place its
+"""An evaluated system (`System`), and what a system of the loop's evaluation is (strategy, which weak model, round, draft format) and the one place its
 name is built and read back.
 
 Names are those of every metrics.json and trace file written so far: `weak_sft`, `strong`, `collab_sft`,
@@ -12,6 +12,22 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from typing import Literal
+
+from cowest.config import ModelConfig
+
+@dataclass(frozen=True)
+class System:
+    """One evaluated system: a strategy, its draft format (collaborate) and optionally its own weak model. `name`
+    names its trace files and its entry in metrics.json (the loop's names are built by `SystemId`)."""
+
+    name: str
+    strategy: str
+    draft_format: str | None = None
+    weak: ModelConfig | None = None
+    """None = cfg.models.weak (e.g. the loop passes the SFT and the aligned weak model as two systems)."""
+    strong: ModelConfig | None = None
+    """None = cfg.models.strong."""
+
 
 WeakKind = Literal["sft", "aligned", "sft_positive"]
 """The weak model a system drafts with: the SFT adapter, round r's aligned adapter (align.method), or round r's
