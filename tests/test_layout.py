@@ -24,10 +24,10 @@ def test_the_paths_are_those_of_existing_run_directories(tmp_path: Path) -> None
     assert run.cache(None) == tmp_path / "cache" and run.cache("/elsewhere") == Path("/elsewhere")
 
 
-def test_serve_finds_the_latest_aligned_adapter_past_the_configs_rounds(tmp_path: Path) -> None:
+def test_serve_finds_the_latest_aligned_adapter_past_the_configs_rounds(tmp_path: Path, make_config) -> None:
     from cowest.serve import latest_aligned_adapter
 
-    cfg = ExperimentConfig.model_validate({"run_dir": str(tmp_path), "rounds": 1})
+    cfg = make_config(rounds=1)
     assert latest_aligned_adapter(cfg) is None
     run = RunLayout(tmp_path)
     for rnd in (1, 2, 12):
@@ -62,10 +62,10 @@ def test_names_the_loop_does_not_build_have_no_id(name: str) -> None:
     assert SystemId.parse(name) is None
 
 
-def test_summary_table_reads_the_aligned_difference_with_its_sign(tmp_path: Path) -> None:
+def test_summary_table_reads_the_aligned_difference_with_its_sign(tmp_path: Path, make_config) -> None:
     from cowest.loop import summary_table
 
-    cfg = ExperimentConfig.model_validate({"run_dir": str(tmp_path)})
+    cfg = make_config()
     sys_ = lambda v: {"strategy": "collaborate", "metrics": {"em": {"value": v, "ci": [v - 0.1, v + 0.1]}}}  # noqa: E731
     m = {"task": "demo", "n_samples": 4, "metrics": ["em"], "headline": "em",
          "systems": {"collab_sft": sys_(0.5), "collab_aligned_r1": sys_(0.75)},
@@ -75,3 +75,20 @@ def test_summary_table_reads_the_aligned_difference_with_its_sign(tmp_path: Path
     table = summary_table(cfg)
     assert "collab_aligned_r1 - collab_sft: +0.250 [+0.000, +0.500]" in table
     assert "collab_aligned_r1" in table.splitlines()[3] and "0.750" in table
+
+
+def test_a_run_directory_records_what_produced_it(tmp_path: Path, make_config) -> None:
+    import re
+
+    import pydantic
+
+    from cowest.loop import entered
+    from cowest.stages import stage
+
+    cfg = make_config()
+    with entered(cfg, stage(cfg, "sft", tmp_path / "sft"), False):
+        pass
+    v = json.loads(RunLayout(tmp_path).versions.read_text())
+    assert v["libraries"]["pydantic"] == pydantic.VERSION and v["python"].count(".") == 2
+    if (Path(__file__).resolve().parents[1] / ".git").exists():  # a checkout (an installed wheel has no commit)
+        assert re.fullmatch(r"[0-9a-f]{40}", v["git"]["commit"]) and isinstance(v["git"]["dirty"], bool)

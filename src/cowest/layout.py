@@ -2,6 +2,7 @@
 read there, and nobody else builds a path by hand.
 
     run_dir/config.yaml                          resolved config (written once a stage accepted it)
+    run_dir/versions.json                        cowest's version and git commit, Python, library versions
     run_dir/run.lock                             held by the command working on the run
     run_dir/sft/adapter/                         the specialised weak model (LoRA); rationales.jsonl beside it
     run_dir/round<r>/feedback/                   feedback.jsonl, pairs.jsonl, pairs_stats.json, pairs.png
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     from cowest.config import ExperimentConfig
 
 CONFIG_FILE = "config.yaml"
+VERSIONS_FILE = "versions.json"
 RUN_LOCK = "run.lock"
 REPORT_FILE = "report.md"
 ADAPTER_DIR = "adapter"
@@ -89,6 +91,11 @@ class RunLayout:
     @property
     def config(self) -> Path:
         return self.root / CONFIG_FILE
+
+    @property
+    def versions(self) -> Path:
+        """What produced the run (cowest.provenance), rewritten whenever a stage starts."""
+        return self.root / VERSIONS_FILE
 
     @property
     def lock(self) -> Path:

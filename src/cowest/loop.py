@@ -15,17 +15,18 @@ from __future__ import annotations
 import sys
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 from cowest.config import ExperimentConfig, ModelConfig, dump_config
 from cowest.errors import CowestError
 from cowest.layout import EvalDir, RunLayout
 from cowest.results import Metrics
+from cowest.stage_inputs import AlignInputs, EvalInputs, FeedbackInputs, SFTInputs
 from cowest.stages import STAGES, Stage, exclusive, stage, write_atomic
 from cowest.system_id import SystemId
 
 if TYPE_CHECKING:
-    from cowest.evaluate import System
+    from cowest.system_id import System
 
 
 def log(msg: str) -> None:
@@ -51,9 +52,13 @@ def locked_run(cfg: ExperimentConfig) -> Iterator[Path]:
 def entered(cfg: ExperimentConfig, st: Stage, force: bool) -> Iterator[bool]:
     """Hold the stage's lock for the block and yield whether it must run (False: done for the same inputs; a
     different config is refused). The run's config.yaml is saved only after that check passed."""
+    from cowest.provenance import provenance_json
+
     with st.locked():
         runs = st.begin(force)
-        write_atomic(RunLayout(run_dir(cfg)).config, dump_config(cfg))
+        run = RunLayout(run_dir(cfg))
+        write_atomic(run.config, dump_config(cfg))
+        write_atomic(run.versions, provenance_json())
         yield runs
 
 
@@ -99,7 +104,8 @@ def sft_stage(cfg: ExperimentConfig) -> Stage:
     from cowest.rationales import RATIONALES_FILE, RATIONALES_STATS
 
     run = RunLayout.of(cfg)
-    return stage(cfg, "sft", run.sft_dir, outputs=(*adapter_outputs(run.sft_adapter), RATIONALES_FILE, RATIONALES_STATS))
+    return stage(cfg, "sft", run.sft_dir, inputs=SFTInputs.of(cfg),
+                 outputs=(*adapter_outputs(run.sft_adapter), RATIONALES_FILE, RATIONALES_STATS))
 
 
 def do_sft(cfg: ExperimentConfig, force: bool = False) -> Path:
@@ -125,13 +131,13 @@ def feedback_stage(cfg: ExperimentConfig, rnd: int) -> Stage:
     from cowest.layout import FAULTS_FILE, FEEDBACK_FILE, PAIRS_FILE, PAIRS_PLOT, PAIRS_STATS
 
     # Rounds after the first draft with the previous round's aligned model, so they depend on the align keys too.
-    return stage(cfg, f"feedback{rnd}", RunLayout.of(cfg).feedback_dir(rnd), keys="feedback" if rnd == 1 else "align",
+    return stage(cfg, f"feedback{rnd}", RunLayout.of(cfg).feedback_dir(rnd), inputs=FeedbackInputs.of(cfg, rnd),
                  upstream=[draft_adapter(cfg, rnd)],
                  outputs=(FEEDBACK_FILE, PAIRS_FILE, f"{PAIRS_FILE}.tmp", PAIRS_STATS, PAIRS_PLOT,  # pairs.write_pairs
                           FAULTS_FILE, f"{FAULTS_FILE}.tmp"))  # faults.FaultLog
 
 
-def do_feedback(cfg: ExperimentConfig, rnd: int = 1, force: bool = False) -> dict:
+def do_feedback(cfg: ExperimentConfig, rnd: int = 1, force: bool = False) -> dict[str, Any]:
     if not cfg.models.weak.spec.startswith("openai/"):  # a weak server applies its adapter itself
         require_upstream([draft_adapter(cfg, rnd)],
                          "run `cowest sft` first" if rnd == 1 else f"run `cowest align --round {rnd - 1}` first")
@@ -143,7 +149,7 @@ def do_feedback(cfg: ExperimentConfig, rnd: int = 1, force: bool = False) -> dic
         return _feedback(cfg, rnd, st)
 
 
-def _feedback(cfg: ExperimentConfig, rnd: int, st: Stage) -> dict:
+def _feedback(cfg: ExperimentConfig, rnd: int, st: Stage) -> dict[str, Any]:
     from cowest.evaluate import chunk_size
     from cowest.faults import FailureBudget, TolerantBackend
     from cowest.feedback import load_done, run_feedback
@@ -223,11 +229,12 @@ def align_reference(cfg: ExperimentConfig, rnd: int) -> Path:
 def align_stage(cfg: ExperimentConfig, rnd: int, method: str) -> Stage:
     run = RunLayout.of(cfg)
     out = run.aligned_adapter(rnd, method)
-    return stage(cfg, f"align{rnd}-{method}", out.parent, upstream=[run.pairs(rnd), align_reference(cfg, rnd)],
+    return stage(cfg, f"align{rnd}-{method}", out.parent, inputs=AlignInputs.of(cfg),
+                 upstream=[run.pairs(rnd), align_reference(cfg, rnd)],
                  outputs=adapter_outputs(out))
 
 
-def eval_systems(cfg: ExperimentConfig) -> list:
+def eval_systems(cfg: ExperimentConfig) -> list["System"]:
     """Weak SFT alone, strong alone, collaboration with the SFT weak model and with each round's aligned model
     (align.method), the sft_positive control when enabled; then any other `eval.strategies` (super_icl,
     self_refine ...) with the SFT weak model, and the other `eval.draft_formats` with the SFT and the last aligned
@@ -246,7 +253,7 @@ def eval_systems(cfg: ExperimentConfig) -> list:
 
 def loop_system(cfg: ExperimentConfig, sid: SystemId) -> "System":
     """The evaluated system `sid` names: its strategy, draft format and weak model (with its adapter)."""
-    from cowest.evaluate import System
+    from cowest.system_id import System
 
     run, weak = RunLayout.of(cfg), None
     if sid.weak == "sft":
@@ -259,7 +266,7 @@ def loop_system(cfg: ExperimentConfig, sid: SystemId) -> "System":
     return System(sid.name, sid.strategy, fmt, weak)
 
 
-def do_eval(cfg: ExperimentConfig, force: bool = False, systems: list | None = None,
+def do_eval(cfg: ExperimentConfig, force: bool = False, systems: list["System"] | None = None,
             out: Path | None = None) -> Metrics:
     """Evaluate `systems` (default: cfg.eval.strategies x draft formats) into `out` (default run_dir/eval),
     refusing traces of a different config and skipping a finished evaluation of the same one."""
@@ -287,15 +294,15 @@ def do_eval(cfg: ExperimentConfig, force: bool = False, systems: list | None = N
     return metrics
 
 
-def eval_stage(cfg: ExperimentConfig, out: Path, systems: list) -> Stage:
+def eval_stage(cfg: ExperimentConfig, out: Path, systems: list["System"]) -> Stage:
     from cowest.layout import CONFIG_FILE, FAULTS_FILE, METRICS_FILE, TRACES_DIR
 
-    return stage(cfg, "eval", out, upstream=eval_adapters(systems),
+    return stage(cfg, "eval", out, inputs=EvalInputs.of(cfg), upstream=eval_adapters(systems),
                  outputs=(TRACES_DIR, METRICS_FILE, f"{METRICS_FILE}.tmp", CONFIG_FILE, FAULTS_FILE,
                           f"{FAULTS_FILE}.tmp"))
 
 
-def eval_adapters(systems: list) -> list[Path]:
+def eval_adapters(systems: list["System"]) -> list[Path]:
     return sorted({Path(s.weak.adapter) for s in systems if s.weak is not None and s.weak.adapter})
 
 
@@ -339,7 +346,8 @@ def run_all(cfg: ExperimentConfig, force: set[str] | None = None) -> Path:
     if unknown:
         raise CowestError(f"unknown stage(s) {sorted(unknown)}; valid: {', '.join(STAGES)}")
     with locked_run(cfg):
-        check_run(cfg, planned_stages(cfg), force)  # every stage's inputs, before the first one starts
+        # every stage's inputs, before the first one starts
+        check_run(cfg, planned_stages(cfg), force, eval_systems(cfg))
         do_sft(cfg, "sft" in force)
         for rnd in range(1, cfg.rounds + 1):
             do_feedback(cfg, rnd, "feedback" in force)
