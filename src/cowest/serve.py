@@ -20,7 +20,7 @@ import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any, AsyncGenerator, AsyncIterator
 
 from cowest.config import ExperimentConfig, ModelConfig, validate_config
 from cowest.errors import ConfigError, CowestError, require
@@ -173,7 +173,7 @@ class Collaboration:
         """Whether the strong backend streams the answer (an OpenAI-compatible endpoint does; local ones don't)."""
         return self.strong_cfg is not None
 
-    async def stream_answer(self, messages: list[Message], params: SamplingParams) -> AsyncIterator[Delta]:
+    async def stream_answer(self, messages: list[Message], params: SamplingParams) -> AsyncGenerator[Delta, None]:
         """Deltas of the strong answer from its OpenAI-compatible endpoint (`stream=True`, async: closing this
         generator, or cancelling the task awaiting it, closes the upstream connection).
 
@@ -199,6 +199,7 @@ class Collaboration:
                     what = "failed" if not retryable else f"gave up after {attempts} attempts"
                     raise UpstreamError(f"strong model: request {what} ({type(e).__name__})") from None
                 await asyncio.sleep(min(STREAM_BACKOFF_MAX_S, wait_s or STREAM_BACKOFF_S * 2 ** (attempt - 1)))
+        assert stream is not None  # the loop breaks only once the stream is open
         try:
             for d in pending:
                 yield d
@@ -213,13 +214,14 @@ class Collaboration:
             await stream.close()
 
     async def _open_stream(self, messages: list[Message], params: SamplingParams) -> Any:
+        c = self.strong_cfg
+        assert c is not None  # only a streaming (openai/) strong model opens streams
         if self._stream_client is None:
             openai = require("openai", "openai")
-            c = self.strong_cfg
             key = os.environ.get(c.api_key_env) or "sk-no-key"  # local servers take any key
             self._stream_client = openai.AsyncOpenAI(api_key=key, base_url=c.base_url, timeout=c.timeout_s,
                                                      max_retries=0)
-        model = self.strong_cfg.spec.partition("/")[2]
+        model = c.spec.partition("/")[2]
         return await self._stream_client.chat.completions.create(
             model=model, messages=messages, temperature=params.temperature, top_p=params.top_p,
             max_tokens=params.max_tokens, stream=True, **({"stop": params.stop} if params.stop else {}))

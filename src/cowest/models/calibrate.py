@@ -307,7 +307,7 @@ def hf_decode_rates(source: str, dtype: str, batches: list[int], threads: int) -
                 nxt = torch.full((b, 1), 1, dtype=torch.long)
 
                 def step() -> None:
-                    state["cache"] = model(input_ids=nxt, cache=state["cache"], use_cache=True).cache
+                    state["cache"] = model(input_ids=nxt, cache=state["cache"], use_cache=True).cache  # noqa: F821 - runs before the del below
 
                 rates[b] = b / _median_step(step)
         del model
