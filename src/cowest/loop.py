@@ -49,15 +49,18 @@ def locked_run(cfg: ExperimentConfig) -> Iterator[Path]:
 
 
 @contextmanager
-def entered(cfg: ExperimentConfig, st: Stage, force: bool) -> Iterator[bool]:
+def entered(cfg: ExperimentConfig, st: Stage, force: bool, record: bool = True) -> Iterator[bool]:
     """Hold the stage's lock for the block and yield whether it must run (False: done for the same inputs; a
-    different config is refused). The run's config.yaml is saved only after that check passed."""
+    different config is refused). The run's config.yaml is saved only after that check passed, and only when `cfg`
+    is the run's own (`record`), not a variant made for a side evaluation such as the recall check; versions.json
+    (cowest.provenance) whenever a stage starts."""
     from cowest.provenance import provenance_json
 
     with st.locked():
         runs = st.begin(force)
         run = RunLayout(run_dir(cfg))
-        write_atomic(run.config, dump_config(cfg))
+        if record:
+            write_atomic(run.config, dump_config(cfg))
         write_atomic(run.versions, provenance_json())
         yield runs
 
@@ -267,9 +270,10 @@ def loop_system(cfg: ExperimentConfig, sid: SystemId) -> "System":
 
 
 def do_eval(cfg: ExperimentConfig, force: bool = False, systems: list["System"] | None = None,
-            out: Path | None = None) -> Metrics:
+            out: Path | None = None, record: bool = True) -> Metrics:
     """Evaluate `systems` (default: cfg.eval.strategies x draft formats) into `out` (default run_dir/eval),
-    refusing traces of a different config and skipping a finished evaluation of the same one."""
+    refusing traces of a different config and skipping a finished evaluation of the same one. `record`: `cfg` is
+    the run's own config (saved as its config.yaml)."""
     from cowest.evaluate import check_systems, default_systems, run_eval
 
     out = out or RunLayout.of(cfg).eval.path
@@ -277,7 +281,7 @@ def do_eval(cfg: ExperimentConfig, force: bool = False, systems: list["System"] 
     check_systems(cfg, systems)  # bad names fail before anything is written
     require_upstream(eval_adapters(systems), "train the adapters first (`cowest run`, or the sft and align stages)")
     st = eval_stage(cfg, out, systems)
-    with entered(cfg, st, force) as runs:
+    with entered(cfg, st, force, record) as runs:
         if not runs:
             log("eval: done already, skipped")
             return Metrics.read(EvalDir(out).metrics)
@@ -328,7 +332,8 @@ def do_recall(cfg: ExperimentConfig, force: bool = False) -> Metrics | None:
         return None
     rcfg = cfg.model_copy(deep=True)
     rcfg.task.eval_split, rcfg.task.eval_limit = cfg.eval.recall_split, None
-    return do_eval(rcfg, force, [loop_system(cfg, SystemId.weak_sft())], out=RunLayout.of(cfg).recall.path)
+    return do_eval(rcfg, force, [loop_system(cfg, SystemId.weak_sft())], out=RunLayout.of(cfg).recall.path,
+                   record=False)
 
 
 def do_report(cfg: ExperimentConfig) -> Path:
