@@ -92,3 +92,23 @@ def test_a_run_directory_records_what_produced_it(tmp_path: Path, make_config) -
     assert v["libraries"]["pydantic"] == pydantic.VERSION and v["python"].count(".") == 2
     if (Path(__file__).resolve().parents[1] / ".git").exists():  # a checkout (an installed wheel has no commit)
         assert re.fullmatch(r"[0-9a-f]{40}", v["git"]["commit"]) and isinstance(v["git"]["dirty"], bool)
+
+
+def test_later_rounds_draft_with_and_align_from_the_previous_rounds_adapter(make_config) -> None:
+    """rounds > 1 with align.reference=previous and the sft_positive control: which stages run, in which order, and
+    which upstream files each one is fingerprinted on (pure logic: nothing trains)."""
+    from cowest.loop import planned_stages
+
+    cfg = make_config(rounds=2, align={"reference": "previous", "sft_positive_control": True})
+    stages = planned_stages(cfg)
+    assert [st.name for _, st in stages] == ["sft", "feedback1", "align1-dpo", "align1-sft_positive", "feedback2",
+                                             "align2-dpo", "align2-sft_positive", "eval"]
+    by_name = {st.name: st for _, st in stages}
+    assert "upstream:sft/adapter" in by_name["feedback1"].inputs
+    assert "upstream:round1/align/adapter" in by_name["feedback2"].inputs  # drafts with round 1's aligned model
+    assert {"upstream:round2/feedback/pairs.jsonl", "upstream:round1/align/adapter"} <= set(by_name["align2-dpo"].inputs)
+    assert "align.beta" in by_name["feedback2"].inputs and "align.beta" not in by_name["feedback1"].inputs
+    assert by_name["align2-sft_positive"].path == RunLayout.of(cfg).align_dir(2, "sft_positive")
+    sft_ref = make_config(rounds=2, align={"reference": "sft"})
+    align2 = next(st for _, st in planned_stages(sft_ref) if st.name == "align2-dpo")
+    assert "upstream:sft/adapter" in align2.inputs and "upstream:round1/align/adapter" not in align2.inputs
