@@ -44,7 +44,7 @@ def test_greedy_matches_one_at_a_time_generate(continuous, one_at_a_time):
     token for token what `generate` gives for the prompt alone."""
     assert continuous.refill is not None and one_at_a_time.refill is None
     p = SamplingParams(max_tokens=40, logprobs=True)
-    before = continuous.decode_stats.steps
+    before, prefilled = continuous.decode_stats.steps, continuous.decode_stats.prompt_tokens
     got = [r[0] for r in continuous.generate(PROMPTS, p)]
     ref = [one_at_a_time.generate([m], p)[0][0] for m in PROMPTS]
     assert [g.text for g in got] == [r.text for r in ref]
@@ -59,6 +59,20 @@ def test_greedy_matches_one_at_a_time_generate(continuous, one_at_a_time):
     lengths = [r.completion_tokens + (r.finish_reason == "stop") for r in ref]
     static_steps = sum(max(lengths[i:i + 3]) for i in range(0, len(lengths), 3))
     assert continuous.decode_stats.steps - before < static_steps
+    # the chat template's system turn, shared by the prompts prefilled together, was computed once
+    assert continuous.decode_stats.prompt_tokens - prefilled < sum(r.prompt_tokens for r in ref)
+
+
+def test_shared_runs_keep_the_longest_useful_prefix():
+    from cowest.models.hf_refill import shared_runs
+
+    system, q1, q2 = list(range(20)), [100] * 30, [200] * 30
+    refine = [system + q1 + [1, 2, 3], system + q1 + [4, 5], system + q1 + [6], system + q2 + [1], system + q2 + [7]]
+    # the refinements of one question share the question block, not only the system turn
+    assert shared_runs(refine, 16) == [(0, 3, 50), (3, 5, 50)]
+    assert shared_runs([system + q1 + [1], system + q2 + [1]], 16) == [(0, 2, 20)]
+    assert shared_runs([[5, 1, 2], [6, 1, 2]], 16) == [(0, 1, 1), (1, 2, 1)]  # nothing shared: one token each
+    assert shared_runs([q1 + [1], q1], 16) == [(0, 2, 29)]  # every prompt keeps a token after the prefix
 
 
 def test_stop_strings_and_max_tokens(continuous, one_at_a_time):
@@ -120,3 +134,15 @@ def test_settings_the_loop_does_not_apply_fall_back_to_static(continuous):
         assert supports_refill(continuous.model) == "its generation_config sets repetition_penalty"
     finally:
         gc.repetition_penalty = 1.0
+
+
+def test_run_record_shows_batching_and_waste(continuous, one_at_a_time):
+    """engines.json (cowest.models.calibrate.engine_record) says how the hf engine batched and what it wasted."""
+    from cowest.models.calibrate import engine_record
+
+    continuous.generate(PROMPTS[:2], SamplingParams(max_tokens=8))
+    rec = engine_record(continuous)
+    assert rec["batching"] == "continuous" and rec["identity"] == continuous.identity
+    assert 0 < rec["decode"]["useful"] <= rec["decode"]["computed"]
+    assert 0 < rec["decode"]["useful_share"] <= 1
+    assert engine_record(one_at_a_time)["batching"] == "static"

@@ -102,7 +102,8 @@ class Sampler:
 class RefillGenerator:
     """Continuous-batching decode loop over a transformers model with a `DynamicCache` of full-attention layers."""
 
-    def __init__(self, model: Any, *, pad_id: int, eos: set[int], batch_size: int, refill_at: int | None = None):
+    def __init__(self, model: Any, *, pad_id: int, eos: set[int], batch_size: int, refill_at: int | None = None,
+                 share_prefix: int = 16):
         import torch
 
         self.torch = torch
@@ -112,6 +113,8 @@ class RefillGenerator:
         self.batch_size = max(1, batch_size)
         self.refill_at = refill_at or max(1, self.batch_size // 8)
         """Free slots that trigger a prefill of waiting prompts (fewer, larger prefills; less time half-empty)."""
+        self.share_prefix = share_prefix
+        """Prompts prefilled together that start with at least this many equal tokens compute them once (0: off)."""
 
     def run(self, requests: list[Request], *, max_new_tokens: int, sampler: Sampler, logprobs: bool = False,
             stop: Callable[[Any], Any] | None = None, stop_window: int = 0) -> tuple[list[Output], DecodeStats]:
@@ -168,40 +171,58 @@ class RefillGenerator:
         return take
 
     def _prefill(self, requests: list[Request], take: list[int], stats: DecodeStats):
-        """Prefill the distinct prompts of `take` in one left-padded forward; samples of a prompt copy its rows."""
+        """Prefill the distinct prompts of `take` (a shared prefix once, see `shared_runs`); samples of a prompt
+        copy its rows."""
         torch = self.torch
-        from transformers import DynamicCache
-
         t0 = time.perf_counter()
         key = lambda i: (requests[i].group, tuple(requests[i].ids)) if requests[i].group >= 0 else (-1, i)  # noqa: E731
         first: dict[tuple, int] = {}  # distinct prompt -> its first request in `take`
         for i in take:
             first.setdefault(key(i), i)
         prompts = [requests[i].ids for i in first.values()]
-        width = max(len(p) for p in prompts)
-        ids = torch.tensor([[self.pad_id] * (width - len(p)) + p for p in prompts])
-        mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
-        stats.prompt_tokens += len(prompts) * width  # padding included: it is computed too
-        cache = DynamicCache(config=self.model.config)
-        out = self.model(input_ids=ids, attention_mask=mask, position_ids=self._positions(mask), cache=cache,
-                         use_cache=True, logits_to_keep=1)
-        cache = out.cache if getattr(out, "cache", None) is not None else cache
+        runs = shared_runs(prompts, self.share_prefix) if self.share_prefix and len(prompts) > 1 else []
+        if any(end - start > 1 for start, end, _ in runs) and all(n > 0 for _, _, n in runs):
+            logits, cache, mask = self._forward_shared(prompts, runs, stats)
+        else:
+            logits, cache, mask = self._forward(prompts, stats)
         slot = {k: j for j, k in enumerate(first)}
         copy = [slot[key(i)] for i in take]
-        logits = out.logits[:, -1, :].float()
         if copy != list(range(len(prompts))):
-            index = torch.tensor(copy)
-            logits = logits[index]
-            mask = mask[index]
+            logits, mask = logits[copy], mask[copy]
             cache = self._select(cache, None, copy)[0]
         rows = []
         for i in take:
             r = requests[i]
-            gen = None
-            if r.seed is not None:
-                gen = torch.Generator().manual_seed(r.seed)
+            gen = None if r.seed is None else torch.Generator().manual_seed(r.seed)
             rows.append(_Row(req=i, tokens=list(r.ids[-64:]), generator=gen, t0=t0))
         return rows, cache, mask, logits
+
+    def _forward(self, prompts: list[list[int]], stats: DecodeStats, cache: Any = None, mask: Any = None):
+        """One forward over `prompts` left-padded to a common width, after `cache` (rows aligned with prompts, its
+        padding in `mask`) or from scratch: (last position's logits, cache, mask of everything in the cache)."""
+        torch = self.torch
+        from transformers import DynamicCache
+
+        width = max(len(p) for p in prompts)
+        ids = torch.tensor([[self.pad_id] * (width - len(p)) + p for p in prompts])
+        new_mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
+        stats.prompt_tokens += len(prompts) * width  # padding included: it is computed too
+        mask = new_mask if mask is None else torch.cat([mask, new_mask], dim=1)
+        cache = DynamicCache(config=self.model.config) if cache is None else cache
+        positions = self._positions(mask)[:, -width:]
+        out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, cache=cache, use_cache=True,
+                         logits_to_keep=1)
+        cache = out.cache if getattr(out, "cache", None) is not None else cache
+        return out.logits[:, -1, :].float(), cache, mask
+
+    def _forward_shared(self, prompts: list[list[int]], runs: list[tuple[int, int, int]], stats: DecodeStats):
+        """Each run's shared prefix once, its cache rows copied to the run's prompts, then every prompt's rest (the
+        padding between a prefix and a shorter rest is masked, positions count real tokens only)."""
+        _, cache, mask = self._forward([prompts[start][:n] for start, _, n in runs], stats)
+        rows = [r for r, (start, end, _) in enumerate(runs) for _ in range(start, end)]
+        cache = self._select(cache, None, rows)[0]
+        rest = [prompts[j][n:] for start, end, n in runs for j in range(start, end)]
+        return self._forward(rest, stats, cache=cache, mask=mask[rows])
 
     def _decode(self, rows: list[_Row], cache: Any, mask: Any):
         """One step: each row's last token in, next-token logits out."""
@@ -271,6 +292,36 @@ class RefillGenerator:
             layer.keys = layer.keys[index, :, start:]
             layer.values = layer.values[index, :, start:]
         return cache, mask
+
+
+def common_prefix(a: list[int], b: list[int]) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def shared_runs(prompts: list[list[int]], at_least: int) -> list[tuple[int, int, int]]:
+    """Consecutive prompts that share a prefix: (start, end, prefix length) covering every prompt in order.
+
+    A run grows while the next prompt shares at least `at_least` tokens and at least half of the run's prefix with
+    it (so the refinements of one question keep their question block rather than falling back to the system
+    prompt every prompt shares). Every prompt keeps one token after the prefix (the forward that yields its first
+    logits); a prompt alone in its run keeps one prefix token, so no row of the prefix pass is empty."""
+    runs: list[tuple[int, int, int]] = []
+    start, n = 0, len(prompts[0]) - 1
+    for j in range(1, len(prompts) + 1):
+        if j < len(prompts):
+            shared = min(common_prefix(prompts[start], prompts[j]), len(prompts[j]) - 1)
+            if shared >= at_least and (j - start == 1 or shared >= n // 2):
+                n = min(n, shared)
+                continue
+        runs.append((start, j, max(1, n) if j - start > 1 else min(1, len(prompts[start]) - 1)))
+        if j < len(prompts):
+            start, n = j, len(prompts[j]) - 1
+    return runs
 
 
 def supports_refill(model: Any) -> str | None:
