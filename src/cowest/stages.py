@@ -39,7 +39,8 @@ STAGE_KEYS: dict[str, tuple[str, ...]] = {
 }
 STAGES = ("sft", "feedback", "align", "eval", "report")
 # Settings that change how fast a stage runs, never what it writes (or only what the report says): not inputs.
-NOT_INPUTS = (".concurrency", ".timeout_s", ".max_retries", ".n_threads", ".batch_size", ".cache", ".logp_drop_warn")
+NOT_INPUTS = (".concurrency", ".timeout_s", ".max_retries", ".n_threads", ".batch_size", ".batching", ".cache",
+              ".logp_drop_warn")
 INPUTS_FILE, DONE_FILE, ATTEMPTS_FILE, LOCK_FILE = "inputs.json", "done.json", "attempts", "stage.lock"
 BOOKKEEPING = (INPUTS_FILE, DONE_FILE, ATTEMPTS_FILE)
 
