@@ -204,6 +204,8 @@ def bench_stage(alias: str, dtype: str, n: int, batch: int, modes: list[str], to
                      "useful": d.useful, "computed": d.computed, "steps": d.steps, "prefilled": d.prompt_tokens,
                      "tps": d.useful / wall, "min_len": min(lengths), "max_len": max(lengths),
                      "cut": sum(r[0].finish_reason == "length" for r in out)})
+        print(f"{mode}: {wall:.1f} s, {d.useful} useful tokens, {d.computed} row-steps, {d.useful / wall:.1f} tok/s",
+              flush=True)
     b.close()
     return rows
 
