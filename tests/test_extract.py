@@ -154,8 +154,10 @@ def test_number_answers_inside_a_sentence(text, expected):
     ("So the Pyxora speaker is the heaviest.", "Pyxora"),
     ("Answer: the pyxora", "Pyxora"),
     ("Answer: The Pyxora speaker is heavier than the Malvora compass", None),  # names two candidates
-    ("Answer: the speaker", None),
-    ("Answer: Pyxoras", None),  # not the name as a word
+    ("Answer: the speaker", "the speaker"),  # names no candidate: read as it stands, a wrong answer
+    ("Answer: Pyxoras", "Pyxoras"),  # not the name as a word
+    ("Answer: San Francisco.", "San Francisco"),
+    ("It is the heaviest of them.", None),  # unmarked and naming none: no answer
 ])
 def test_choice_answers_name_exactly_one_candidate(text, expected):
     assert extract_answer(text, _closed("choice", "Pyxora", ["Pyxora", "Malvora", "Kelmari"])) == expected
