@@ -50,7 +50,8 @@ def test_a_changed_upstream_output_is_refused(tmp_path):
 def test_speed_settings_are_not_inputs_and_later_rounds_depend_on_align(tmp_path):
     base = stage_inputs(cfg(tmp_path), "feedback")
     faster = stage_inputs(cfg(tmp_path, models={"strong": {"spec": "embedded/qwen2.5-coder-1.5b", "concurrency": 64,
-                                                           "batch_size": 1, "n_threads": 1}}), "feedback")
+                                                           "batch_size": 1, "n_threads": 1,
+                                                           "batching": "static"}}), "feedback")
     assert base == faster
     assert not any(k.startswith("align.") for k in base)
     assert "align.beta" in stage_inputs(cfg(tmp_path), "align")

@@ -22,7 +22,7 @@ from cowest.records import SamplingParams
 
 StageKind = Literal["sft", "feedback", "align", "eval"]
 
-RUN_SETTINGS = ("concurrency", "timeout_s", "max_retries", "n_threads", "batch_size", "cache")
+RUN_SETTINGS = ("concurrency", "timeout_s", "max_retries", "n_threads", "batch_size", "batching", "cache")
 """ModelConfig fields that change how fast a model answers (or whether a reply is reused), never the reply."""
 HOW_RUN = ("engine", "dtype")
 """ModelConfig fields that choose how a local model runs: inputs of stages that generate with it, not of training."""

@@ -354,9 +354,15 @@ def pick(source: str, engine: str, dtype: str, batch: int, *, threads: int | Non
 
 
 def engine_record(backend: Any) -> dict[str, Any]:
-    """What a run records about a loaded backend (through its wrappers): its identity and, where an
-    engine or dtype was chosen automatically, which and why."""
+    """What a run records about a loaded backend (through its wrappers): its identity, where an engine or dtype
+    was chosen automatically which and why, and for the hf engine its batching and padding waste (useful tokens
+    against row-steps computed, `cowest.models.hf_refill.DecodeStats`)."""
     inner = backend
     while hasattr(inner, "inner"):  # through the response cache and the stage's fault wrapper
         inner = inner.inner
-    return {"identity": backend.identity, "choice": getattr(inner, "engine_choice", None)}
+    record = {"identity": backend.identity, "choice": getattr(inner, "engine_choice", None)}
+    stats = getattr(inner, "decode_stats", None)
+    if stats is not None:
+        record["batching"] = "continuous" if getattr(inner, "refill", None) is not None else "static"
+        record["decode"] = stats.as_dict()
+    return record
