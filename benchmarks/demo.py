@@ -39,6 +39,8 @@ def engines(run: Path, cfg: dict) -> str:
     def one(role: str) -> str:
         m, choice = cfg["models"][role], (used.get(role) or {}).get("choice") or {}
         ran = f"{choice['engine']} {choice['dtype']}" if choice else "as configured"
+        if (used.get(role) or {}).get("batching"):
+            ran += f", {used[role]['batching']} batching"
         return f"{role} {m['spec']} (config {m.get('engine', 'auto')}/{m.get('dtype', 'float32')}: ran {ran})"
 
     return "; ".join(one(r) for r in ("weak", "strong"))
@@ -144,7 +146,7 @@ def main() -> None:
     lines = [
         f"### The embedded demo (`benchmarks/demo.py`, {datetime.date.today()}, {machine()})", "",
         f"`{' '.join(['cowest run', Path(args.config).relative_to(ROOT).as_posix(), *args.set])}` in a fresh run "
-        f"directory: **{wall / 60:.0f} min {wall % 60:.0f} s** wall (goal ≤ 10 min, 6 min aimed for); load "
+        f"directory: **{int(wall // 60)} min {wall % 60:.0f} s** wall (goal ≤ 10 min, 6 min aimed for); load "
         f"average {load_before} before, {load_after} after. Models: {engines(run, cfg)}. {n} dev questions "
         f"(closed-form answers: a number, a product or a city), greedy; 95% bootstrap CIs.", "",
         "| stage | wall s | what |", "|---|---|---|", *stage_rows(run), "",
