@@ -66,6 +66,10 @@ def check_systems(cfg: ExperimentConfig, systems: list[System]) -> None:
     seen = set()
     for s in systems:
         check_strategy(s.strategy, s.draft_format)
+        if s.strategy == "route":
+            from cowest.routing.checks import check_route
+
+            check_route(cfg, s.draft_format or cfg.eval.draft_formats[0])
         if not re.fullmatch(r"[A-Za-z0-9_.+-]+", s.name):
             raise ConfigError(f"system name '{s.name}' must be letters, digits and _.+- (it names a file)")
         if s.name in seen:
@@ -216,4 +220,7 @@ def run_eval(cfg: ExperimentConfig, out_dir: Path, systems: list[System] | None 
     metrics = summarize(cfg, samples, systems, out_dir, allow_missing=bool(budget.failed))
     metrics["faults"] = faults.write(budget.failed)
     write_metrics(out_dir / METRICS_FILE, metrics)
+    from cowest.costs import eval_costs, write_costs
+
+    write_costs(out_dir, eval_costs(cfg, metrics))
     return metrics

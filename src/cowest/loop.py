@@ -145,7 +145,7 @@ def feedback_stage(cfg: ExperimentConfig, rnd: int) -> Stage:
     return stage(cfg, f"feedback{rnd}", feedback_dir(cfg, rnd), keys="feedback" if rnd == 1 else "align",
                  upstream=[draft_adapter(cfg, rnd)],
                  outputs=(FEEDBACK_FILE, PAIRS_FILE, f"{PAIRS_FILE}.tmp", STATS_FILE, "pairs.png",  # pairs.write_pairs
-                          FAULTS_FILE, f"{FAULTS_FILE}.tmp"))  # faults.FaultLog
+                          FAULTS_FILE, f"{FAULTS_FILE}.tmp", "costs.json", "costs.json.tmp"))  # faults, costs
 
 
 def do_feedback(cfg: ExperimentConfig, rnd: int = 1, force: bool = False) -> dict:
@@ -194,6 +194,9 @@ def _feedback(cfg: ExperimentConfig, rnd: int, st: Stage) -> dict:
     ids = {s.id for s in samples}
     records = [r for r in load_done(path).values() if r.question_id in ids]
     stats = write_pairs(records, cfg.feedback, out, conversational=weak.has_chat_template)
+    from cowest.costs import feedback_costs, write_costs
+
+    write_costs(out, feedback_costs(cfg, records, stats["pairs"], drafter(cfg, rnd).spec))
     work_s = round(sum(r.wall_s for r in records), 1)  # all attempts, where done.json's wall_s is the last one's
     if budget.failed:  # within the budget: pairs from what finished, but the stage stays open for a rerun
         log(f"feedback round {rnd}: {len(budget.failed)} questions failed (counted in pairs_stats.json); "
@@ -316,7 +319,7 @@ def eval_stage(cfg: ExperimentConfig, out: Path, systems: list) -> Stage:
 
     return stage(cfg, "eval", out, upstream=eval_adapters(systems),
                  outputs=(TRACES_DIR, METRICS_FILE, f"{METRICS_FILE}.tmp", EVAL_CONFIG, FAULTS_FILE,
-                          f"{FAULTS_FILE}.tmp"))
+                          f"{FAULTS_FILE}.tmp", "costs.json", "costs.json.tmp"))
 
 
 def eval_adapters(systems: list) -> list[Path]:

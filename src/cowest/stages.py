@@ -35,7 +35,7 @@ STAGE_KEYS: dict[str, tuple[str, ...]] = {
             "eval.prompts"),
     "feedback": ("models.strong", "models.judge", "generation", "feedback"),
     "align": ("align",),
-    "eval": ("task", "models", "generation", "eval", "rounds"),
+    "eval": ("task", "models", "generation", "eval", "rounds", "route"),
 }
 STAGES = ("sft", "feedback", "align", "eval", "report")
 # Settings that change how fast a stage runs, never what it writes (or only what the report says): not inputs.

@@ -1,0 +1,19 @@
+"""Checks of a route setup that need no model: run before any model loads (eval's check_systems, serve's load)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from cowest.config import ExperimentConfig
+
+
+def check_route(cfg: "ExperimentConfig", draft_format: str) -> None:
+    """A draft format with an answer, and a trained learned router for this task and weak model when one is named."""
+    from cowest.strategies.route import check_route_format
+
+    check_route_format(draft_format)
+    if "learned" in cfg.route.routers:
+        from cowest.routing.learned import check_learned
+
+        check_learned(cfg)
