@@ -59,13 +59,34 @@ def dpo_trend(run: Path) -> list[str]:
     return out
 
 
-def copied_drafts(run: Path, system: str = "collab_sft") -> str:
-    """How often the strong model's reply begins with the draft's own first 40 characters: it copied the draft
-    (facts and the weak model's arithmetic with them) instead of redoing the step."""
-    rows = [json.loads(x) for x in (run / "eval" / "traces" / f"{system}.seed0.jsonl").read_text().splitlines()]
-    copied = sum(t["steps"][1]["output"]["text"].strip().startswith(t["steps"][0]["output"]["text"].strip()[:40])
-                 for t in rows)
-    return f"Strong replies that begin by copying the weak draft ({NAMES[system]}): {copied} of {len(rows)}."
+def draft_facts(run: Path, cfg: dict) -> list[str]:
+    """Per collaboration system: how many drafts state every fact the question needs, how many state a false one
+    (a sentence that is not in the catalogue), and how often the strong model was right given all the facts. This
+    separates the weak model's share of the errors (missing or wrong facts) from the strong model's (a wrong step)."""
+    from cowest.config import TaskConfig
+    from cowest.tasks import demo
+
+    task = TaskConfig.model_validate(cfg["task"])
+    gold = {s.id: s for s in demo.build(task.eval_split, task)}
+    catalogue = set(demo.documents(task))
+    out = ["| system | drafts with every needed fact | drafts with a false fact | right, given every fact |",
+           "|---|---|---|---|"]
+    for system in ("collab_sft", "collab_aligned_r1"):
+        path = run / "eval" / "traces" / f"{system}.seed0.jsonl"
+        if not path.exists():
+            continue
+        complete = false = right = 0
+        rows = [json.loads(x) for x in path.read_text().splitlines()]
+        for t in rows:
+            draft, needed = t["steps"][0]["output"]["text"], gold[t["sample_id"]].knowledge or ""
+            stated = [f"{x.strip().rstrip('.')}." for x in draft.replace("\n", " ").split(". ") if x.strip()]
+            has_all = all(f"{x.rstrip('.')}." in draft for x in needed.split(". "))
+            complete += has_all
+            false += any(x not in catalogue for x in stated)
+            right += has_all and t["scores"].get("exact_match", 0) == 1
+        out.append(f"| {NAMES[system]} | {complete} of {len(rows)} | {false} of {len(rows)} | "
+                   f"{right} of {complete} |")
+    return out
 
 
 def example_drafts(run: Path, n: int = 2) -> list[str]:
@@ -141,7 +162,7 @@ def main() -> None:
         f"Feedback: {stats['questions']} train questions × K = {cfg['feedback']['k']} drafts → {stats['pairs']} pairs; "
         f"positive share {stats['positive_share']:.2f}; questions without a pair {stats['questions_without_pair']} "
         f"({', '.join(f'{k} {v}' for k, v in stats['no_pair_reasons'].items()) or 'none'}).", "",
-        copied_drafts(run), "", *dpo_trend(run), "", *example_drafts(run),
+        *draft_facts(run, cfg), "", *dpo_trend(run), "", *example_drafts(run),
     ]
     text = "\n".join(lines) + "\n"
     print(text)

@@ -66,6 +66,10 @@ def test_answers_follow_from_facts(split):
             # The rationale states every fact of the products it uses, and names them as in the question.
             assert f"{p['name']} {p['kind']}" in s.question
             assert f"{p['name']} {p['kind']}" in s.rationale
+            assert f"{p['name']} {p['kind']}" in s.knowledge
+        # The knowledge is facts only: every sentence of it is a catalogue fact, and the step is not in it.
+        facts = set(demo.documents(TaskConfig(seed=3)))
+        assert all(f"{sent}." in facts for sent in s.knowledge.rstrip(".").split(". ")), s.knowledge
 
 
 def test_splits_disjoint_and_dev_is_reasoning_only():

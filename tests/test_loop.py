@@ -17,7 +17,7 @@ pytestmark = pytest.mark.slow
 
 TINY = [
     "task.train_limit=24", "task.eval_limit=3", "feedback.questions=8", "feedback.k=4", "feedback.evaluator=hybrid",
-    "feedback.temperature=1.5", "sft.knowledge_epochs=0", "eval.recall_split=null",
+    "feedback.temperature=1.5", "sft.knowledge_epochs=0", "eval.recall_split=facts",
     # Engines pinned, so every machine kind runs the same arithmetic (auto may pick bf16 on one and not another).
     "models.weak.engine=hf", "models.weak.dtype=float32", "models.strong.engine=llamacpp",
     "sft.max_steps=3", "sft.lr=1e-3", "sft.batch_size=4", "align.max_steps=2", "align.lr=5e-4",
@@ -38,7 +38,9 @@ def loop_run(tmp_path_factory):
 
 def test_every_artifact_is_well_formed(loop_run):
     cfg, run, report = loop_run
-    assert load_config(run / "config.yaml") == cfg
+    assert load_config(run / "config.yaml") == cfg  # the recall check's variant (its own split) is not the run's
+    recall = json.loads((run / "recall" / "metrics.json").read_text())
+    assert recall["n_samples"] == 80 and set(recall["systems"]) == {"weak_sft"}
     assert (run / "sft" / "adapter" / "adapter_config.json").exists()
     fb = run / "round1" / "feedback"
     lines = (fb / "feedback.jsonl").read_text().splitlines()

@@ -67,6 +67,8 @@ def test_draft_target_from_gold_and_parseable():
     assert P.draft_target(MC, "direct") == "Answer: B"
     assert P.draft_target(MC, "knowledge") == "Inferior leads mean the RCA."
     assert P.draft_target(QA, "cot") is None and P.draft_target(QA, "knowledge") is None
+    assert P.draft_target(MC.model_copy(update={"knowledge": "Lead II sees the inferior wall."}), "knowledge") == \
+        "Lead II sees the inferior wall."
     # the targets teach the format the extractor reads
     assert extract_answer(P.draft_target(MC, "cot"), MC) == "B"
     assert extract_answer(P.draft_target(CLS, "direct"), CLS) == "acceptable"

@@ -162,6 +162,10 @@ class SFTConfig(Section):
     lora_dropout: float = 0.0
     target: Literal["auto", "answer", "rationale"] = "auto"
     """auto: rationale + answer when the data has a rationale, else answer only."""
+    answer_rows: Literal["none", "direct", "auto"] = "none"
+    """Also train the prompt the weak model answers alone with (`answer`), beside the draft rows: none, direct
+    (`Answer: X`) or auto (rationale + answer where the data has one). For a draft format that is not an answer
+    (`knowledge`), so that the weak-alone baseline is the SFT model at its best, not one never taught to answer."""
     knowledge_epochs: int = 0
     """> 0: first train this many epochs of plain language modelling on the task's documents (the demo's catalogue,
     one fact a sentence), then the prompt -> draft SFT. Short rows seen many times are the cheap way for a small

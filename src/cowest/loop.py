@@ -52,12 +52,14 @@ def locked_run(cfg: ExperimentConfig) -> Iterator[Path]:
 
 
 @contextmanager
-def entered(cfg: ExperimentConfig, st: Stage, force: bool) -> Iterator[bool]:
+def entered(cfg: ExperimentConfig, st: Stage, force: bool, record: bool = True) -> Iterator[bool]:
     """Hold the stage's lock for the block and yield whether it must run (False: done for the same inputs; a
-    different config is refused). The run's config.yaml is saved only after that check passed."""
+    different config is refused). The run's config.yaml is saved only after that check passed, and only when `cfg`
+    is the run's own (`record`), not a variant made for a side evaluation such as the recall check."""
     with st.locked():
         runs = st.begin(force)
-        write_atomic(run_dir(cfg) / CONFIG_FILE, dump_config(cfg))
+        if record:
+            write_atomic(run_dir(cfg) / CONFIG_FILE, dump_config(cfg))
         yield runs
 
 
@@ -281,9 +283,11 @@ def eval_systems(cfg: ExperimentConfig) -> list:
     return systems
 
 
-def do_eval(cfg: ExperimentConfig, force: bool = False, systems: list | None = None, out: Path | None = None) -> dict:
+def do_eval(cfg: ExperimentConfig, force: bool = False, systems: list | None = None, out: Path | None = None,
+            record: bool = True) -> dict:
     """Evaluate `systems` (default: cfg.eval.strategies x draft formats) into `out` (default run_dir/eval),
-    refusing traces of a different config and skipping a finished evaluation of the same one."""
+    refusing traces of a different config and skipping a finished evaluation of the same one. `record`: `cfg` is
+    the run's own config (saved as its config.yaml)."""
     from cowest.evaluate import check_systems, default_systems, run_eval
 
     out = out or Path(cfg.run_dir) / "eval"
@@ -291,7 +295,7 @@ def do_eval(cfg: ExperimentConfig, force: bool = False, systems: list | None = N
     check_systems(cfg, systems)  # bad names fail before anything is written
     require_upstream(eval_adapters(systems), "train the adapters first (`cowest run`, or the sft and align stages)")
     st = eval_stage(cfg, out, systems)
-    with entered(cfg, st, force) as runs:
+    with entered(cfg, st, force, record) as runs:
         if not runs:
             log("eval: done already, skipped")
             import json
@@ -351,7 +355,7 @@ def do_recall(cfg: ExperimentConfig, force: bool = False) -> dict | None:
     rcfg = cfg.model_copy(deep=True)
     rcfg.task.eval_split, rcfg.task.eval_limit = cfg.eval.recall_split, None
     system = System("weak_sft", "weak_only", None, weak_model(cfg, sft_adapter(cfg)))
-    return do_eval(rcfg, force, [system], out=Path(cfg.run_dir) / "recall")
+    return do_eval(rcfg, force, [system], out=Path(cfg.run_dir) / "recall", record=False)
 
 
 def do_report(cfg: ExperimentConfig) -> Path:

@@ -41,6 +41,9 @@ class Sample(Record):
     labels: list[str] | None = None
     label_descriptions: dict[str, str] | None = None
     rationale: str | None = None
+    knowledge: str | None = None
+    """The background knowledge the answer needs, without the step to it or the answer (a `knowledge` draft's
+    SFT target); None = the rationale stands in."""
     answer_format: Literal["free", "number", "choice"] = "free"
     """qa: `free` text (EM/F1 against the aliases), a `number`, or one of `choices`. A closed form lets the
     matcher find the answer inside a sentence and refuse one that names several."""

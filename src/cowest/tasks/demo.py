@@ -1,7 +1,8 @@
 """The offline demo task: questions about a fictional company's products that no pretrained model can know.
 
 A seeded catalogue of invented products (price, weight, launch year, factory city). The training split holds every
-plain fact (in two phrasings) plus reasoning questions with a rationale that states the facts used and the step;
+plain fact (in two phrasings) plus reasoning questions with a rationale that states the facts used and the step
+(and, for `knowledge` drafts, the facts alone);
 `dev` (reported) and `tune` (for choosing settings) hold other reasoning questions over the same products, so the
 weak model learns the facts from training and never sees a dev or tune question. Each reasoning question needs two
 or three facts and one step the 135M weak model does poorly and the strong model does well (a sum, a difference, a
@@ -86,6 +87,8 @@ class Q:
     products: tuple[Product, ...]
     answer_format: str = "number"
     choices: tuple[str, ...] = ()
+    knowledge: str = ""
+    """The facts the question needs and nothing else (no step, no answer): a `knowledge` draft's target."""
 
 
 def _price(p: Product) -> str:
@@ -109,52 +112,55 @@ def fact_questions(products: list[Product]) -> list[Q]:
     out: list[Q] = []
     for p in products:
         for q in (f"How much does the {p.label} cost, in dollars?", f"What is the price of the {p.label} in dollars?"):
-            out.append(Q("fact_price", f"{q} {NUMBER}", str(p.price), _price(p), (p,)))
+            out.append(Q("fact_price", f"{q} {NUMBER}", str(p.price), _price(p), (p,), knowledge=_price(p)))
         for q in (f"How much does the {p.label} weigh, in kg?", f"What is the weight of the {p.label} in kg?"):
-            out.append(Q("fact_weight", f"{q} {NUMBER}", str(p.weight), _weight(p), (p,)))
+            out.append(Q("fact_weight", f"{q} {NUMBER}", str(p.weight), _weight(p), (p,), knowledge=_weight(p)))
         for q in (f"In which year was the {p.label} launched?", f"When was the {p.label} launched?"):
-            out.append(Q("fact_year", f"{q} {NUMBER}", str(p.year), _year(p), (p,)))
+            out.append(Q("fact_year", f"{q} {NUMBER}", str(p.year), _year(p), (p,), knowledge=_year(p)))
         for q in (f"In which city is the {p.label} made?", f"Where is the {p.label} made?"):
-            out.append(Q("fact_city", f"{q} {CITY}", p.city, _city(p), (p,), "choice", tuple(CITIES)))
+            out.append(Q("fact_city", f"{q} {CITY}", p.city, _city(p), (p,), "choice", tuple(CITIES),
+                         knowledge=_city(p)))
     return out
 
 
 def _cost_n(a: Product, n: int) -> Q:
     total = n * a.price
     return Q("cost_n", f"How many dollars do {n} {a.plural} cost in total? {NUMBER}", str(total),
-             f"{_price(a)} {n} x {a.price} = {total}.", (a,))
+             f"{_price(a)} {n} x {a.price} = {total}.", (a,), knowledge=_price(a))
 
 
 def _anniversary(a: Product, n: int) -> Q:
     y = a.year + n
     return Q("anniversary", f"In which year did or will the {a.label} turn {n} years old? {NUMBER}", str(y),
-             f"{_year(a)} {a.year} + {n} = {y}.", (a,))
+             f"{_year(a)} {a.year} + {n} = {y}.", (a,), knowledge=_year(a))
 
 
 def _total_weight(a: Product, b: Product) -> Q:
     t = a.weight + b.weight
     return Q("total_weight", f"How many kg do the {a.label} and the {b.label} weigh together? {NUMBER}", str(t),
-             f"{_weight(a)} {_weight(b)} {a.weight} + {b.weight} = {t}.", (a, b))
+             f"{_weight(a)} {_weight(b)} {a.weight} + {b.weight} = {t}.", (a, b), knowledge=f"{_weight(a)} {_weight(b)}")
 
 
 def _price_diff(a: Product, b: Product) -> Q:
     hi, lo = (a, b) if a.price > b.price else (b, a)
     d = hi.price - lo.price
     return Q("price_diff", f"How many dollars more does the {hi.label} cost than the {lo.label}? {NUMBER}", str(d),
-             f"{_price(hi)} {_price(lo)} {hi.price} - {lo.price} = {d}.", (a, b))
+             f"{_price(hi)} {_price(lo)} {hi.price} - {lo.price} = {d}.", (a, b), knowledge=f"{_price(hi)} {_price(lo)}")
 
 
 def _years_between(a: Product, b: Product) -> Q:
     early, late = (a, b) if a.year < b.year else (b, a)
     d = late.year - early.year
     return Q("years_between", f"How many years after the {early.label} was the {late.label} launched? {NUMBER}",
-             str(d), f"{_year(early)} {_year(late)} {late.year} - {early.year} = {d}.", (a, b))
+             str(d), f"{_year(early)} {_year(late)} {late.year} - {early.year} = {d}.", (a, b),
+             knowledge=f"{_year(early)} {_year(late)}")
 
 
 def _cheaper_city(a: Product, b: Product) -> Q:
     lo = a if a.price < b.price else b
     return Q("cheaper_city", f"In which city is the cheaper of the {a.label} and the {b.label} made? {CITY}", lo.city,
-             f"{_price(a)} {_price(b)} The {lo.label} is cheaper. {_city(lo)}", (a, b), "choice", tuple(CITIES))
+             f"{_price(a)} {_price(b)} The {lo.label} is cheaper. {_city(lo)}", (a, b), "choice", tuple(CITIES),
+             knowledge=f"{_price(a)} {_price(b)} {_city(a)} {_city(b)}")
 
 
 def _three(ps: tuple[Product, Product, Product]) -> str:
@@ -165,14 +171,14 @@ def _heaviest(a: Product, b: Product, c: Product) -> Q:
     w = max((a, b, c), key=lambda p: p.weight)
     return Q("heaviest", f"Which is the heaviest: {_three((a, b, c))}? {PRODUCT}", w.name,
              f"{_weight(a)} {_weight(b)} {_weight(c)} The heaviest is the {w.label}.", (a, b, c), "choice",
-             (a.name, b.name, c.name))
+             (a.name, b.name, c.name), knowledge=f"{_weight(a)} {_weight(b)} {_weight(c)}")
 
 
 def _first_launched(a: Product, b: Product, c: Product) -> Q:
     f = min((a, b, c), key=lambda p: p.year)
     return Q("first_launched", f"Which was launched first: {_three((a, b, c))}? {PRODUCT}", f.name,
              f"{_year(a)} {_year(b)} {_year(c)} The first launched is the {f.label}.", (a, b, c), "choice",
-             (a.name, b.name, c.name))
+             (a.name, b.name, c.name), knowledge=f"{_year(a)} {_year(b)} {_year(c)}")
 
 
 PAIR_QUESTIONS: list[Callable[[Product, Product], Q]] = [_total_weight, _price_diff, _years_between, _cheaper_city]
@@ -229,7 +235,7 @@ def build(split: str, cfg: TaskConfig) -> list[Sample]:
     """Samples of `train`, `dev` (alias `test`), `tune` or `facts` (the training facts, to measure recall)."""
     return [
         Sample(id=f"demo-{split}-{i}", task="demo", family="qa", question=q.question, answers=[q.answer],
-               rationale=q.rationale, answer_format=q.answer_format, choices=list(q.choices) or None,  # type: ignore[arg-type]
+               rationale=q.rationale, knowledge=q.knowledge, answer_format=q.answer_format, choices=list(q.choices) or None,  # type: ignore[arg-type]
                metadata={"type": q.kind, "company": COMPANY, "products": [p.facts() for p in q.products]})
         for i, q in enumerate(split_questions(split, cfg))
     ]

@@ -179,7 +179,8 @@ def self_refine_messages(sample: Sample, draft: str, overrides: Overrides = None
 def draft_target(sample: Sample, fmt: str) -> str | None:
     """The SFT target for a draft format from gold data, or None when the sample cannot supply one.
 
-    cot: rationale + `Answer: X` (needs a rationale); direct: `Answer: X`; knowledge: the rationale alone.
+    cot: rationale + `Answer: X` (needs a rationale); direct: `Answer: X`; knowledge: the sample's knowledge, else
+    the rationale alone.
     """
     check_draft_format(fmt)
     answer = f"Answer: {sample.gold}"
@@ -187,5 +188,5 @@ def draft_target(sample: Sample, fmt: str) -> str | None:
     if fmt == "direct":
         return answer
     if fmt == "knowledge":
-        return rationale
+        return (sample.knowledge or "").strip() or rationale
     return f"{rationale}\n{answer}" if rationale else None

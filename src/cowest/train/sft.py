@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from cowest.config import ExperimentConfig
-from cowest.errors import CowestError, DataError, require
+from cowest.errors import ConfigError, CowestError, DataError, require
 from cowest.records import Sample
-from cowest.tasks.prompts import draft_messages, draft_target
+from cowest.tasks.prompts import answer_messages, draft_messages, draft_target
 from cowest.train.common import (TRAIN_LOG, device_kwargs, log_callback, lora_config, publish, quiet_trainer,
                                  save_adapter, staging_dir)
 
@@ -32,13 +32,18 @@ def sft_target(sample: Sample, fmt: str, target: str) -> str:
 
 
 def sft_rows(samples: list[Sample], cfg: ExperimentConfig) -> list[dict[str, Any]]:
-    """Conversational prompt-completion rows (TRL format) for the configured draft format."""
-    fmt = cfg.feedback.draft_format
-    return [
-        {"prompt": draft_messages(s, fmt, cfg.eval.prompts),
-         "completion": [{"role": "assistant", "content": sft_target(s, fmt, cfg.sft.target)}]}
-        for s in samples
-    ]
+    """Conversational prompt-completion rows (TRL format) for the configured draft format, then (sft.answer_rows)
+    the weak model's own answer prompt for each sample."""
+    fmt, prompts = cfg.feedback.draft_format, cfg.eval.prompts
+    pairs = [(draft_messages(s, fmt, prompts), sft_target(s, fmt, cfg.sft.target)) for s in samples]
+    if cfg.sft.answer_rows != "none":
+        target = "answer" if cfg.sft.answer_rows == "direct" else "auto"
+        answers = [(answer_messages(s, prompts), sft_target(s, "cot", target)) for s in samples]
+        if answers and answers[0][0] == pairs[0][0]:  # one prompt, two targets: the model would learn neither
+            raise ConfigError(f"sft.answer_rows: the weak model's answer prompt is its '{fmt}' draft prompt; make "
+                              f"eval.prompts.answer or eval.prompts.draft_{fmt} differ, or set sft.answer_rows=none")
+        pairs += answers
+    return [{"prompt": p, "completion": [{"role": "assistant", "content": c}]} for p, c in pairs]
 
 
 def knowledge_rows(cfg: ExperimentConfig) -> list[dict[str, str]]:

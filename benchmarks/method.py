@@ -1,0 +1,98 @@
+"""The method on real domains with the strong default: ETHICS (justice) and MedMCQA from ../shared/data.
+
+For each domain, `cowest run configs/method_<domain>.yaml` (weak SFT on train rows with bootstrapped rationales,
+feedback on 200 train questions with K = 4, DPO and the SFT-on-chosen control, evaluation on 300 dev questions of:
+weak SFT alone, strong alone, SuperICL, collaboration with the SFT, the aligned and the SFT-on-chosen weak model),
+then one markdown block per domain: stage times, every system with its CI, the share of replies cut at the token
+budget, the pairs the feedback found per question, and the paired differences that carry the method's claims
+(collaboration against the best single model, aligned against SFT collaboration, DPO against its control).
+
+Resumable after any interruption: rerun the same command; finished stages are skipped and feedback and eval go on
+where they stopped. Hours on 2 cores (about 2-3 h a domain); alone, under the CPU lock, never in CI:
+
+    flock /tmp/cowest-cpu.lock python benchmarks/method.py [--domains ethics medmcqa] [--out runs] [--record]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import sys
+from pathlib import Path
+
+from cowest.config import load_config
+from cowest.loop import run_all
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from bench_io import load_average, machine, paired_rows, record, stage_rows, system_rows  # noqa: E402
+
+NAMES = {"weak_sft": "weak SFT alone", "strong": "strong alone", "super_icl_sft": "SuperICL (SFT weak)",
+         "collab_sft": "collaboration, SFT weak", "collab_aligned_r1": "collaboration, aligned weak",
+         "collab_sft_positive_r1": "collaboration, SFT-on-chosen weak"}
+METRIC = "accuracy"
+
+
+def best_single(metrics: dict) -> str:
+    """The better of the two single models on the headline metric: the bar collaboration has to clear."""
+    return max(("weak_sft", "strong"), key=lambda s: metrics["systems"][s]["metrics"][METRIC]["value"])
+
+
+def cut_share(metrics: dict) -> str:
+    """Replies that hit the token budget, per system and role (the eval stage's own count; goal: at most 5%)."""
+    parts = []
+    for name, s in metrics["systems"].items():
+        for role, u in s["usage"].items():
+            if u.get("calls"):
+                parts.append(f"{NAMES.get(name, name)} ({role}) {u.get('cut', 0) / u['calls']:.1%}")
+    return "; ".join(parts)
+
+
+def domain_block(domain: str, run: Path, load_before: str) -> str:
+    metrics = json.loads((run / "eval" / "metrics.json").read_text())
+    stats = json.loads((run / "round1" / "feedback" / "pairs_stats.json").read_text())
+    best = best_single(metrics)
+    claims = [(best, "collab_sft"), (best, "collab_aligned_r1"), ("collab_sft", "collab_aligned_r1"),
+              ("collab_sft_positive_r1", "collab_aligned_r1")]
+    return "\n".join([
+        f"#### {domain} (`configs/method_{domain}.yaml`)", "",
+        f"{metrics['n_samples']} dev questions, greedy, 95% bootstrap CIs; load average {load_before} before the "
+        f"run's last invocation, {load_average()} after.", "",
+        "| stage | wall s | what |", "|---|---|---|", *stage_rows(run), "",
+        f"| system | {' | '.join(metrics['metrics'])} | extraction failures | strong tok/sample | wall s |",
+        "|---|" + "---|" * (len(metrics["metrics"]) + 3), *system_rows(metrics, NAMES), "",
+        "| paired difference | metric | value [95% CI] |", "|---|---|---|",
+        *[r for r in paired_rows(metrics, claims, NAMES) if f"| {METRIC} |" in r], "",
+        f"Replies cut at the token budget: {cut_share(metrics)}.", "",
+        f"Feedback: {stats['questions']} train questions × K = {stats['sampling']['k']} → {stats['pairs']} pairs "
+        f"({stats['pairs_per_feedback_question']:.2f} per question, goal ≥ 1); distinct drafts per question "
+        f"{stats['distinct_drafts_mean']:.2f}; questions without a pair {stats['questions_without_pair']} "
+        f"({', '.join(f'{k} {v}' for k, v in stats['no_pair_reasons'].items()) or 'none'}).", "",
+    ])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--domains", nargs="+", default=["ethics", "medmcqa"], choices=["ethics", "medmcqa"])
+    ap.add_argument("--out", default=str(ROOT / "runs"), help="run directories go in OUT/method-<domain>")
+    ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides (every domain)")
+    ap.add_argument("--record", action="store_true", help="put the report in BENCHMARKS.md")
+    args = ap.parse_args()
+    blocks = []
+    for domain in args.domains:
+        run = Path(args.out) / f"method-{domain}"
+        overrides = [f"run_dir={run}", f"task.data={ROOT.parent / 'shared' / 'data'}", *args.set]
+        cfg = load_config(ROOT / "configs" / f"method_{domain}.yaml", overrides)
+        before = load_average()
+        run_all(cfg)
+        blocks.append(domain_block(domain, run, before))
+    text = "\n".join([f"### The method on real domains (`benchmarks/method.py`, {datetime.date.today()}, "
+                      f"{machine()})", "", *blocks])
+    print(text)
+    if args.record:
+        record("method", text)
+
+
+if __name__ == "__main__":
+    main()
