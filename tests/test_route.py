@@ -9,7 +9,6 @@ through the real eval stage and report).
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import numpy as np
@@ -181,7 +180,7 @@ def write_feedback(path: Path, samples: list[Sample]) -> None:
         drafts = []
         for j in range(4):
             helps = (k + j) % 2 == 0
-            text = f"I am unsure about this.\nAnswer: 99999" if helps else f"I am certain of it.\nAnswer: {s.gold}"
+            text = "I am unsure about this.\nAnswer: 99999" if helps else f"I am certain of it.\nAnswer: {s.gold}"
             drafts.append(DraftFeedback(text=text, refinement=f"Answer: {s.gold}", prediction=s.gold, score=1.0,
                                         delta=0.0))
         append_jsonl(path, FeedbackRecord(question_id=s.id, prompt=[{"role": "user", "content": s.question}],
@@ -219,6 +218,7 @@ def test_learned_router_refuses_missing_or_foreign_training(tmp_path: Path) -> N
         train_router(cfg)
     with pytest.raises(CowestError, match=r"not trained: .*no feedback records.*cowest router CONFIG"):
         check_route(cfg, "cot")
+    check_route(cfg, "cot", learned_later=True)  # `cowest run` plans it before its feedback exists
     write_feedback(feedback_path(cfg), demo_train(10))
     train_router(cfg)
     check_route(cfg, "cot")
@@ -228,6 +228,23 @@ def test_learned_router_refuses_missing_or_foreign_training(tmp_path: Path) -> N
         check_route(other, "cot")
     with pytest.raises(CowestError, match="knowledge draft"):
         check_route(cfg, "knowledge")
+    write_feedback(feedback_path(cfg), demo_train(12)[10:])  # new records: the router is stale
+    with pytest.raises(CowestError, match=r"changed since it was trained.*cowest router CONFIG"):
+        check_route(cfg, "cot")
+
+
+def test_router_command_trains_and_reports(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from cowest.cli import main
+    from cowest.routing.learned import feedback_path
+
+    cfg_file = tmp_path / "c.yaml"
+    cfg_file.write_text(f"run_dir: {tmp_path / 'run'}\nroute: {{routers: [learned]}}\n")
+    assert main(["router", str(cfg_file)]) == 2 and "cowest feedback CONFIG" in capsys.readouterr().err
+    write_feedback(feedback_path(load_config(cfg_file)), demo_train(20))
+    assert main(["router", str(cfg_file)]) == 0
+    out = capsys.readouterr().out
+    assert "80 drafts of 20 questions, 40 where the strong model's answer beats the draft's" in out
+    assert "router/learned.json" in out
 
 
 # ---- the route system through the eval stage, the report and the costs ----------------------------------------

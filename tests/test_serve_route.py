@@ -3,7 +3,6 @@ and metadata, and counted in the JSON log; a real uvicorn server on 127.0.0.1 wi
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import httpx
@@ -31,7 +30,7 @@ class SureOnSums(MockBackend):
         self.calls.append((prompts, params))
         out = []
         for msgs in prompts:
-            sure = "seven" in msgs[-1]["content"]
+            sure = "seven" in msgs[-1]["content"].lower()
             lp = -0.1 if sure else -3.0
             text = "Six sevens.\nAnswer: 42" if sure else "Maybe.\nAnswer: 3"
             out.append([Generation(text=text, prompt_tokens=5, completion_tokens=4,

@@ -56,8 +56,9 @@ def default_systems(cfg: ExperimentConfig) -> list[System]:
     return out
 
 
-def check_systems(cfg: ExperimentConfig, systems: list[System]) -> None:
-    """Fail on unknown strategies, draft formats, prompt names or tasks, and on clashing system names."""
+def check_systems(cfg: ExperimentConfig, systems: list[System], *, before_feedback: bool = False) -> None:
+    """Fail on unknown strategies, draft formats, prompt names or tasks, and on clashing system names.
+    `before_feedback`: a whole run is being planned, which trains the learned router itself after its feedback."""
     from cowest.tasks.base import get_task
     from cowest.tasks.prompts import check_overrides
 
@@ -69,7 +70,7 @@ def check_systems(cfg: ExperimentConfig, systems: list[System]) -> None:
         if s.strategy == "route":
             from cowest.routing.checks import check_route
 
-            check_route(cfg, s.draft_format or cfg.eval.draft_formats[0])
+            check_route(cfg, s.draft_format or cfg.eval.draft_formats[0], learned_later=before_feedback)
         if not re.fullmatch(r"[A-Za-z0-9_.+-]+", s.name):
             raise ConfigError(f"system name '{s.name}' must be letters, digits and _.+- (it names a file)")
         if s.name in seen:

@@ -379,6 +379,9 @@ def run_all(cfg: ExperimentConfig, force: set[str] | None = None) -> Path:
             do_feedback(cfg, rnd, "feedback" in force)
             for method in align_methods(cfg):
                 do_align(cfg, rnd, method, "align" in force)
+        from cowest.routing.learned import train_if_routed
+
+        train_if_routed(cfg, "eval" in force)
         do_eval(cfg, "eval" in force, eval_systems(cfg))
         do_recall(cfg, "eval" in force)
         return do_report(cfg)

@@ -24,7 +24,7 @@ def check_run(cfg: ExperimentConfig, stages: list[tuple[str, Stage]], force: set
     for name, st in stages:
         if name not in force:
             st.check_config()
-    check_systems(cfg, eval_systems(cfg))
+    check_systems(cfg, eval_systems(cfg), before_feedback=True)
     check_models(cfg)
     check_splits(cfg)
 

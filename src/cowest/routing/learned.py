@@ -187,7 +187,8 @@ def train_router(cfg: "ExperimentConfig", rnd: int = 1) -> dict[str, Any]:
                           "feedback on more questions (feedback.questions) and then `cowest router CONFIG`")
     x = np.stack([features(q, d) for q, d in zip(rows.questions, rows.drafts)])
     w, b = fit_logistic(x, rows.labels)
-    meta = {"kind": KIND, **identity_of(cfg), "trained_on": str(path), "rows": len(rows.labels),
+    meta = {"kind": KIND, **identity_of(cfg), "trained_on": str(path), "feedback_sha256": file_sha(path),
+            "rows": len(rows.labels),
             "questions": len(set(rows.groups)), "positives": int(rows.labels.sum()), **cross_validate(rows)}
     out = learned_path(cfg)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -215,11 +216,38 @@ def check_learned(cfg: "ExperimentConfig") -> dict[str, Any]:
     diff = [f"{k} {meta.get(k)!r} (this config: {v!r})" for k, v in want.items() if meta.get(k) != v]
     if meta.get("kind") != KIND:
         diff.append(f"kind {meta.get('kind')!r}")
+    fb = Path(meta.get("trained_on", ""))
+    if fb.is_file() and meta.get("feedback_sha256") != file_sha(fb):
+        diff.append(f"feedback records {fb} (changed since it was trained)")
     if diff:
         raise CowestError(f"{path} was trained for another setup: {', '.join(diff)}; {fix} to retrain it")
     return data
 
 
+def file_sha(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
 def load_router(cfg: "ExperimentConfig") -> LearnedRouter:
     data = check_learned(cfg)
     return LearnedRouter(np.asarray(data["weights"], dtype=float), float(data["bias"]), data["meta"])
+
+
+def train_if_routed(cfg: "ExperimentConfig", force: bool = False) -> None:
+    """`cowest run`: train the learned router from round 1's feedback when the eval has a route system that uses
+    it and it is not trained yet (or the eval is forced)."""
+    from cowest.loop import log
+
+    if "route" not in cfg.eval.strategies or "learned" not in cfg.route.routers:
+        return
+    if learned_path(cfg).exists() and not force:
+        try:
+            check_learned(cfg)
+            return
+        except CowestError:
+            pass  # trained for other records or settings: retrain below
+    rec = train_router(cfg)
+    log(f"router: learned router trained on {rec['rows']} drafts (held-out accuracy {rec['heldout_accuracy']:.3f}, "
+        f"constant {rec['constant_accuracy']:.3f}): {rec['path']}")
