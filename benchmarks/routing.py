@@ -70,10 +70,9 @@ def run_domain(domain: str, args: argparse.Namespace) -> tuple[list[str], dict]:
     from cowest.routing.learned import train_router
 
     out = Path(args.out) / domain
-    ov = [f"run_dir={out}", f"task.data={ROOT.parent / 'shared' / 'data'}", *ROUTE,
-          f"feedback.questions={args.feedback_questions}"]
-    if domain != "demo":
-        ov.append(f"task.eval_limit={args.n}")
+    ov = [f"run_dir={out}", *ROUTE, f"feedback.questions={args.feedback_questions}"]
+    if domain != "demo":  # the demo is generated: no data folder
+        ov += [f"task.data={ROOT.parent / 'shared' / 'data'}", f"task.eval_limit={args.n}"]
     cfg = load_config(ROOT / "configs" / CONFIGS[domain], ov + args.set)
     times = {}
     t0 = time.monotonic()

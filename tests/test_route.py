@@ -121,6 +121,25 @@ def test_agreement_scores_the_share_of_samples_that_agree(tmp_path: Path) -> Non
     assert traces[0].final == "Answer: A" and traces[1].prediction == "D"
 
 
+def test_knowledge_drafts_get_a_separate_weak_answer_which_the_router_scores(tmp_path: Path) -> None:
+    class Facts(Weak):
+        def generate(self, prompts, params):
+            if "Do not give the answer" in prompts[0][-1]["content"]:  # the knowledge draft: facts, no answer
+                self.calls.append((prompts, params))
+                return [[Generation(text="Alpha is the first letter.", completion_tokens=5)] for _ in prompts]
+            return super().generate(prompts, params)
+
+    weak = Facts({1: "Answer: A", 2: "Answer: C"}, lp={1: -0.1, 2: -2.0})
+    strong = strong_says("B")
+    ctx = ctx_for(tmp_path, threshold=-1.0, sweep=False)
+    ctx.draft_format = "knowledge"
+    t1, t2 = STRATEGIES.get("route")([mc(1, "A"), mc(2, "B")], weak=weak, strong=strong, ctx=ctx)
+    assert weak.calls[0][1].logprobs is False and weak.calls[1][1].logprobs is True  # only the answer is scored
+    assert [s.name for s in t1.steps] == ["draft_knowledge", "answer"] and t1.prediction == "A"
+    assert [s.name for s in t2.steps] == ["draft_knowledge", "answer", "refine"] and t2.prediction == "B"
+    assert "Alpha is the first letter." in t2.steps[2].messages[-1]["content"]  # the strong model refines the facts
+
+
 def test_threshold_for_share_on_a_synthetic_score_list() -> None:
     rng = np.random.default_rng(0)
     scores = list(rng.permutation(np.arange(200) / 200))
@@ -226,8 +245,6 @@ def test_learned_router_refuses_missing_or_foreign_training(tmp_path: Path) -> N
                                "models.weak.spec=embedded/qwen2.5-coder-0.5b"])
     with pytest.raises(CowestError, match=r"trained for another setup: weak 'embedded/smollm2-135m'.*retrain"):
         check_route(other, "cot")
-    with pytest.raises(CowestError, match="knowledge draft"):
-        check_route(cfg, "knowledge")
     write_feedback(feedback_path(cfg), demo_train(12)[10:])  # new records: the router is stale
     with pytest.raises(CowestError, match=r"changed since it was trained.*cowest router CONFIG"):
         check_route(cfg, "cot")

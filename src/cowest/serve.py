@@ -26,6 +26,7 @@ from cowest.config import ExperimentConfig, ModelConfig, validate_config
 from cowest.errors import ConfigError, CowestError, require
 from cowest.models.openai_backend import parse_retry_after
 from cowest.records import Generation, Message, Sample, SamplingParams
+from cowest.routing.routers import ANSWERLESS_FORMATS
 
 
 class _Locked:
@@ -160,7 +161,9 @@ class Collaboration:
 
     def draft(self, sample: Sample) -> Generation:
         msgs = draft_prompt(sample, self.draft_format, self.cfg.eval.prompts)
-        params = self.router.draft_params(self.cfg.generation.weak) if self.router else self.cfg.generation.weak
+        answerless = self.draft_format in ANSWERLESS_FORMATS
+        params = self.router.draft_params(self.cfg.generation.weak) if self.router and not answerless \
+            else self.cfg.generation.weak
         return self.weak.generate([msgs], params)[0][0]
 
     def draft_and_route(self, sample: Sample) -> tuple[Generation, Any]:
@@ -170,8 +173,7 @@ class Collaboration:
         draft = self.draft(sample)
         if self.router is None or draft.error is not None:
             return draft, COLLABORATE
-        msgs = draft_prompt(sample, self.draft_format, self.cfg.eval.prompts)
-        return draft, self.router.choose(sample, draft, msgs, self.weak, self.cfg.generation.weak)
+        return draft, self.router.choose(sample, draft, self.weak, self.cfg.generation.weak, self.draft_format)
 
     def answer_messages(self, sample: Sample, draft: str, route: str = "collaborate") -> list[Message]:
         """The strong model's prompt: question + draft, or (route `strong`) the question alone."""

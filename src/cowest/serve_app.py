@@ -239,7 +239,7 @@ async def _answer(srv: Server, request: Request, req: ChatRequest, question: str
             info.update(route=choice.route, routes=srv.count_route(choice.route))
             streams = req.stream and collab.streams and choice.route != "weak"
             if choice.route == "weak":  # the router kept the weak model's answer: no strong call
-                answer = draft
+                answer = choice.weak_answer or draft
             elif not streams:
                 work = loop.run_in_executor(srv.pool, collab.answer, sample, draft.text, params, choice.route)
                 answer = await _until(request, work, deadline - time.monotonic())

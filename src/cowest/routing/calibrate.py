@@ -89,7 +89,7 @@ def calibrate(cfg: "ExperimentConfig", weak: "Backend", draft_format: str) -> di
 def calibration_scores(cfg: "ExperimentConfig", weak: "Backend", draft_format: str) -> dict[str, list[float]]:
     """Each router's scores of the weak model's drafts of the calibration split's questions."""
     from cowest.loop import log
-    from cowest.routing.routers import RouterInputs, draft_params, score_all
+    from cowest.routing.routers import RouterInputs, answer_prompts, draft_params, score_all
     from cowest.tasks import prompts as P
     from cowest.tasks.base import load_samples
 
@@ -99,11 +99,15 @@ def calibration_scores(cfg: "ExperimentConfig", weak: "Backend", draft_format: s
         f"{len(samples)} {r.calibration_split} questions")
     prompts = [P.draft_messages(s, draft_format, cfg.eval.prompts) for s in samples]
     params = cfg.generation.weak.model_copy(update={"seed": 0})
-    drafts = [g[0] for g in weak.generate(prompts, draft_params(cfg, params, r.routers))]
-    failed = next((d.error for d in drafts if d.error is not None), None)
+    asks = answer_prompts(samples, draft_format, cfg.eval.prompts, prompts)
+    texts = None
+    if asks is not None and "learned" in r.routers:  # the learned router reads the (answerless) drafts too
+        texts = [g[0].text for g in weak.generate(prompts, params)]
+    answers = [g[0] for g in weak.generate(asks or prompts, draft_params(cfg, params, r.routers))]
+    failed = next((d.error for d in answers if d.error is not None), None)
     if failed is not None:
-        raise CowestError(f"route calibration: a weak draft failed ({failed}); rerun")
-    inputs = RouterInputs(samples, drafts, prompts, weak, params, cfg)
+        raise CowestError(f"route calibration: a weak request failed ({failed}); rerun")
+    inputs = RouterInputs(samples, answers, asks or prompts, weak, params, cfg, draft_texts=texts)
     return {name: rs.scores for name, rs in score_all(r.routers, inputs).items()}
 
 

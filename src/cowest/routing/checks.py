@@ -9,11 +9,8 @@ if TYPE_CHECKING:
 
 
 def check_route(cfg: "ExperimentConfig", draft_format: str, learned_later: bool = False) -> None:
-    """A draft format with an answer, and a trained learned router for this task and weak model when one is named
-    (`learned_later`: `cowest run` trains it after its feedback, so it need not exist yet)."""
-    from cowest.strategies.route import check_route_format
-
-    check_route_format(draft_format)
+    """A trained learned router for this task and weak model when one is named (`learned_later`: `cowest run` trains
+    it after its feedback, so it need not exist yet)."""
     if "learned" in cfg.route.routers and not learned_later:
         from cowest.routing.learned import check_learned
 

@@ -4,7 +4,9 @@ collaborative feedback records to predict whether the strong model's answer beat
 Training rows are the feedback drafts (K per training question): the label is 1 when the fallback's answer scores
 higher than the draft's answer under the task metric against gold (fallback collaborate: the strong model's
 refinement of that draft; fallback strong: its solo answer). Both are re-scored with the metric, so the label is
-the same whichever evaluator the feedback stage used. Plain numpy (full-batch gradient descent with L2 and balanced
+the same whichever evaluator the feedback stage used. A knowledge draft holds no answer (it scores 0), so with
+knowledge drafts the label is whether the strong model gets it right: feedback with cot drafts trains a sharper
+router. Plain numpy (full-batch gradient descent with L2 and balanced
 class weights): a few hundred rows and a few thousand features need no more. Saved as RUN_DIR/router/learned.json
 with what it was trained on (task, weak model, fallback), which `load_router` checks.
 """

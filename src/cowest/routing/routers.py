@@ -1,5 +1,6 @@
-"""The routers: each scores weak drafts (higher = keep the weak answer) from the draft, its question and, for
-`agreement`, more weak samples.
+"""The routers: each scores the weak answer (higher = keep it) from the answer, its question and, for `agreement`,
+more weak samples. The weak answer is the draft's `Answer:` line (cot, direct) or, for a knowledge draft, which has
+none, the weak model's direct answer to the `answer` prompt.
 
 - `confidence`: the mean token log-probability of the draft's answer span (the text after its last `Answer:`
   marker, else its last line). Backends return one log-probability per completion token without the token strings
@@ -28,15 +29,20 @@ if TYPE_CHECKING:
 
 @dataclass
 class RouterInputs:
-    """What a router may read: the questions, their drafts and draft prompts, the weak model and the config."""
+    """What a router may read: the questions, the weak answers and their prompts, the weak model and the config."""
 
     samples: list[Sample]
     drafts: list[Generation]
+    """The weak model's answers: the drafts themselves, or for a draft format without an answer (knowledge) the
+    weak model's direct answers (`answer` prompt)."""
     prompts: list[list[Message]]
+    """The prompts of those answers."""
     weak: "Backend"
     params: SamplingParams
     """The weak model's sampling settings (seed included) for any further weak samples."""
     cfg: "ExperimentConfig"
+    draft_texts: list[str] | None = None
+    """The collaboration drafts, when they are not the answers (knowledge): what the learned router reads."""
 
 
 @dataclass
@@ -87,7 +93,8 @@ def learned(inputs: RouterInputs) -> RouterScores:
     from cowest.routing.learned import load_router
 
     model = load_router(inputs.cfg)
-    return RouterScores(model.keep_scores([s.question for s in inputs.samples], [d.text for d in inputs.drafts]))
+    texts = inputs.draft_texts if inputs.draft_texts is not None else [d.text for d in inputs.drafts]
+    return RouterScores(model.keep_scores([s.question for s in inputs.samples], texts))
 
 
 def score_all(names: list[str], inputs: RouterInputs) -> dict[str, RouterScores]:
@@ -103,3 +110,15 @@ def draft_params(cfg: "ExperimentConfig", params: SamplingParams, names: list[st
 
     return params.model_copy(update={"logprobs": True}) if NEEDS_LOGPROBS & set(names) else params
 
+
+
+ANSWERLESS_FORMATS = ("knowledge",)
+"""Draft formats that hold no answer: the weak answer is then a separate direct answer (`answer` prompt)."""
+
+
+def answer_prompts(samples: list[Sample], fmt: str, overrides: dict[str, str],
+                   draft_prompts: list[list[Message]]) -> list[list[Message]] | None:
+    """The weak answers' prompts when they are not the drafts (None: the drafts are the answers)."""
+    from cowest.tasks import prompts as P
+
+    return [P.answer_messages(s, overrides) for s in samples] if fmt in ANSWERLESS_FORMATS else None

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from cowest.records import Generation, Message, Sample, SamplingParams
+from cowest.records import Generation, Sample, SamplingParams
 
 if TYPE_CHECKING:
     from cowest.config import ExperimentConfig
@@ -20,6 +20,8 @@ class RouteChoice:
     route: str
     router: str | None = None
     score: float | None = None
+    weak_answer: Generation | None = None
+    """The weak model's answer when it is not the draft (a knowledge draft): the reply on the weak route."""
 
     def metadata(self) -> dict[str, Any]:
         return {"route": self.route, "router": self.router, "route_score": self.score}
@@ -47,11 +49,18 @@ class ServeRoute:
 
         return draft_params(self.cfg, params, [self.router])
 
-    def choose(self, sample: Sample, draft: Generation, prompt: list[Message], weak: Any,
-               params: SamplingParams) -> RouteChoice:
+    def choose(self, sample: Sample, draft: Generation, weak: Any, params: SamplingParams,
+               draft_format: str) -> RouteChoice:
+        """Score the weak answer (the draft, or a direct answer asked now when the draft has none) and route."""
         from cowest.routing import ROUTERS
-        from cowest.routing.routers import RouterInputs
+        from cowest.routing.routers import RouterInputs, answer_prompts
+        from cowest.tasks.prompts import draft_messages
 
-        score = ROUTERS.get(self.router)(RouterInputs([sample], [draft], [prompt], weak, params, self.cfg)).scores[0]
+        overrides = self.cfg.eval.prompts
+        prompt = draft_messages(sample, draft_format, overrides)
+        asks = answer_prompts([sample], draft_format, overrides, [prompt])
+        answer = weak.generate(asks, self.draft_params(params))[0][0] if asks else draft
+        inputs = RouterInputs([sample], [answer], asks or [prompt], weak, params, self.cfg, draft_texts=[draft.text])
+        score = ROUTERS.get(self.router)(inputs).scores[0]
         route = self.cfg.route.fallback if score < self.threshold else "weak"
-        return RouteChoice(route, self.router, score)
+        return RouteChoice(route, self.router, score, answer if asks else None)

@@ -1,6 +1,7 @@
-"""Strategy `route`: the weak model drafts, routers score the draft, and only a question whose score is below the
-threshold goes on to the strong model (`route.fallback`: refining the draft, or answering alone); the others keep
-the weak model's answer, read from the draft's `Answer:` line.
+"""Strategy `route`: the weak model drafts, routers score the weak answer, and only a question whose score is below
+the threshold goes on to the strong model (`route.fallback`: refining the draft, or answering alone); the others
+keep the weak model's answer: the draft's `Answer:` line, or for a knowledge draft (no answer in it) the weak
+model's direct answer (`answer` prompt, one more weak step).
 
 Every router in `route.routers` scores every question; the first decides. Each trace's metadata `route` holds
 what the report's quality versus strong-call-share curve needs: the decision, each router's score and threshold,
@@ -21,12 +22,6 @@ from cowest.tasks import prompts as P
 if TYPE_CHECKING:
     from cowest.config import ExperimentConfig
     from cowest.models.base import Backend
-
-
-def check_route_format(fmt: str) -> None:
-    if fmt == "knowledge":
-        raise CowestError("strategy 'route' keeps the weak model's answer from its draft, and a knowledge draft has "
-                          "none: use draft format cot or direct (feedback.draft_format, eval.draft_formats)")
 
 
 def _outcome(sample: Sample, gen: Generation) -> dict[str, Any]:
@@ -50,30 +45,34 @@ def route(samples: list[Sample], *, weak: "Backend | None", strong: "Backend | N
           ctx: StrategyContext) -> list[Trace]:
     """Draft, score, and send only the low-scoring questions to the strong model (module docstring)."""
     from cowest.routing.calibrate import thresholds
-    from cowest.routing.routers import RouterInputs, draft_params, score_all
+    from cowest.routing.routers import RouterInputs, answer_prompts, draft_params, score_all
 
     weak, strong = need(weak, "weak", "route"), need(strong, "strong", "route")
     cfg = ctx.config
     if cfg is None:
         raise CowestError("strategy 'route' needs its config (StrategyContext.from_config)")
     fmt, names = ctx.draft_format, cfg.route.routers
-    check_route_format(fmt)
     traces = new_traces(samples, "route", ctx, draft_format=fmt, router=names[0], fallback=cfg.route.fallback)
     prompts = [P.draft_messages(s, fmt, ctx.prompts) for s in samples]
     params = ctx.params("weak")
-    drafts = run_step(weak, "weak", f"draft_{fmt}", prompts, draft_params(cfg, params, names), traces)
+    asks = answer_prompts(samples, fmt, ctx.prompts, prompts)
+    drafts = run_step(weak, "weak", f"draft_{fmt}", prompts,
+                      params if asks else draft_params(cfg, params, names), traces)
+    answers = run_step(weak, "weak", "answer", asks, draft_params(cfg, params, names), traces) if asks else drafts
+    asks = asks or prompts
     live = [i for i, t in enumerate(traces) if failed_step(t) is None]
-    scored = score_all(names, RouterInputs([samples[i] for i in live], [drafts[i] for i in live],
-                                           [prompts[i] for i in live], weak, params, cfg))
+    scored = score_all(names, RouterInputs([samples[i] for i in live], [answers[i] for i in live],
+                                           [asks[i] for i in live], weak, params, cfg,
+                                           draft_texts=[drafts[i].text for i in live]))
     limits = thresholds(cfg, weak, fmt) if live else {}
     routed = []
     for j, i in enumerate(live):
         trace = traces[i]
-        _record_extra(trace, prompts[i], scored, j, names[0])
+        _record_extra(trace, asks[i], scored, j, names[0])
         score = scored[names[0]].scores[j]
         decision = "strong" if score < limits[names[0]] else "weak"
         trace.metadata["route"] = {"decision": decision, "scores": {n: rs.scores[j] for n, rs in scored.items()},
-                                   "thresholds": limits, "weak": _outcome(samples[i], drafts[i]), "fallback": None}
+                                   "thresholds": limits, "weak": _outcome(samples[i], answers[i]), "fallback": None}
         if failed_step(trace) is None and (decision == "strong" or cfg.route.sweep):
             routed.append(i)
     if routed:
@@ -90,7 +89,7 @@ def route(samples: list[Sample], *, weak: "Backend | None", strong: "Backend | N
 
 
 def _record_extra(trace: Trace, prompt: list[Message], scored: dict, j: int, decider: str) -> None:
-    """The deciding router's weak samples become steps before the draft (so the draft stays the last weak step);
+    """The deciding router's weak samples become steps before the draft (so the answer stays the last weak step);
     the other routers' only count in metadata, and a failed one fails the trace so the next run retries it."""
     extra_tokens = {}
     for name, rs in scored.items():
