@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 from cowest.config import ExperimentConfig, ModelConfig, load_config
+from cowest.errors import CowestError
 from cowest.evaluate import System, run_eval
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -78,7 +79,15 @@ def run_domain(domain: str, args: argparse.Namespace) -> tuple[list[str], dict]:
     t0 = time.monotonic()
     weak = feedback_records(cfg, domain, args.feedback_questions)
     times["feedback"] = time.monotonic() - t0
-    rec = train_router(cfg)
+    try:
+        rec = train_router(cfg)
+        trained = (f"{rec['rows']} drafts of {rec['questions']} questions, {rec['positives']} where the strong "
+                   f"model helps; held-out accuracy {rec['heldout_accuracy']:.3f} vs constant "
+                   f"{rec['constant_accuracy']:.3f}, AUC " + ("–" if rec["heldout_auc"] is None
+                                                              else f"{rec['heldout_auc']:.3f}"))
+    except CowestError as e:  # e.g. the strong model never beat a draft: the other routers still run
+        cfg.route.routers = [r for r in cfg.route.routers if r != "learned"]
+        trained = f"not trained ({e})"
     fmt = cfg.feedback.draft_format
     systems = [System("strong", "strong_only"), System("collab", "collaborate", fmt, weak),
                System("route", "route", fmt, weak)]
@@ -103,10 +112,7 @@ def run_domain(domain: str, args: argparse.Namespace) -> tuple[list[str], dict]:
             f"{'at or above' if (kept50.get('learned') or 0) >= (kept50.get('confidence') or 0) else 'below'} "
             f"confidence") if best is not None else "no collaboration reference"
     info = {"n": summary["n"], "headline": h, "refs": refs, "goal": goal, "report": report, "times": times,
-            "router": f"{rec['rows']} drafts of {rec['questions']} questions, {rec['positives']} where the strong "
-                      f"model helps; held-out accuracy {rec['heldout_accuracy']:.3f} vs constant "
-                      f"{rec['constant_accuracy']:.3f}, AUC " + ("–" if rec["heldout_auc"] is None
-                                                                 else f"{rec['heldout_auc']:.3f}")}
+            "router": trained}
     return rows, info
 
 

@@ -109,8 +109,11 @@ def write_costs(out_dir: Path, costs: dict[str, Any]) -> Path:
     return path
 
 
-def _usd(v: float | None) -> str:
-    return "unpriced" if v is None else f"${v:.4g}"
+def _usd(v: float | None, total: float | None = 0.0) -> str:
+    """A cost; None is "unpriced" when the total is, else "–" (nothing to divide by: no correct answers)."""
+    if v is None:
+        return "unpriced" if total is None else "–"
+    return f"${v:.4g}"
 
 
 def costs_section(run_dir: Path, metrics_path: Path | None) -> list[str]:
@@ -129,7 +132,9 @@ def costs_section(run_dir: Path, metrics_path: Path | None) -> list[str]:
         entries = c["systems"].items() if "systems" in c else [(f"{path.parent.parent.name} feedback", c)]
         for name, e in entries:
             tok = ", ".join(f"{r} {v['prompt_tokens']:,}+{v['completion_tokens']:,}" for r, v in e["roles"].items())
-            rows.append([name, tok, _usd(e["cost_usd"]), _usd(e["cost_per_question"]), _usd(e["cost_per_correct"])])
+            total = e["cost_usd"]
+            rows.append([name, tok, _usd(total, total), _usd(e["cost_per_question"], total),
+                         _usd(e["cost_per_correct"], total)])
     if not rows:
         return []
     return ["## Cost", "", "Tokens per role (input+output) and cost at the config's list prices (`prices`; local "

@@ -171,11 +171,12 @@ def plot_curves(summary: dict, headline: str, path: Path) -> None:
             ax.errorbar([cal["share"]], [cal["value"]], yerr=[[cal["value"] - cal["lo"]], [cal["hi"] - cal["value"]]],
                         fmt="o", capsize=3, color=line.get_color())
     markers = {"always-weak": "s", "always-collaborate": "D", "always-strong": "^"}
-    for name, v in summary["references"].items():
+    for k, (name, v) in enumerate(summary["references"].items()):
         x = 0.0 if name == "always-weak" else 1.0
         ax.scatter([x], [v], marker=markers.get(name, "x"), color="black", zorder=3)
-        ax.annotate(name, (x, v), textcoords="offset points", xytext=(4, 4), fontsize=7)
-    ax.set(xlabel="share of questions sent to the strong model", ylabel=headline, xlim=(-0.03, 1.1),
+        # references at the same share often have the same value: stagger their labels
+        ax.annotate(name, (x, v), textcoords="offset points", xytext=(-60 if x else 4, 4 + 9 * k), fontsize=7)
+    ax.set(xlabel="share of questions sent to the strong model", ylabel=headline, xlim=(-0.03, 1.05), ylim=(0, 1),
            title=f"{summary['system']}: {headline} vs strong calls")
     ax.legend(fontsize=7)
     fig.tight_layout()
