@@ -10,6 +10,9 @@ import os
 import platform
 import subprocess
 from pathlib import Path
+from typing import Any
+
+from cowest.results import Metrics
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -48,8 +51,15 @@ def load_average() -> str:
         return "?"
 
 
-def ci(v: dict) -> str:
-    return f"{v['value']:.3f} [{v['ci'][0]:.3f}, {v['ci'][1]:.3f}]"
+def ci(v: Any) -> str:
+    """A metric value with its CI: a `cowest.results.MetricValue` or its dict."""
+    value, (lo, hi) = (v["value"], v["ci"]) if isinstance(v, dict) else (v.value, v.ci)
+    return f"{value:.3f} [{lo:.3f}, {hi:.3f}]"
+
+
+def as_metrics(metrics: Metrics | dict) -> Metrics:
+    """A metrics.json as read by `json.loads`, or already typed."""
+    return metrics if isinstance(metrics, Metrics) else Metrics.model_validate(metrics)
 
 
 def stage_rows(run: Path) -> list[str]:
@@ -71,30 +81,26 @@ def stage_rows(run: Path) -> list[str]:
     return rows + [f"| total (stages, without model loads between them) | {total:.0f} | |"]
 
 
-def system_rows(metrics: dict, names: dict[str, str] | None = None) -> list[str]:
+def system_rows(metrics: Metrics | dict, names: dict[str, str] | None = None) -> list[str]:
     """One row per system: each metric with its CI, extraction failures, strong tokens per sample, wall s."""
+    m = as_metrics(metrics)
     rows = []
-    for name, s in metrics["systems"].items():
-        cells = " | ".join(ci(s["metrics"][m]) for m in metrics["metrics"])
-        strong = s["usage"].get("strong", {}).get("tokens_per_sample", 0)
-        rows.append(f"| {(names or {}).get(name, name)} | {cells} | {s['extraction_failures']['total']}/"
-                    f"{metrics['n_samples']} | {strong:.0f} | {s['wall_s']:.0f} |")
+    for name, s in m.systems.items():
+        cells = " | ".join(ci(s.metrics[k]) for k in m.metrics)
+        rows.append(f"| {(names or {}).get(name, name)} | {cells} | {s.extraction_failures.total}/"
+                    f"{m.n_samples} | {s.tokens_per_sample('strong'):.0f} | {s.wall_s:.0f} |")
     return rows
 
 
-def paired_rows(metrics: dict, pairs: list[tuple[str, str]], names: dict[str, str] | None = None) -> list[str]:
-    """`later - earlier` for each (earlier, later) pair of systems; metrics.json stores a - b in system order."""
-    names = names or {}
+def paired_rows(metrics: Metrics | dict, pairs: list[tuple[str, str]],
+                names: dict[str, str] | None = None) -> list[str]:
+    """`later − earlier` in every metric, for each (earlier, later) pair of systems."""
+    m, names = as_metrics(metrics), names or {}
     rows = []
     for earlier, later in pairs:
-        for p in metrics["paired"]:
-            if {p["a"], p["b"]} == {earlier, later}:
-                sign = -1.0 if (p["a"], p["b"]) == (earlier, later) else 1.0
-                # + 0.0 turns -0.0 into 0.0, so a zero difference prints as +0.000
-                diff = sign * p["diff"] + 0.0
-                lo, hi = sorted((sign * p["ci"][0] + 0.0, sign * p["ci"][1] + 0.0))
-                rows.append(f"| {names.get(later, later)} − {names.get(earlier, earlier)} | {p['metric']} | "
-                            f"{diff:+.3f} [{lo:+.3f}, {hi:+.3f}] |")
+        for metric in m.metrics:
+            if (d := m.diff(later, earlier, metric)) is not None:
+                rows.append(f"| {names.get(later, later)} − {names.get(earlier, earlier)} | {metric} | {d} |")
     return rows
 
 

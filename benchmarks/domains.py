@@ -55,12 +55,12 @@ def main() -> None:
                   f"max tokens {cfg.generation.weak.max_tokens}/{cfg.generation.strong.max_tokens}")
         m = run_eval(cfg, Path(cfg.run_dir), systems())
         name = task + (f"/{cfg.task.subset}" if cfg.task.subset else "")
-        for sys_name, s in m["systems"].items():
-            cells = [f"{v['value']:.3f} [{v['ci'][0]:.2f}, {v['ci'][1]:.2f}]" for v in s["metrics"].values()]
-            work += s["wall_s"]  # summed over every attempt, so a resumed run still reports its whole cost
-            strong_tok = s["usage"].get("strong", {}).get("tokens_per_sample", 0)
-            rows.append(f"| {name} | {sys_name} | {' / '.join(m['metrics'])} | {' / '.join(cells)} | "
-                        f"{s['extraction_failures']['total']}/{m['n_samples']} | {strong_tok:.0f} | {s['wall_s']:.0f} |")
+        for sys_name, s in m.systems.items():
+            cells = [f"{v.value:.3f} [{v.ci[0]:.2f}, {v.ci[1]:.2f}]" for v in s.metrics.values()]
+            work += s.wall_s  # summed over every attempt, so a resumed run still reports its whole cost
+            rows.append(f"| {name} | {sys_name} | {' / '.join(m.metrics)} | {' / '.join(cells)} | "
+                        f"{s.extraction_failures.total}/{m.n_samples} | {s.tokens_per_sample('strong'):.0f} | "
+                        f"{s.wall_s:.0f} |")
     lines = [f"### Domains: weak, strong, collaboration ({datetime.date.today()}, {machine()})", "",
              f"`python benchmarks/domains.py {' '.join(sys.argv[1:])}` — dev splits, {args.n} samples per task, greedy, "
              f"{'; '.join(sorted(specs))}; 95% bootstrap CIs; {work:.0f} s of generation "

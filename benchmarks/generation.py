@@ -9,6 +9,15 @@ on the same GGUF, same rendered prompt) as the reference. Prints a table; `--rec
     flock /tmp/cowest-cpu.lock python benchmarks/generation.py [--models smollm2-135m qwen2.5-coder-0.5b]
         [--tokens 32] [--batches 1 8 32] [--backends llamacpp hf hf-bf16 auto] [--record]
 
+Stage shape (`--stage 96`): the eval stage's strong calls, not uniform long answers: the strong model's solo
+prompts for N questions of the demo task's dev split, greedy, max 96 new tokens (replies of ~20 to 96 tokens), in
+one `generate` call, once per `--stage-batching` mode (static: one `generate` per batch; continuous: finished
+rows leave, waiting prompts join). Its table counts the padding waste: useful tokens (replies) against the
+row-steps computed (batch rows x decode steps), and the prompt tokens prefilled (padding included):
+
+    flock /tmp/cowest-cpu.lock python benchmarks/generation.py --stage 96 [--stage-model qwen2.5-coder-1.5b]
+        [--stage-dtype bfloat16] [--stage-batch 32] [--stage-batching static continuous] [--record]
+
 Roofline: in the same run it times a torch matmul of each model's MLP shape (hidden x intermediate) with as many
 rows as the batch, in float32 and bfloat16, and turns the GFLOP/s into a tokens/s ceiling (2 FLOP per weight of
 every linear layer, lm_head included, per token); each row's share is its tok/s over the ceiling of its dtype
@@ -160,6 +169,61 @@ def bench_raw(b, alias: str, tokens: int) -> dict:
             "cpp_prompt": pn / (pms / 1000) if pms else None}
 
 
+def stage_prompts(n: int) -> list[list[dict]]:
+    """The strong model's solo prompts for the first n questions of the demo task's dev split."""
+    from cowest.config import TaskConfig
+    from cowest.tasks import load_samples
+    from cowest.tasks.prompts import solo_messages
+
+    samples = load_samples(TaskConfig(name="demo"), "dev")
+    return [solo_messages(samples[i % len(samples)]) for i in range(n)]
+
+
+def bench_stage(alias: str, dtype: str, n: int, batch: int, modes: list[str], tokens: int = 96) -> list[dict]:
+    """Stage-shaped generation, once per batching mode on one loaded model: waste, time and useful tok/s."""
+    from cowest.models.hf_refill import RefillGenerator, supports_refill
+
+    cfg = ModelConfig(spec=f"hf/{gguf_path(alias)}", batch_size=batch, dtype=dtype, batching="static")
+    b = load_backend(cfg)
+    b.generate([[{"role": "user", "content": "Say hello."}]], SamplingParams(max_tokens=4))  # warm-up
+    work = stage_prompts(n)
+    rows = []
+    for mode in modes:
+        if mode == "continuous":
+            assert supports_refill(b.model) is None
+            b.refill = RefillGenerator(b.model, pad_id=b.tok.pad_token_id, eos=b._eos, batch_size=batch)
+        else:
+            b.refill = None
+        b.decode_stats = type(b.decode_stats)()
+        t0 = time.perf_counter()
+        out = b.generate(work, SamplingParams(max_tokens=tokens))
+        wall = time.perf_counter() - t0
+        d = b.decode_stats
+        lengths = [r[0].completion_tokens for r in out]
+        rows.append({"mode": mode, "model": alias, "dtype": dtype, "prompts": n, "batch": batch, "wall": wall,
+                     "useful": d.useful, "computed": d.computed, "steps": d.steps, "prefilled": d.prompt_tokens,
+                     "tps": d.useful / wall, "min_len": min(lengths), "max_len": max(lengths),
+                     "cut": sum(r[0].finish_reason == "length" for r in out)})
+        print(f"{mode}: {wall:.1f} s, {d.useful} useful tokens, {d.computed} row-steps, {d.useful / wall:.1f} tok/s",
+              flush=True)
+    b.close()
+    return rows
+
+
+def stage_table(rows: list[dict]) -> str:
+    lines = ["| batching | model | dtype | prompts | batch | reply tokens (min-max, cut at 96) | useful tokens | "
+             "row-steps computed | useful share | forward passes | prompt tokens prefilled | wall s | useful tok/s | "
+             "roofline tok/s | share |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        ceiling, tps = r.get("ceiling"), r["tps"]
+        roof = "- | -" if ceiling is None else f"{ceiling:.0f} | {tps / ceiling:.2f}"
+        lines.append(f"| {r['mode']} | {r['model']} | {r['dtype']} | {r['prompts']} | {r['batch']} | "
+                     f"{r['min_len']}-{r['max_len']}, {r['cut']} cut | {r['useful']} | {r['computed']} | "
+                     f"{r['useful'] / r['computed']:.2f} | {r['steps']} | {r['prefilled']} | {r['wall']:.1f} | "
+                     f"{tps:.1f} | {roof} |")
+    return "\n".join(lines)
+
+
 def table(rows: list[dict]) -> str:
     f = lambda x: "-" if x is None else f"{x:.1f}"  # noqa: E731
     lines = ["| backend | model | batch | completion tokens | wall s | tok/s (incl. prompt) | "
@@ -191,8 +255,16 @@ def main() -> None:
                     help="hf-bf16: transformers with bfloat16 weights; auto: what engine/dtype auto picks")
     ap.add_argument("--batches", nargs="+", type=int, default=[1, 8, 32])
     ap.add_argument("--tokens", type=int, default=32, help="max new tokens per prompt (greedy)")
+    ap.add_argument("--stage", type=int, default=0, metavar="N",
+                    help="run only the stage-shaped case with N prompts (e.g. 96)")
+    ap.add_argument("--stage-model", default="qwen2.5-coder-1.5b")
+    ap.add_argument("--stage-dtype", default="bfloat16", choices=["float32", "bfloat16"])
+    ap.add_argument("--stage-batch", type=int, default=32)
+    ap.add_argument("--stage-batching", nargs="+", default=["static", "continuous"], choices=["static", "continuous"])
     ap.add_argument("--record", action="store_true", help="write the table into BENCHMARKS.md")
     args = ap.parse_args()
+    if args.stage:
+        return main_stage(args)
     rows = []
     roofs = {}
     for alias in args.models:
@@ -229,6 +301,28 @@ def main() -> None:
     print(text)
     if args.record:
         record("generation.py", text)
+
+
+def main_stage(args: argparse.Namespace) -> None:
+    from bench_io import load_average
+
+    load = load_average()
+    roof = roofline(args.stage_model, [args.stage_batch])
+    rows = bench_stage(args.stage_model, args.stage_dtype, args.stage, args.stage_batch, args.stage_batching)
+    for r in rows:
+        r["ceiling"] = roof[(args.stage_dtype, args.stage_batch)][1]
+    text = (f"### Stage-shaped generation: padding waste, static against continuous batching "
+            f"({datetime.date.today().isoformat()}, {machine()}, load average {load} at start)\n\n"
+            f"`python benchmarks/generation.py --stage {args.stage}` — the hf engine on the strong model's solo "
+            "prompts for the demo task's dev questions, greedy, max 96 new tokens, one `generate` call. Useful "
+            "tokens are the replies' tokens; row-steps computed count every batch row of every forward pass that "
+            "yields a token (static: rows x the batch's longest reply, EOS included); prompt tokens prefilled "
+            "include left padding. Roofline: the same run's bf16/fp32 matmul of the model's MLP shape with batch "
+            "rows; share = useful tok/s over that ceiling. Run alone under the CPU lock.\n\n" + stage_table(rows))
+    print()
+    print(text)
+    if args.record:
+        record("generation.py stage", text)
 
 
 if __name__ == "__main__":

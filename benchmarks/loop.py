@@ -22,7 +22,10 @@ import time
 from pathlib import Path
 
 from cowest.config import ExperimentConfig, load_config
-from cowest.loop import aligned_adapter, run_all, sft_adapter
+from cowest.layout import RunLayout
+from cowest.loop import run_all
+from cowest.results import Metrics
+from cowest.system_id import SystemId
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -40,15 +43,16 @@ def dpo_comparison(cfg: ExperimentConfig, tmp: Path, epochs: float) -> list[str]
     from cowest.train.dpo import load_pairs, run_dpo
 
     cfg = cfg.model_copy(update={"align": cfg.align.model_copy(update={"epochs": epochs})})
-    a, pairs_file = cfg.align, Path(cfg.run_dir) / "round1" / "feedback" / "pairs.jsonl"
+    run = RunLayout.of(cfg)
+    a, pairs_file = cfg.align, run.pairs(1)
     n = len(load_pairs(pairs_file))
     source = resolve_source(cfg.models.weak.spec)
     t0 = time.perf_counter()
-    out = run_dpo(cfg, pairs_file, tmp / "cowest", weak_source=source, reference_adapter=str(sft_adapter(cfg)))
+    out = run_dpo(cfg, pairs_file, tmp / "cowest", weak_source=source, reference_adapter=str(run.sft_adapter))
     ours = {"train_s": train_runtime(out / "train_log.jsonl"), "total_s": time.perf_counter() - t0}
     model_dir = convert_gguf(source) if source.endswith(".gguf") else source
     cmd = [sys.executable, str(ROOT / "benchmarks" / "plain_dpo.py"), "--model", str(model_dir),
-           "--sft-adapter", str(sft_adapter(cfg)), "--pairs", str(pairs_file), "--out", str(tmp / "plain"),
+           "--sft-adapter", str(run.sft_adapter), "--pairs", str(pairs_file), "--out", str(tmp / "plain"),
            "--lr", str(a.lr), "--epochs", str(a.epochs), "--batch-size", str(a.batch_size),
            "--max-length", str(a.max_length), "--beta", str(a.beta), "--lora-r", str(a.lora_r),
            "--lora-alpha", str(a.lora_alpha), "--seed", str(a.seed)]
@@ -73,12 +77,14 @@ def main() -> None:
     overrides = [f"run_dir={args.out}", f"task.data={ROOT.parent / 'shared' / 'data'}", *args.set]
     cfg = load_config(args.config, overrides)
     run_all(cfg)
-    run = Path(cfg.run_dir)
-    metrics = json.loads((run / "eval" / "metrics.json").read_text())
+    layout = RunLayout.of(cfg)
+    run = layout.root
+    metrics = Metrics.read(layout.eval.metrics)
     with tempfile.TemporaryDirectory() as tmp:
         epochs = args.compare_epochs or cfg.align.epochs
         dpo = dpo_comparison(cfg, Path(tmp), epochs)
-    last = f"collab_aligned_r{cfg.rounds}"
+    last, sft, weak = (SystemId.collab("aligned", cfg.rounds).name, SystemId.collab().name,
+                       SystemId.weak_sft().name)
     fb = cfg.feedback
     lines = [
         f"### The loop on IfQA (`benchmarks/loop.py`, {datetime.date.today()}, {machine()})", "",
@@ -86,12 +92,12 @@ def main() -> None:
         f"`{Path(args.config).relative_to(ROOT)}`; weak {cfg.models.weak.spec}, strong {cfg.models.strong.spec}; "
         f"SFT on {cfg.task.train_limit} IfQA train questions, feedback on {fb.questions} of them with K = {fb.k} "
         f"(temperature {fb.temperature}, {fb.evaluator} evaluator), {cfg.rounds} round(s) of DPO, evaluation on "
-        f"{metrics['n_samples']} IfQA dev questions (greedy); 95% bootstrap CIs. Alone on the machine.", "",
+        f"{metrics.n_samples} IfQA dev questions (greedy); 95% bootstrap CIs. Alone on the machine.", "",
         "| stage | wall s | what |", "|---|---|---|", *stage_rows(run), "",
-        f"| system | {' | '.join(metrics['metrics'])} | extraction failures | strong tok/sample | wall s |",
-        "|---|" + "---|" * (len(metrics["metrics"]) + 3), *system_rows(metrics), "",
+        f"| system | {' | '.join(metrics.metrics)} | extraction failures | strong tok/sample | wall s |",
+        "|---|" + "---|" * (len(metrics.metrics) + 3), *system_rows(metrics), "",
         "| paired difference | metric | value [95% CI] |", "|---|---|---|",
-        *paired_rows(metrics, [("collab_sft", last), ("strong", "collab_sft"), ("weak_sft", "collab_sft")]), "",
+        *paired_rows(metrics, [(sft, last), (SystemId.strong().name, sft), (weak, sft)]), "",
         f"DPO on round 1's pairs, same hyper-parameters (lr {cfg.align.lr}, {epochs} epochs, batch "
         f"{cfg.align.batch_size}, beta {cfg.align.beta}, LoRA r {cfg.align.lora_r}), one after the other in this run:", "",
         "| recipe | pairs | train loop s | s per pair-epoch | total s (load + train + save) |", "|---|---|---|---|---|",
@@ -102,7 +108,7 @@ def main() -> None:
     if args.record:
         record("loop.py", text)
     # The aligned adapter the eval used, so a reader can find it.
-    print(f"aligned adapter: {aligned_adapter(cfg, cfg.rounds, cfg.align.method)}", file=sys.stderr)
+    print(f"aligned adapter: {layout.aligned_adapter(cfg.rounds, cfg.align.method)}", file=sys.stderr)
 
 
 if __name__ == "__main__":

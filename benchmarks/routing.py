@@ -39,12 +39,14 @@ ROUTE = ["route.routers=[learned,confidence,agreement]", "route.strong_share=0.5
 
 def feedback_records(cfg: ExperimentConfig, domain: str, n_questions: int) -> ModelConfig | None:
     """Write round-1 feedback records; return the weak model the eval should use (None = the config's)."""
-    from cowest.loop import do_feedback, do_sft, feedback_dir, sft_adapter, weak_model
+    from cowest.layout import RunLayout
+    from cowest.loop import do_feedback, do_sft, weak_model
 
+    layout = RunLayout.of(cfg)
     if domain == "demo":
         do_sft(cfg)
         do_feedback(cfg, 1)
-        return weak_model(cfg, sft_adapter(cfg))
+        return weak_model(cfg, layout.sft_adapter)
     from cowest.faults import TolerantBackend
     from cowest.feedback import run_feedback
     from cowest.models.base import load_backend
@@ -57,7 +59,7 @@ def feedback_records(cfg: ExperimentConfig, domain: str, n_questions: int) -> Mo
     strong = TolerantBackend(open_backend(cfg.models.strong, "strong", Path(cfg.run_dir) / "cache"))
     bar = Progress(len(samples), f"{domain} feedback")
     try:
-        run_feedback(cfg, samples, feedback_dir(cfg, 1), weak=weak, strong=strong, judge=None, progress=bar)
+        run_feedback(cfg, samples, layout.feedback_dir(1), weak=weak, strong=strong, judge=None, progress=bar)
     finally:
         bar.close()
         weak.close()
@@ -97,7 +99,7 @@ def run_domain(domain: str, args: argparse.Namespace) -> tuple[list[str], dict]:
     report = render_report([out])
     (run,) = route_runs(out / "eval" / "metrics.json", m)
     summary = summarize_run(run, m)
-    h = m["headline"]
+    h = m.headline
     rows = []
     for r, row in summary["routers"].items():
         cal = row.get("calibrated") or {}

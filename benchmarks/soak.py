@@ -31,6 +31,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from cowest.layout import FEEDBACK_FILE, RunLayout
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 sys.path.insert(0, str(ROOT / "tests"))
@@ -67,9 +69,10 @@ def write_inputs(out: Path, base_url: str, questions: int, eval_n: int, timeout_
 
 
 def record_files(stage: str, run: Path) -> list[Path]:
+    layout = RunLayout(run)
     if stage == "feedback":
-        return [run / "round1" / "feedback" / "feedback.jsonl"]
-    return [run / "eval" / "traces" / f"{s}.seed0.jsonl" for s in SYSTEMS]
+        return [layout.feedback_dir(1) / FEEDBACK_FILE]
+    return [layout.eval.trace(s, 0) for s in SYSTEMS]
 
 
 def ids_of(stage: str, run: Path) -> list[str]:

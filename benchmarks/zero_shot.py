@@ -21,7 +21,7 @@ from cowest.evaluate import System, run_eval
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from bench_io import machine, record  # noqa: E402
+from bench_io import ci, machine, record  # noqa: E402
 
 MODELS = ("smollm2-135m", "qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b")
 TASKS = {"ifqa": "configs/eval_ifqa.yaml", "medmcqa": "configs/eval_medmcqa.yaml", "ethics-justice": "configs/eval_ethics.yaml"}
@@ -41,17 +41,14 @@ def main() -> None:
                                         f"task.data={ROOT.parent / 'shared' / 'data'}", "generation.weak.max_tokens=16"])
         t0 = time.perf_counter()
         m = run_eval(cfg, Path(cfg.run_dir), systems)
-        h = m["headline"]
+        h = m.headline
         cells = []
         for name in MODELS:
-            v = m["systems"][name]["metrics"][h]
-            cells.append(f"{v['value']:.3f} [{v['ci'][0]:.3f}, {v['ci'][1]:.3f}]")
-            speed[name].append(m["systems"][name]["wall_s"] / m["n_samples"])
-        diffs = {(p["a"], p["b"]): p for p in m["paired"] if p["metric"] == h}
+            cells.append(ci(m.value(name)))
+            speed[name].append(m.systems[name].wall_s / m.n_samples)
         for big in ("qwen2.5-coder-1.5b", "qwen2.5-coder-0.5b"):
-            p = diffs[("smollm2-135m", big)]  # summary pairs systems in order: a = SmolLM2, diff = a - b
-            cells.append(f"{-p['diff']:+.3f} [{-p['ci'][1]:+.3f}, {-p['ci'][0]:+.3f}]")
-        lines.append(f"| {task} ({m['n_samples']}) | {h} | " + " | ".join(cells) + " |")
+            cells.append(str(m.diff(big, "smollm2-135m")))
+        lines.append(f"| {task} ({m.n_samples}) | {h} | " + " | ".join(cells) + " |")
         print(f"{task}: {time.perf_counter() - t0:.0f} s", file=sys.stderr)
     lines.append("| s/question (mean) | | " + " | ".join(f"{sum(v) / len(v):.2f}" for v in speed.values()) + " | | |")
     table = "\n".join(lines)

@@ -6,8 +6,14 @@ import pytest
 
 from cowest.config import ModelConfig, validate_config
 from cowest.errors import UnknownNameError
-from cowest.evaluate import ModelPool, System, default_systems, run_eval, trace_path
+from cowest.evaluate import ModelPool, System, default_systems, run_eval
+from cowest.layout import EvalDir
 from cowest.records import Trace, read_jsonl
+from cowest.results import Metrics, signed
+
+
+def trace_path(out, system, seed):
+    return EvalDir(out).trace(system, seed)
 
 ROWS = [("q1", "Question one?", "A"), ("q2", "Question two?", "B"), ("q3", "Question three?", "A"),
         ("q4", "Question four?", "B")]
@@ -39,7 +45,9 @@ def test_metrics_json_values_by_hand(setup):
     make, out, _ = setup
     cfg = make()
     assert [s.name for s in default_systems(cfg)] == ["weak_only", "strong_only", "collaborate-cot"]
-    m = run_eval(cfg, out)
+    typed = run_eval(cfg, out)
+    assert Metrics.read(out / "metrics.json") == typed and typed.version == 1
+    m = typed.model_dump()
     assert json.loads((out / "metrics.json").read_text()) == json.loads(json.dumps(m))
     assert (out / "config.yaml").read_text().startswith("run_dir:")
     engines = json.loads((out / "engines.json").read_text())  # which engine each role ran (none chosen: mocks)
@@ -67,6 +75,10 @@ def test_metrics_json_values_by_hand(setup):
     pair = next(p for p in m["paired"] if (p["a"], p["b"], p["metric"]) == ("weak_only", "strong_only", "accuracy"))
     assert pair["diff"] == pytest.approx(-0.25) and pair["ci"][0] <= -0.25 <= pair["ci"][1]
     assert len(m["paired"]) == 3 * 2  # 3 system pairs x 2 metrics
+    # one sign convention: diff(a, b) is a - b whichever order the pair was stored in
+    flipped = typed.diff("strong_only", "weak_only")
+    assert flipped.value == pytest.approx(0.25) and (flipped.lo, flipped.hi) == (-pair["ci"][1], -pair["ci"][0])
+    assert typed.diff("weak_only", "strong_only").value == pytest.approx(-0.25) and typed.diff("x", "y") is None
     traces = read_jsonl(trace_path(out, "collaborate-cot", 1), Trace)
     assert [t.sample_id for t in traces] == ["q1", "q2", "q3", "q4"] and traces[0].seed == 1
     assert traces[0].metadata["system"] == "collaborate-cot"
@@ -85,7 +97,7 @@ def test_resume_skips_done_samples_and_tolerates_a_torn_line(setup):
     m = run_eval(cfg, out, systems)
     preds = [t.prediction for t in read_jsonl(path, Trace)]
     assert preds == ["A", "B", "C", "C"]  # rows 1-2 kept, the torn row and row 4 redone
-    assert m["systems"]["strong"]["metrics"]["accuracy"]["value"] == pytest.approx(0.5)
+    assert m.value("strong", "accuracy").value == pytest.approx(0.5)
     # a third run has nothing left to do and changes nothing
     before = path.read_text()
     run_eval(cfg, out, systems)
@@ -97,9 +109,8 @@ def test_own_weak_model_per_system_same_samples(setup):
     cfg = make(eval={"seeds": [0]})
     systems = [System("weak_a", "weak_only"), System("weak_b", "weak_only", weak=ModelConfig(spec="mock/answer:Answer: B"))]
     m = run_eval(cfg, out, systems)
-    assert m["systems"]["weak_a"]["metrics"]["accuracy"]["value"] == 0.5
-    assert m["systems"]["weak_b"]["metrics"]["accuracy"]["value"] == 0.5
-    assert m["systems"]["weak_b"]["weak"] == "mock/answer:Answer: B"
+    assert m.value("weak_a").value == 0.5 and m.value("weak_b").value == 0.5
+    assert m.systems["weak_b"].weak == "mock/answer:Answer: B"
     assert [t.prediction for t in read_jsonl(trace_path(out, "weak_b", 0), Trace)] == ["B"] * 4
 
 
@@ -134,3 +145,19 @@ def test_cli_eval_and_report(setup, tmp_path, capsys):
     assert main(["report", str(out)]) == 0 and (out / "report.md").exists()
     assert main(["eval", str(cfg_file), "eval.strategies=[colab]"]) == 2
     assert "unknown strategy 'colab'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("x, text", [(0.0, "+0.000"), (-0.0, "+0.000"), (-0.0004, "+0.000"), (-0.0006, "-0.001"),
+                                     (0.25, "+0.250")])
+def test_a_difference_that_rounds_to_zero_prints_as_plus_zero(x, text):
+    assert signed(x) == text
+
+
+def test_a_metrics_file_of_before_the_version_field_reads_as_version_1(tmp_path):
+    old = {"task": "demo", "n_samples": 2, "seeds": [0], "metrics": ["exact_match"], "headline": "exact_match",
+           "systems": {"strong": {"strategy": "strong_only", "metrics": {"exact_match": {"value": 0.5,
+                                                                                          "ci": [0.0, 1.0]}}}},
+           "paired": []}
+    (tmp_path / "metrics.json").write_text(json.dumps(old))
+    m = Metrics.read(tmp_path / "metrics.json")
+    assert m.version == 1 and m.value("strong").value == 0.5 and m.failed_samples == 0

@@ -113,7 +113,8 @@ def test_metrics_re_read_answers_from_trace_texts(tmp_path) -> None:
     """A trace file written under older rules (here: a guessed answer in a cut-off reply) is scored by the current
     rules when metrics are computed."""
     from cowest.config import ExperimentConfig
-    from cowest.evaluate import System, trace_path
+    from cowest.evaluate import System
+    from cowest.layout import EvalDir
     from cowest.records import Generation, Step, Trace, append_jsonl
     from cowest.summary import summarize
 
@@ -122,12 +123,12 @@ def test_metrics_re_read_answers_from_trace_texts(tmp_path) -> None:
     trace = Trace(sample_id=QA.id, strategy="strong_only", steps=[Step(role="strong", name="solo", messages=[],
                                                                         output=cut)],
                   prediction="4", scores={"exact_match": 1.0, "f1": 1.0})  # as an old run scored it
-    path = trace_path(tmp_path, "strong", 0)
+    path = EvalDir(tmp_path).trace("strong", 0)
     path.parent.mkdir(parents=True)
     append_jsonl(path, trace)
     m = summarize(cfg, [QA], [System("strong", "strong_only")], tmp_path)
-    assert m["systems"]["strong"]["metrics"]["exact_match"]["value"] == 0.0
-    assert m["systems"]["strong"]["extraction_failures"]["total"] == 1
+    assert m.value("strong", "exact_match").value == 0.0
+    assert m.systems["strong"].extraction_failures.total == 1
 
 
 def _closed(fmt: str, gold: str, choices: list[str] | None = None) -> Sample:
@@ -154,8 +155,10 @@ def test_number_answers_inside_a_sentence(text, expected):
     ("So the Pyxora speaker is the heaviest.", "Pyxora"),
     ("Answer: the pyxora", "Pyxora"),
     ("Answer: The Pyxora speaker is heavier than the Malvora compass", None),  # names two candidates
-    ("Answer: the speaker", None),
-    ("Answer: Pyxoras", None),  # not the name as a word
+    ("Answer: the speaker", "the speaker"),  # names no candidate: read as it stands, a wrong answer
+    ("Answer: Pyxoras", "Pyxoras"),  # not the name as a word
+    ("Answer: San Francisco.", "San Francisco"),
+    ("It is the heaviest of them.", None),  # unmarked and naming none: no answer
 ])
 def test_choice_answers_name_exactly_one_candidate(text, expected):
     assert extract_answer(text, _closed("choice", "Pyxora", ["Pyxora", "Malvora", "Kelmari"])) == expected

@@ -19,8 +19,7 @@ from cowest.pairs import build_pairs, write_pairs
 from cowest.records import Generation, PreferencePair, Sample, read_jsonl
 from cowest.scoring.judge import parse_judge_score
 
-sys.path.insert(0, str(Path(__file__).parent))
-from feedback_fakes import FakeJudge, FakeStrong, FakeWeak  # noqa: E402
+from feedback_fakes import FakeJudge, FakeStrong, FakeWeak
 
 
 def qa(i: int, gold: str = "paris") -> Sample:

@@ -52,6 +52,19 @@ def test_report_from_run_files(run_dir):
         assert (run_dir / png).read_bytes()[:8] == PNG_MAGIC
 
 
+def test_report_compares_samples_on_the_summarys_scores_not_the_trace_files(run_dir):
+    """Issue 15 item 3: one scorer. Trace files keep the scores they were written with; after a rule change they
+    disagree with metrics.json, and report.md must follow metrics.json (here: stale scores that say the strong
+    model got every sample right)."""
+    from cowest.layout import EvalDir
+
+    trace = EvalDir(run_dir / "eval").trace("strong_only", 0)
+    rows = [json.loads(x) for x in trace.read_text().splitlines()]
+    trace.write_text("".join(json.dumps({**r, "scores": {"accuracy": 1.0}}) + "\n" for r in rows))
+    text = render_report([run_dir]).read_text()
+    assert "| collaborate-cot | 2 | 2 | 0 |" in text and "| strong_only | strong_only | – | 0.500 [" in text
+
+
 def test_report_tolerates_missing_files_and_several_runs(run_dir, tmp_path):
     empty = tmp_path / "empty_run"
     empty.mkdir()
@@ -67,19 +80,21 @@ def test_report_tolerates_missing_files_and_several_runs(run_dir, tmp_path):
 def test_round_trend_flags_a_round_that_made_things_worse():
     from cowest.report import round_trend_section
 
-    sys_ = lambda v: {"metrics": {"em": {"value": v, "ci": [v - 0.1, v + 0.1]}}}  # noqa: E731
-    m = {"headline": "em",
+    from cowest.results import Metrics
+
+    sys_ = lambda v: {"strategy": "collaborate", "metrics": {"em": {"value": v, "ci": [v - 0.1, v + 0.1]}}}  # noqa: E731
+    m = Metrics.model_validate({"task": "demo", "n_samples": 10, "metrics": ["em"], "headline": "em",
          "systems": {"collab_sft": sys_(0.40), "collab_aligned_r1": sys_(0.50), "collab_aligned_r2": sys_(0.30)},
          "paired": [
              # summary stores pairs in system order: a - b
              {"a": "collab_sft", "b": "collab_aligned_r1", "metric": "em", "diff": -0.10, "ci": [-0.20, -0.01]},
              {"a": "collab_aligned_r1", "b": "collab_aligned_r2", "metric": "em", "diff": 0.20, "ci": [0.05, 0.35]},
              {"a": "collab_sft", "b": "collab_aligned_r2", "metric": "em", "diff": 0.10, "ci": [-0.05, 0.25]},
-         ]}
+         ]})
     text = "\n".join(round_trend_section(m))
     assert "| round 1 | 0.500 | collab_sft | +0.100 | [+0.010, +0.200] | better (CI excludes 0) |" in text
     assert "| round 2 | 0.300 | collab_aligned_r1 | -0.200 | [-0.350, -0.050] | worse (CI excludes 0) |" in text
-    assert round_trend_section({"headline": "em", "systems": {"strong": sys_(0.1)}, "paired": []}) == []
+    assert round_trend_section(m.model_copy(update={"systems": {"strong": m.systems["collab_sft"]}})) == []
 
 
 def _dpo_log(adapter, chosen_rewards: list[float], **meta) -> None:

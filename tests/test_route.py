@@ -285,15 +285,16 @@ def test_route_eval_report_curve_and_costs(tmp_path: Path) -> None:
     train_router(cfg)
     systems = [System("weak", "weak_only"), System("collab", "collaborate", "cot"), System("route", "route")]
     m = run_eval(cfg, tmp_path / "run" / "eval", systems)
-    route = m["systems"]["route"]
-    assert route["strategy"] == "route"
-    from cowest.evaluate import read_traces, trace_path
+    route = m.systems["route"]
+    assert route.strategy == "route"
+    from cowest.layout import EvalDir
+    from cowest.traces import read_traces
 
-    traces = read_traces(trace_path(tmp_path / "run" / "eval", "route", 0))
+    traces = read_traces(EvalDir(tmp_path / "run" / "eval").trace("route", 0))
     decisions = [t.metadata["route"]["decision"] for t in traces]
     unsure = ["unsure" in t.steps[0].output.text for t in traces]
     assert all(d == "strong" for d, u in zip(decisions, unsure) if u)  # the learned router sends every sum on
-    assert route["usage"]["strong"]["calls"] == decisions.count("strong")  # sweep calls are not its usage
+    assert route.usage["strong"].calls == decisions.count("strong")  # sweep calls are not its usage
     costs = json.loads((tmp_path / "run" / "eval" / "costs.json").read_text())
     assert costs["systems"]["route"]["cost_usd"] == 0.0  # mock models: local, priced 0
     report = render_report([tmp_path / "run"]).read_text()

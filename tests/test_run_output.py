@@ -11,12 +11,16 @@ import warnings
 from cowest.config import validate_config
 from cowest.library_output import library_output
 from cowest.progress import Progress
+from cowest.results import Metrics
 from cowest.summary import cut_warnings
 
 
-def _metrics(strong_cut: int, weak_cut: int, calls: int = 100) -> dict:
+def _metrics(strong_cut: int, weak_cut: int, calls: int = 100) -> Metrics:
     usage = {"strong": {"calls": calls, "cut": strong_cut}, "weak": {"calls": calls, "cut": weak_cut}}
-    return {"systems": {"a": {"usage": usage}, "b": {"usage": {"strong": {"calls": calls, "cut": 0}}}}}
+    system = {"strategy": "collaborate", "metrics": {}}
+    return Metrics.model_validate({"task": "demo", "n_samples": 1, "metrics": [], "headline": "exact_match",
+                                   "systems": {"a": {**system, "usage": usage},
+                                               "b": {**system, "usage": {"strong": {"calls": calls, "cut": 0}}}}})
 
 
 def test_a_budget_that_cuts_too_many_replies_is_named_with_the_setting_to_raise():

@@ -6,7 +6,8 @@ import pytest
 
 from cowest.config import ExperimentConfig
 from cowest.errors import ConfigError, CowestError
-from cowest.stages import stage, stage_inputs
+from cowest.stage_inputs import stage_inputs
+from cowest.stages import stage
 
 
 def cfg(tmp_path, **kw) -> ExperimentConfig:
@@ -49,15 +50,64 @@ def test_a_changed_upstream_output_is_refused(tmp_path):
 def test_speed_settings_are_not_inputs_and_later_rounds_depend_on_align(tmp_path):
     base = stage_inputs(cfg(tmp_path), "feedback")
     faster = stage_inputs(cfg(tmp_path, models={"strong": {"spec": "embedded/qwen2.5-coder-1.5b", "concurrency": 64,
-                                                           "batch_size": 1, "n_threads": 1}}), "feedback")
+                                                           "batch_size": 1, "n_threads": 1,
+                                                           "batching": "static"}}), "feedback")
     assert base == faster
     assert not any(k.startswith("align.") for k in base)
     assert "align.beta" in stage_inputs(cfg(tmp_path), "align")
     control = cfg(tmp_path, align={"sft_positive_control": True})
     assert stage_inputs(control, "align") == stage_inputs(cfg(tmp_path), "align")
     assert stage_inputs(control, "eval") != stage_inputs(cfg(tmp_path), "eval")
-    st = stage(cfg(tmp_path), "feedback2", tmp_path / "f2", keys="align")
-    assert "align.beta" in st.inputs
+    st = stage(cfg(tmp_path), "feedback2", tmp_path / "f2")
+    assert "align.beta" in st.inputs and stage_inputs(cfg(tmp_path), "feedback", 2) == st.inputs
+
+
+def test_a_changed_cop_base_redoes_sft(tmp_path):
+    """MedMCQA's gold letters depend on task.cop_base: SFT trained on the old labels is not "done" for the new ones."""
+    st = stage(cfg(tmp_path, task={"name": "medmcqa", "cop_base": 0}), "sft", tmp_path / "sft")
+    st.begin()
+    st.finish()
+    with pytest.raises(ConfigError, match=r"differing keys: task\.cop_base\b"):
+        stage(cfg(tmp_path, task={"name": "medmcqa", "cop_base": 1}), "sft", tmp_path / "sft").begin()
+
+
+@pytest.mark.parametrize("change", [{"engine": "llamacpp"}, {"dtype": "bfloat16"}, {"batch_size": 32}])
+def test_how_the_weak_model_runs_is_no_sft_input(tmp_path, change):
+    """SFT trains from the weak model's weights: the engine and dtype it answers with elsewhere change nothing."""
+    weak = {"spec": "embedded/smollm2-135m"}
+    st = stage(cfg(tmp_path, models={"weak": weak}), "sft", tmp_path / "sft")
+    st.begin()
+    st.finish()
+    assert stage(cfg(tmp_path, models={"weak": {**weak, **change}}), "sft", tmp_path / "sft").begin() is False
+    # ... but feedback drafts with it: the engine and dtype are inputs there
+    if "batch_size" not in change:
+        assert stage_inputs(cfg(tmp_path, models={"weak": {**weak, **change}}), "feedback") != stage_inputs(
+            cfg(tmp_path, models={"weak": weak}), "feedback")
+
+
+def test_training_batch_sizes_are_inputs_generation_batch_sizes_are_not(tmp_path):
+    base = cfg(tmp_path)
+    assert stage_inputs(cfg(tmp_path, sft={"batch_size": 8}), "sft") != stage_inputs(base, "sft")
+    assert stage_inputs(cfg(tmp_path, align={"batch_size": 8}), "align") != stage_inputs(base, "align")
+    assert stage_inputs(cfg(tmp_path, align={"batch_size": 8}), "sft") == stage_inputs(base, "sft")
+    faster = cfg(tmp_path, models={"strong": {"spec": "embedded/qwen2.5-coder-1.5b", "batch_size": 64}})
+    assert stage_inputs(faster, "eval") == stage_inputs(base, "eval")
+
+
+def test_a_record_of_an_earlier_version_is_compared_on_the_keys_it_holds(tmp_path):
+    """inputs.json written before task.cop_base and sft.batch_size were inputs (and while the weak engine was one)
+    still reads as the same inputs; a key both hold with different values is still refused."""
+    import json
+
+    st = stage(cfg(tmp_path), "sft", tmp_path / "sft")
+    st.begin()
+    st.finish()
+    old = dict(st.inputs, **{"models.weak.engine": "hf"})
+    del old["task.cop_base"], old["sft.batch_size"]
+    (tmp_path / "sft" / "inputs.json").write_text(json.dumps(old))
+    assert stage(cfg(tmp_path), "sft", tmp_path / "sft").begin() is False
+    with pytest.raises(ConfigError, match=r"differing keys: sft\.lr\b"):
+        stage(cfg(tmp_path, sft={"lr": 1e-5}), "sft", tmp_path / "sft").begin()
 
 
 def test_eval_refuses_traces_of_another_config(tmp_path):
@@ -67,7 +117,7 @@ def test_eval_refuses_traces_of_another_config(tmp_path):
             models={"weak": {"spec": "mock/answer:Answer: 1"}, "strong": {"spec": "mock/answer:Answer: 2"}},
             eval={"strategies": ["weak_only"]})
     m = do_eval(c)
-    assert m["n_samples"] == 2
+    assert m.n_samples == 2
     other = c.model_copy(update={"models": c.models.model_copy(
         update={"weak": c.models.weak.model_copy(update={"spec": "mock/answer:Answer: 3"})})})
     with pytest.raises(ConfigError, match=r"models\.weak\.spec"):

@@ -2,7 +2,6 @@
 
 import math
 
-from pathlib import Path
 
 import pytest
 
@@ -108,17 +107,14 @@ def test_names_and_roles():
 
 
 @pytest.mark.slow
-def test_collaborate_with_embedded_models_via_llamacpp(tmp_path):
+def test_collaborate_with_embedded_models_via_llamacpp(tmp_path, shared_data):
     pytest.importorskip("llama_cpp")
     from cowest.config import TaskConfig
     from cowest.models.base import load_backend
     from cowest.models.embedded import gguf_path
     from cowest.tasks.base import load_samples
 
-    data = Path(__file__).parents[1].parent / "shared" / "data"
-    if not (data / "medmcqa").is_dir():
-        pytest.skip(f"shared data not found at {data}")
-    samples = load_samples(TaskConfig(name="medmcqa", data=str(data)), "dev", 2)
+    samples = load_samples(TaskConfig(name="medmcqa", data=str(shared_data)), "dev", 2)
     weak = load_backend(ModelConfig(spec=f"llamacpp/{gguf_path('smollm2-135m')}", n_ctx=2048, n_threads=2))
     strong = load_backend(ModelConfig(spec=f"llamacpp/{gguf_path('qwen2.5-coder-0.5b')}", n_ctx=2048, n_threads=2))
     try:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from pathlib import Path
 
 import pytest
 
@@ -207,7 +206,7 @@ def test_bootstrapped_rationales_keep_only_reasoning_that_reaches_the_gold_label
 def test_rationales_from_the_strong_model_through_its_backend(tmp_path):
     from cowest.config import validate_config
     from cowest.rationales import with_rationales
-    from cowest.stages import stage_inputs
+    from cowest.stage_inputs import stage_inputs
 
     rules = tmp_path / "rules.json"
     rules.write_text(json.dumps([["Claim 1", "Resting after work is fair.\nAnswer: reasonable"],

@@ -121,18 +121,19 @@ def cmd_data_check(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     """Evaluate cfg.eval.strategies x draft formats on the eval split; write traces/ and metrics.json."""
+    from cowest.layout import EvalDir, RunLayout
     from cowest.loop import do_eval, locked_run
 
     cfg = config_from_args(args)
-    out = Path(args.out) if args.out else Path(cfg.run_dir) / "eval"
+    folder = EvalDir(Path(args.out)) if args.out else RunLayout.of(cfg).eval
     with locked_run(cfg), library_log(args, cfg):
-        m = do_eval(cfg, args.force, None, out)
-    h = m["headline"]
-    for name, s in m["systems"].items():
-        v = s["metrics"][h]
-        print(f"{name:24s} {h} {v['value']:.3f} [{v['ci'][0]:.3f}, {v['ci'][1]:.3f}]  "
-              f"extraction failures {s['extraction_failures']['total']}")
-    print(f"wrote {out / 'metrics.json'}")
+        m = do_eval(cfg, args.force, None, folder.path)
+    h = m.headline
+    for name, s in m.systems.items():
+        v = s.metrics[h]
+        print(f"{name:24s} {h} {v.value:.3f} [{v.ci[0]:.3f}, {v.ci[1]:.3f}]  "
+              f"extraction failures {s.extraction_failures.total}")
+    print(f"wrote {folder.metrics}")
     return 0
 
 

@@ -104,6 +104,12 @@ class ModelConfig(Section):
     part of the model's identity in the response cache. auto = the faster of the two by measurement where the CPU
     has native bf16, else float32. bfloat16 on a CPU without it runs emulated, usually slower (a warning says so).
     Training precision is chosen by the recipes (cowest.train.common.device_kwargs)."""
+    batching: Literal["continuous", "static"] = "continuous"
+    """hf: continuous = a finished reply leaves the batch and the next waiting prompt joins it, and the n samples
+    of a prompt share one prefill (cowest.models.hf_refill); static = one `generate` per batch of `batch_size`
+    prompts, every row running until the batch's longest reply ends. Greedy float32 replies are the same
+    either way; sampled replies differ (continuous seeds each request on its own, so a reply does not depend
+    on its batch)."""
     n_threads: int | None = None
     """llamacpp: CPU threads (None = all cores)."""
     n_ctx: int = Field(4096, ge=1)

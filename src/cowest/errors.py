@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class CowestError(Exception):
     """Base class; the CLI prints these without a traceback."""
@@ -33,7 +35,7 @@ class UnknownNameError(CowestError, KeyError):
         super().__init__(f"unknown {kind} '{shown}'; valid: {', '.join(sorted(valid))}")
 
     def __str__(self) -> str:  # KeyError would quote the message
-        return self.args[0]
+        return str(self.args[0])
 
 
 class MissingDependencyError(CowestError, ImportError):
@@ -43,7 +45,7 @@ class MissingDependencyError(CowestError, ImportError):
         super().__init__(f"'{module}' is not installed; run: {install}")
 
 
-def require(module: str, extra: str):
+def require(module: str, extra: str) -> Any:
     """Import an optional module or fail naming the pip command that installs it."""
     import importlib
 

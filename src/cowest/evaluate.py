@@ -1,8 +1,8 @@
 """Evaluation: run named systems (strategy + draft format + models) on the eval split, trace by trace, resumably.
 
-Files in `out_dir`: `config.yaml` (the resolved config), `traces/<system>.seed<k>.jsonl` (one `Trace` per sample,
-appended as soon as its chunk is done, so a killed run resumes where it stopped) and `metrics.json` (see
-`cowest.summary`). Every name is checked and the samples are loaded before any model is.
+Files in `out_dir` (a `cowest.layout.EvalDir`): `config.yaml` (the resolved config), `traces/<system>.seed<k>.jsonl`
+(one `Trace` per sample, appended as soon as its chunk is done, so a killed run resumes where it stopped) and
+`metrics.json` (`cowest.results.Metrics`, computed by `cowest.summary`). Every name is checked and the samples are loaded before any model is.
 """
 
 from __future__ import annotations
@@ -10,39 +10,23 @@ from __future__ import annotations
 import json
 import re
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cowest.config import ExperimentConfig, ModelConfig, dump_config
 from cowest.errors import ConfigError
 from cowest.faults import FailureBudget, FaultLog, TolerantBackend
+from cowest.layout import EvalDir, RunLayout
 from cowest.progress import Progress
-from cowest.records import Sample, Trace, append_jsonl, iter_jsonl
+from cowest.records import Sample, append_jsonl, repair_torn_tail
+from cowest.results import Metrics
+from cowest.system_id import System
+from cowest.traces import read_traces
 from cowest.strategies import STRATEGIES, USES_DRAFT_FORMAT, StrategyContext, check_strategy, roles_of
 from cowest.strategies.common import failed_step
 
 if TYPE_CHECKING:
     from cowest.models.base import Backend
-
-TRACES_DIR = "traces"
-METRICS_FILE = "metrics.json"
-ENGINES_FILE = "engines.json"
-"""Which engine and dtype each role's model ran with, and why (cowest.models.calibrate)."""
-CONFIG_FILE = "config.yaml"
-
-
-@dataclass(frozen=True)
-class System:
-    """One evaluated system: a strategy, its draft format (collaborate) and optionally its own weak model."""
-
-    name: str
-    strategy: str
-    draft_format: str | None = None
-    weak: ModelConfig | None = None
-    """None = cfg.models.weak (e.g. the loop passes the SFT and the aligned weak model as two systems)."""
-    strong: ModelConfig | None = None
-    """None = cfg.models.strong."""
 
 
 def default_systems(cfg: ExperimentConfig) -> list[System]:
@@ -113,24 +97,6 @@ class ModelPool:
         self._open.clear()
 
 
-def trace_path(out_dir: Path, system: str, seed: int) -> Path:
-    return out_dir / TRACES_DIR / f"{system}.seed{seed}.jsonl"
-
-
-def read_traces(path: Path) -> list[Trace]:
-    """The traces of a file, tolerating a torn last line; an absent file has none."""
-    return list(iter_jsonl(path, Trace, tolerate_torn_tail=True)) if path.exists() else []
-
-
-def _cut_torn_tail(path: Path) -> None:
-    # A kill mid-write leaves an unterminated line; appending after it would glue two rows together.
-    if path.exists():
-        data = path.read_bytes()
-        if data and not data.endswith(b"\n"):
-            with open(path, "r+b") as f:
-                f.truncate(data.rfind(b"\n") + 1)
-
-
 def chunk_size(cfg: ExperimentConfig) -> int:
     """Samples per strategy call: enough to fill a local batch or the HTTP concurrency of every model."""
     m = cfg.models
@@ -145,9 +111,9 @@ def run_system(system: System, seed: int, samples: list[Sample], cfg: Experiment
     A sample whose request failed for good is not written (the next run retries it) but charged to `budget`,
     which stops the run past its share; `faults` is rewritten after every chunk."""
     budget = budget or FailureBudget("eval", len(samples), cfg.max_failed_share)
-    path = trace_path(out_dir, system.name, seed)
+    path = EvalDir(out_dir).trace(system.name, seed)
     path.parent.mkdir(parents=True, exist_ok=True)
-    _cut_torn_tail(path)
+    repair_torn_tail(path)  # appending after a torn line would glue two rows together
     done = {t.sample_id for t in read_traces(path)}
     todo = [s for s in samples if s.id not in done]
     if not todo:
@@ -190,21 +156,22 @@ def run_system(system: System, seed: int, samples: list[Sample], cfg: Experiment
 
 
 def run_eval(cfg: ExperimentConfig, out_dir: Path, systems: list[System] | None = None, *,
-             chunk: int | None = None) -> dict:
+             chunk: int | None = None) -> Metrics:
     """Evaluate every system for every seed in cfg.eval.seeds on the eval split; write and return metrics.json.
 
     All systems see the same samples. Models load once per distinct config, only for systems with work left.
     """
-    from cowest.summary import summarize, write_metrics
+    from cowest.summary import summarize
     from cowest.tasks.base import load_samples
 
     out_dir = Path(out_dir)
+    folder = EvalDir(out_dir)
     systems = systems if systems is not None else default_systems(cfg)
     check_systems(cfg, systems)
     samples = load_samples(cfg.task, cfg.task.eval_split, cfg.task.eval_limit)
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / CONFIG_FILE).write_text(dump_config(cfg), encoding="utf-8")
-    pool = ModelPool(Path(cfg.cache_dir) if cfg.cache_dir else Path(cfg.run_dir) / "cache")
+    folder.config.write_text(dump_config(cfg), encoding="utf-8")
+    pool = ModelPool(RunLayout.of(cfg).cache(cfg.cache_dir))
     budget = FailureBudget("eval", len(samples) * len(systems) * len(cfg.eval.seeds), cfg.max_failed_share)
     faults = FaultLog(out_dir, [])
     try:
@@ -214,14 +181,14 @@ def run_eval(cfg: ExperimentConfig, out_dir: Path, systems: list[System] | None 
         if pool.roles:
             from cowest.models.calibrate import engine_record
 
-            (out_dir / ENGINES_FILE).write_text(json.dumps(
+            folder.engines.write_text(json.dumps(
                 {role: engine_record(b) for role, b in pool.roles.items()}, indent=2) + "\n", encoding="utf-8")
     finally:
         pool.close()
     metrics = summarize(cfg, samples, systems, out_dir, allow_missing=bool(budget.failed))
-    metrics["faults"] = faults.write(budget.failed)
-    write_metrics(out_dir / METRICS_FILE, metrics)
+    metrics.faults = faults.write(budget.failed)
+    metrics.write(folder.metrics)
     from cowest.costs import eval_costs, write_costs
 
-    write_costs(out_dir, eval_costs(cfg, metrics))
+    write_costs(out_dir, eval_costs(cfg, metrics.model_dump(mode="json")))
     return metrics

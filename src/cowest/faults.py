@@ -17,9 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from cowest.errors import CowestError
+from cowest.layout import FAULTS_FILE
 from cowest.records import Generation
-
-FAULTS_FILE = "faults.json"
 
 
 class FaultTally:

@@ -13,12 +13,13 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, Iterator
 
 from pydantic import Field
 
 from cowest.config import ExperimentConfig
 from cowest.faults import FailureBudget, FaultLog
+from cowest.layout import FEEDBACK_FILE
 from cowest.models.base import Backend
 from cowest.records import (
     Generation,
@@ -38,9 +39,6 @@ from cowest.tasks import prompts
 
 if TYPE_CHECKING:
     from cowest.progress import Progress
-
-FEEDBACK_FILE = "feedback.jsonl"
-
 
 class DraftFeedback(Record):
     text: str
@@ -116,7 +114,8 @@ def metric_score(sample: Sample, text: str, truncated: bool = False) -> float:
 
 
 @EVALUATORS.register("metric")
-def metric_evaluator(sample, solo, refinements, ctx, usage):
+def metric_evaluator(sample: Sample, solo: str, refinements: list[str], ctx: EvalContext,
+                     usage: Usage) -> tuple[float | None, list[float | None]]:
     return metric_score(sample, solo, solo in ctx.cut), [metric_score(sample, r, r in ctx.cut) for r in refinements]
 
 
@@ -150,13 +149,15 @@ def judge_scores(sample: Sample, texts: list[str], ctx: EvalContext, usage: Usag
 
 
 @EVALUATORS.register("judge")
-def judge_evaluator(sample, solo, refinements, ctx, usage):
+def judge_evaluator(sample: Sample, solo: str, refinements: list[str], ctx: EvalContext,
+                    usage: Usage) -> tuple[float | None, list[float | None]]:
     scores = judge_scores(sample, [solo, *refinements], ctx, usage)
     return scores[0], scores[1:]
 
 
 @EVALUATORS.register("hybrid")
-def hybrid_evaluator(sample, solo, refinements, ctx, usage):
+def hybrid_evaluator(sample: Sample, solo: str, refinements: list[str], ctx: EvalContext,
+                     usage: Usage) -> tuple[float | None, list[float | None]]:
     """The metric first; the judge only when the metric cannot tell anything apart (every refinement scores the
     same as the solo answer, so every metric Δ is 0). Then the judge's scores give Δ. When the metric separates
     anything, its scores stand: the judge never overrides a metric difference (it could flip Δ's sign)."""
@@ -176,7 +177,7 @@ class _Clock:
         self.totals = totals
 
     @contextmanager
-    def __call__(self, step: str):
+    def __call__(self, step: str) -> Iterator[None]:
         t0 = time.perf_counter()
         try:
             yield
@@ -190,6 +191,106 @@ def load_done(path: Path) -> dict[str, FeedbackRecord]:
         return {}
     repair_torn_tail(path)
     return {r.question_id: r for r in iter_jsonl(path, FeedbackRecord)}
+
+
+@dataclass
+class _Settings:
+    """What every chunk of one feedback run shares."""
+
+    draft_format: str
+    overrides: dict[str, str]
+    draft_params: SamplingParams
+    strong_params: SamplingParams
+    evaluator: Evaluator
+    ctx: EvalContext
+    clock: _Clock
+
+
+@dataclass
+class _ChunkAnswers:
+    """One chunk's generations. `failed` maps a question's index to the error of a request that failed for good;
+    `cut` holds each question's replies that hit the token limit."""
+
+    samples: list[Sample]
+    draft_prompts: list[list[Message]]
+    drafts: list[list[Generation]]
+    solos: list[list[Generation]]
+    refinement: dict[tuple[int, str], str]
+    """(question index, draft text) -> the strong model's refinement of it."""
+    cut: dict[int, set[str]]
+    failed: dict[int, str]
+    usage: dict[str, Usage]
+    shared_s: float
+    """Each question's share of the chunk's batched generation time."""
+
+
+def _first_error(gens: list[Generation]) -> str | None:
+    return next((g.error for g in gens if g.error is not None), None)
+
+
+def _generate_chunk(chunk: list[Sample], weak: Backend, strong: Backend, st: _Settings) -> _ChunkAnswers:
+    """K drafts and one solo answer per question, then the strong refinement of each distinct draft, each step
+    batched over the whole chunk so local engines and HTTP concurrency are filled."""
+    t0 = time.perf_counter()
+    usage = {s.id: Usage.empty() for s in chunk}
+    draft_prompts = [prompts.draft_messages(s, st.draft_format, st.overrides) for s in chunk]
+    with st.clock("drafts"):
+        drafts = weak.generate(draft_prompts, st.draft_params)
+    with st.clock("solo"):
+        solos = strong.generate([prompts.solo_messages(s, st.overrides) for s in chunk], st.strong_params)
+    failed = {qi: e for qi in range(len(chunk)) if (e := _first_error([*drafts[qi], *solos[qi]])) is not None}
+    # Identical drafts are refined once: refinement requests are keyed by (question, draft text).
+    unique: list[tuple[int, str]] = []
+    for qi, gens in enumerate(drafts):
+        if qi in failed:
+            continue
+        usage[chunk[qi].id].add("weak", gens)
+        usage[chunk[qi].id].add("strong", solos[qi])
+        unique += [(qi, text) for text in dict.fromkeys(g.text for g in gens)]
+    with st.clock("refine"):
+        refined = strong.generate(
+            [prompts.refine_messages(chunk[qi], text, st.draft_format, st.overrides) for qi, text in unique],
+            st.strong_params)
+    refinement: dict[tuple[int, str], str] = {}
+    cut = {qi: {g.text for g in solos[qi] if g.finish_reason == "length"} for qi in range(len(chunk))}
+    for (qi, text), gens in zip(unique, refined):
+        if gens[0].error is not None:
+            failed.setdefault(qi, gens[0].error)
+            continue
+        usage[chunk[qi].id].add("strong", gens)
+        refinement[(qi, text)] = gens[0].text
+        if gens[0].finish_reason == "length":
+            cut[qi].add(gens[0].text)
+    return _ChunkAnswers(chunk, draft_prompts, drafts, solos, refinement, cut, failed, usage,
+                         (time.perf_counter() - t0) / len(chunk))
+
+
+def _score_question(ans: _ChunkAnswers, qi: int, st: _Settings) -> FeedbackRecord:
+    """Score the solo answer and every refinement of question `qi`; its record, with each of the K drafts (duplicates
+    included: they are K samples of the policy) and its influence Δ = E(refinement) − E(solo).
+    Raises QuestionFailed when a judge request fails for good."""
+    t0 = time.perf_counter()
+    sample, u = ans.samples[qi], ans.usage[ans.samples[qi].id]
+    texts = list(dict.fromkeys(g.text for g in ans.drafts[qi]))
+    refinements = [ans.refinement.get((qi, t), "") for t in texts]
+    solo_text = ans.solos[qi][0].text
+    qctx = replace(st.ctx, cut=frozenset(ans.cut[qi]))
+    with st.clock("evaluate"):
+        solo_score, ref_scores = st.evaluator(sample, solo_text, refinements, qctx, u)
+    score_of, ref_of = dict(zip(texts, ref_scores)), dict(zip(texts, refinements))
+    draft_rows = []
+    for g in ans.drafts[qi]:
+        sc = score_of[g.text]
+        draft_rows.append(DraftFeedback(
+            text=g.text, refinement=ref_of[g.text],
+            prediction=extract_answer(ref_of[g.text], sample, ref_of[g.text] in qctx.cut), score=sc,
+            delta=None if sc is None or solo_score is None else sc - solo_score))
+    return FeedbackRecord(
+        question_id=sample.id, prompt=ans.draft_prompts[qi], solo=solo_text,
+        solo_prediction=extract_answer(solo_text, sample, solo_text in qctx.cut), solo_score=solo_score,
+        drafts=draft_rows, requests=u.requests, calls=u.calls, tokens=u.tokens, completion_tokens=u.completion,
+        unscored=sum(d.score is None for d in draft_rows) + (solo_score is None),
+        wall_s=ans.shared_s + time.perf_counter() - t0)
 
 
 def run_feedback(
@@ -211,118 +312,45 @@ def run_feedback(
     written (the next run retries it) but charged to `budget` (default: `cfg.max_failed_share` of the samples),
     which stops the run past its share; `faults.json` beside feedback.jsonl counts faults per kind.
     `timings`, when given, accumulates wall seconds per step: drafts, solo, refine, evaluate."""
-    clock = _Clock(timings if timings is not None else {})
     fb = cfg.feedback
-    evaluator = EVALUATORS.get(fb.evaluator)
-    overrides = cfg.eval.prompts
+    st = _Settings(
+        draft_format=fb.draft_format, overrides=cfg.eval.prompts,
+        draft_params=cfg.generation.weak.model_copy(update={"n": fb.k, "temperature": fb.temperature,
+                                                            "top_p": fb.top_p}),
+        strong_params=cfg.generation.strong.model_copy(update={"n": 1}), evaluator=EVALUATORS.get(fb.evaluator),
+        ctx=EvalContext(judge=judge, judge_params=cfg.generation.judge.model_copy(update={"n": 1})),
+        clock=_Clock(timings if timings is not None else {}))
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / FEEDBACK_FILE
     done = load_done(path)
     todo = [s for s in samples if s.id not in done]
     budget = budget or FailureBudget("feedback", len(samples), cfg.max_failed_share)
     faults = FaultLog(out_dir, [weak, strong, judge])
-    draft_params = cfg.generation.weak.model_copy(update={"n": fb.k, "temperature": fb.temperature, "top_p": fb.top_p})
-    strong_params = cfg.generation.strong.model_copy(update={"n": 1})
-    ctx = EvalContext(judge=judge, judge_params=cfg.generation.judge.model_copy(update={"n": 1}))
     if progress:
         progress.update(len(samples) - len(todo))
     for start in range(0, len(todo), chunk_size):
-        chunk = todo[start : start + chunk_size]
-        t0 = time.perf_counter()
-        usage = {s.id: Usage.empty() for s in chunk}
-        draft_prompts = [prompts.draft_messages(s, fb.draft_format, overrides) for s in chunk]
-        with clock("drafts"):
-            drafts = weak.generate(draft_prompts, draft_params)
-        with clock("solo"):
-            solos = strong.generate([prompts.solo_messages(s, overrides) for s in chunk], strong_params)
-        failed: dict[int, str] = {}
-        for qi in range(len(chunk)):
-            error = next((g.error for g in [*drafts[qi], *solos[qi]] if g.error is not None), None)
-            if error is not None:
-                failed[qi] = error
-        # Identical drafts are refined once: refinement requests are keyed by (question, draft text).
-        unique: list[tuple[int, str]] = []
-        for qi, gens in enumerate(drafts):
-            if qi in failed:
-                continue
-            usage[chunk[qi].id].add("weak", gens)
-            usage[chunk[qi].id].add("strong", solos[qi])
-            for text in dict.fromkeys(g.text for g in gens):
-                unique.append((qi, text))
-        with clock("refine"):
-            refined = strong.generate(
-                [prompts.refine_messages(chunk[qi], text, fb.draft_format, overrides) for qi, text in unique],
-                strong_params,
-            )
-        by_key: dict[tuple[int, str], str] = {}
-        cut: dict[int, set[str]] = {qi: {g.text for g in solos[qi] if g.finish_reason == "length"}
-                                    for qi in range(len(chunk))}
-        for (qi, text), gens in zip(unique, refined):
-            if gens[0].error is not None:
-                failed.setdefault(qi, gens[0].error)
-                continue
-            usage[chunk[qi].id].add("strong", gens)
-            by_key[(qi, text)] = gens[0].text
-            if gens[0].finish_reason == "length":
-                cut[qi].add(gens[0].text)
-        shared_s = (time.perf_counter() - t0) / len(chunk)  # the batched generation, split evenly
-        for qi, sample in enumerate(chunk):
-            tq = time.perf_counter()
-            u = usage[sample.id]
-            texts = list(dict.fromkeys(g.text for g in drafts[qi]))
-            refinements = [by_key.get((qi, t), "") for t in texts]
-            solo_text = solos[qi][0].text
-            qctx = replace(ctx, cut=frozenset(cut[qi]))
-            if qi not in failed:
+        ans = _generate_chunk(todo[start : start + chunk_size], weak, strong, st)
+        for qi, sample in enumerate(ans.samples):
+            record = None
+            if qi not in ans.failed:
                 try:
-                    with clock("evaluate"):
-                        solo_score, ref_scores = evaluator(sample, solo_text, refinements, qctx, u)
+                    record = _score_question(ans, qi, st)
                 except QuestionFailed as e:
-                    failed[qi] = str(e)
-            if qi in failed:
+                    ans.failed[qi] = str(e)
+            if record is None:  # written nowhere: charged to the budget (which may stop the run) and retried later
                 if progress:
                     progress.update(1, failed=1, faults=faults.current(budget.failed)["faults_total"])
                 try:
-                    budget.fail(sample.id, failed[qi])
+                    budget.fail(sample.id, ans.failed[qi])
                 finally:
                     faults.write(budget.failed)
                 continue
-            score_of = dict(zip(texts, ref_scores))
-            ref_of = dict(zip(texts, refinements))
-            draft_rows = []
-            for g in drafts[qi]:  # keep all K drafts, duplicates included: they are K samples of the policy
-                sc = score_of[g.text]
-                delta = None if sc is None or solo_score is None else sc - solo_score
-                draft_rows.append(
-                    DraftFeedback(
-                        text=g.text,
-                        refinement=ref_of[g.text],
-                        prediction=extract_answer(ref_of[g.text], sample, ref_of[g.text] in qctx.cut),
-                        score=sc,
-                        delta=delta,
-                    )
-                )
-            record = FeedbackRecord(
-                question_id=sample.id,
-                prompt=draft_prompts[qi],
-                solo=solo_text,
-                solo_prediction=extract_answer(solo_text, sample, solo_text in qctx.cut),
-                solo_score=solo_score,
-                drafts=draft_rows,
-                requests=u.requests,
-                calls=u.calls,
-                tokens=u.tokens,
-                completion_tokens=u.completion,
-                unscored=sum(d.score is None for d in draft_rows) + (solo_score is None),
-                wall_s=shared_s + time.perf_counter() - tq,
-            )
             append_jsonl(path, record)
             budget.ok(sample.id)
             if progress:
-                hits = sum(u.requests.values()) - sum(u.calls.values())
-                progress.update(1, tokens=sum(u.tokens.values()), cache_hits=hits)
+                hits = sum(record.requests.values()) - sum(record.calls.values())
+                progress.update(1, tokens=sum(record.tokens.values()), cache_hits=hits)
         counts = faults.write(budget.failed)
         if progress:
             progress.update(0, faults=counts["faults_total"])
     return path
-

@@ -1,15 +1,8 @@
 """The whole CoWeST loop as stages over one run directory: sft -> feedback -> align (x rounds) -> eval -> report.
 
 Each stage reads the files of the stages before it, skips itself when its outputs exist for the same config, and
-resumes after a crash (feedback appends per question; eval appends per sample). Layout:
-
-    run_dir/config.yaml                 resolved config
-    run_dir/sft/adapter/                the specialised weak model (LoRA)
-    run_dir/round<r>/feedback/          feedback.jsonl, pairs.jsonl, pairs_stats.json, pairs.png
-    run_dir/round<r>/align/adapter/     the aligned weak model (DPO LoRA on top of the SFT model)
-    run_dir/round<r>/sft_positive/adapter/   the control, when enabled
-    run_dir/eval/                       traces/, metrics.json
-    run_dir/report.md, *.png
+resumes after a crash (feedback appends per question; eval appends per sample). The run directory's paths are
+`cowest.layout.RunLayout`'s.
 
 One process at a time: a command holds the run directory (`locked_run`) and each stage its own folder
 (`Stage.locked`); a second process stops at once, naming the first. config.yaml is written only once a stage has
@@ -22,14 +15,18 @@ from __future__ import annotations
 import sys
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 from cowest.config import ExperimentConfig, ModelConfig, dump_config
 from cowest.errors import CowestError
+from cowest.layout import EvalDir, RunLayout
+from cowest.results import Metrics
+from cowest.stage_inputs import AlignInputs, EvalInputs, FeedbackInputs, SFTInputs
 from cowest.stages import STAGES, Stage, exclusive, stage, write_atomic
+from cowest.system_id import SystemId
 
-RUN_LOCK = "run.lock"
-CONFIG_FILE = "config.yaml"
+if TYPE_CHECKING:
+    from cowest.system_id import System
 
 
 def log(msg: str) -> None:
@@ -47,7 +44,7 @@ def run_dir(cfg: ExperimentConfig) -> Path:
 def locked_run(cfg: ExperimentConfig) -> Iterator[Path]:
     """The run directory, held by this process for the block: a second process on it stops at once."""
     path = run_dir(cfg)
-    with exclusive(path / RUN_LOCK, f"run directory {path}"):
+    with exclusive(RunLayout(path).lock, f"run directory {path}"):
         yield path
 
 
@@ -55,24 +52,21 @@ def locked_run(cfg: ExperimentConfig) -> Iterator[Path]:
 def entered(cfg: ExperimentConfig, st: Stage, force: bool, record: bool = True) -> Iterator[bool]:
     """Hold the stage's lock for the block and yield whether it must run (False: done for the same inputs; a
     different config is refused). The run's config.yaml is saved only after that check passed, and only when `cfg`
-    is the run's own (`record`), not a variant made for a side evaluation such as the recall check."""
+    is the run's own (`record`), not a variant made for a side evaluation such as the recall check; versions.json
+    (cowest.provenance) whenever a stage starts."""
+    from cowest.provenance import provenance_json
+
     with st.locked():
         runs = st.begin(force)
+        run = RunLayout(run_dir(cfg))
         if record:
-            write_atomic(run_dir(cfg) / CONFIG_FILE, dump_config(cfg))
+            write_atomic(run.config, dump_config(cfg))
+        write_atomic(run.versions, provenance_json())
         yield runs
 
 
 def cache_dir(cfg: ExperimentConfig) -> Path:
-    return Path(cfg.cache_dir) if cfg.cache_dir else Path(cfg.run_dir) / "cache"
-
-
-def sft_adapter(cfg: ExperimentConfig) -> Path:
-    return Path(cfg.run_dir) / "sft" / "adapter"
-
-
-def aligned_adapter(cfg: ExperimentConfig, rnd: int, method: str = "dpo") -> Path:
-    return Path(cfg.run_dir) / f"round{rnd}" / ("align" if method == "dpo" else method) / "adapter"
+    return RunLayout.of(cfg).cache(cfg.cache_dir)
 
 
 def weak_model(cfg: ExperimentConfig, adapter: Path | None) -> ModelConfig:
@@ -87,7 +81,8 @@ def weak_model(cfg: ExperimentConfig, adapter: Path | None) -> ModelConfig:
 
 def draft_adapter(cfg: ExperimentConfig, rnd: int) -> Path:
     """Round 1 drafts with the SFT model; round r > 1 with round r-1's aligned model (align.method)."""
-    return sft_adapter(cfg) if rnd == 1 else aligned_adapter(cfg, rnd - 1, cfg.align.method)
+    run = RunLayout.of(cfg)
+    return run.sft_adapter if rnd == 1 else run.aligned_adapter(rnd - 1, cfg.align.method)
 
 
 def drafter(cfg: ExperimentConfig, rnd: int) -> ModelConfig:
@@ -111,46 +106,41 @@ def sft_stage(cfg: ExperimentConfig) -> Stage:
     # Reads only the task's data and the base model.
     from cowest.rationales import RATIONALES_FILE, RATIONALES_STATS
 
-    return stage(cfg, "sft", Path(cfg.run_dir) / "sft",
-                 outputs=(*adapter_outputs(sft_adapter(cfg)), RATIONALES_FILE, RATIONALES_STATS))
+    run = RunLayout.of(cfg)
+    return stage(cfg, "sft", run.sft_dir, inputs=SFTInputs.of(cfg),
+                 outputs=(*adapter_outputs(run.sft_adapter), RATIONALES_FILE, RATIONALES_STATS))
 
 
 def do_sft(cfg: ExperimentConfig, force: bool = False) -> Path:
     from cowest.tasks.base import load_samples
 
-    st = sft_stage(cfg)
+    st, run = sft_stage(cfg), RunLayout.of(cfg)
     with entered(cfg, st, force) as runs:
         if not runs:
             log("sft: done already, skipped")
-            return sft_adapter(cfg)
+            return run.sft_adapter
         from cowest.rationales import with_rationales
         from cowest.train.sft import run_sft
 
         samples = load_samples(cfg.task, cfg.task.train_split, cfg.task.train_limit)
-        samples = with_rationales(cfg, samples, Path(cfg.run_dir) / "sft", cache_dir(cfg))
+        samples = with_rationales(cfg, samples, run.sft_dir, cache_dir(cfg))
         log(f"sft: {len(samples)} samples of {cfg.task.name}/{cfg.task.train_split}")
-        path = run_sft(cfg, samples, sft_adapter(cfg))
+        path = run_sft(cfg, samples, run.sft_adapter)
         st.finish({"samples": len(samples), "adapter": str(path)})
         return path
 
 
-def feedback_dir(cfg: ExperimentConfig, rnd: int) -> Path:
-    return Path(cfg.run_dir) / f"round{rnd}" / "feedback"
-
-
 def feedback_stage(cfg: ExperimentConfig, rnd: int) -> Stage:
-    from cowest.faults import FAULTS_FILE
-    from cowest.feedback import FEEDBACK_FILE
-    from cowest.pairs import PAIRS_FILE, STATS_FILE
+    from cowest.layout import FAULTS_FILE, FEEDBACK_FILE, PAIRS_FILE, PAIRS_PLOT, PAIRS_STATS
 
     # Rounds after the first draft with the previous round's aligned model, so they depend on the align keys too.
-    return stage(cfg, f"feedback{rnd}", feedback_dir(cfg, rnd), keys="feedback" if rnd == 1 else "align",
+    return stage(cfg, f"feedback{rnd}", RunLayout.of(cfg).feedback_dir(rnd), inputs=FeedbackInputs.of(cfg, rnd),
                  upstream=[draft_adapter(cfg, rnd)],
-                 outputs=(FEEDBACK_FILE, PAIRS_FILE, f"{PAIRS_FILE}.tmp", STATS_FILE, "pairs.png",  # pairs.write_pairs
-                          FAULTS_FILE, f"{FAULTS_FILE}.tmp", "costs.json", "costs.json.tmp"))  # faults, costs
+                 outputs=(FEEDBACK_FILE, PAIRS_FILE, f"{PAIRS_FILE}.tmp", PAIRS_STATS, PAIRS_PLOT,  # pairs.write_pairs
+                          FAULTS_FILE, f"{FAULTS_FILE}.tmp", "costs.json", "costs.json.tmp"))  # faults.FaultLog
 
 
-def do_feedback(cfg: ExperimentConfig, rnd: int = 1, force: bool = False) -> dict:
+def do_feedback(cfg: ExperimentConfig, rnd: int = 1, force: bool = False) -> dict[str, Any]:
     if not cfg.models.weak.spec.startswith("openai/"):  # a weak server applies its adapter itself
         require_upstream([draft_adapter(cfg, rnd)],
                          "run `cowest sft` first" if rnd == 1 else f"run `cowest align --round {rnd - 1}` first")
@@ -162,7 +152,7 @@ def do_feedback(cfg: ExperimentConfig, rnd: int = 1, force: bool = False) -> dic
         return _feedback(cfg, rnd, st)
 
 
-def _feedback(cfg: ExperimentConfig, rnd: int, st: Stage) -> dict:
+def _feedback(cfg: ExperimentConfig, rnd: int, st: Stage) -> dict[str, Any]:
     from cowest.evaluate import chunk_size
     from cowest.faults import FailureBudget, TolerantBackend
     from cowest.feedback import load_done, run_feedback
@@ -212,12 +202,11 @@ def _feedback(cfg: ExperimentConfig, rnd: int, st: Stage) -> dict:
 
 
 def do_align(cfg: ExperimentConfig, rnd: int = 1, method: str | None = None, force: bool = False) -> Path:
-    from cowest.pairs import PAIRS_FILE
     from cowest.models.hf_loading import resolve_source
 
     method = method or cfg.align.method
-    out = aligned_adapter(cfg, rnd, method)
-    pairs = feedback_dir(cfg, rnd) / PAIRS_FILE
+    run = RunLayout.of(cfg)
+    out, pairs = run.aligned_adapter(rnd, method), run.pairs(rnd)
     if not pairs.exists():
         raise CowestError(f"{pairs} does not exist: run `cowest feedback` first")
     reference = align_reference(cfg, rnd)
@@ -239,58 +228,58 @@ def do_align(cfg: ExperimentConfig, rnd: int = 1, method: str | None = None, for
 def align_reference(cfg: ExperimentConfig, rnd: int) -> Path:
     """The new LoRA starts from its frozen reference: the SFT model, or (align.reference=previous, rounds > 1) the
     previous round's aligned model. Either way the pairs come from the current drafter's samples."""
-    return (sft_adapter(cfg) if cfg.align.reference == "sft" or rnd == 1
-            else aligned_adapter(cfg, rnd - 1, cfg.align.method))
+    run = RunLayout.of(cfg)
+    return run.sft_adapter if cfg.align.reference == "sft" or rnd == 1 else run.aligned_adapter(rnd - 1, cfg.align.method)
 
 
 def align_stage(cfg: ExperimentConfig, rnd: int, method: str) -> Stage:
-    from cowest.pairs import PAIRS_FILE
-
-    out = aligned_adapter(cfg, rnd, method)
-    return stage(cfg, f"align{rnd}-{method}", out.parent,
-                 upstream=[feedback_dir(cfg, rnd) / PAIRS_FILE, align_reference(cfg, rnd)],
+    run = RunLayout.of(cfg)
+    out = run.aligned_adapter(rnd, method)
+    return stage(cfg, f"align{rnd}-{method}", out.parent, inputs=AlignInputs.of(cfg),
+                 upstream=[run.pairs(rnd), align_reference(cfg, rnd)],
                  outputs=adapter_outputs(out))
 
 
-def eval_systems(cfg: ExperimentConfig) -> list:
+def eval_systems(cfg: ExperimentConfig) -> list["System"]:
     """Weak SFT alone, strong alone, collaboration with the SFT weak model and with each round's aligned model
     (align.method), the sft_positive control when enabled; then any other `eval.strategies` (super_icl,
     self_refine ...) with the SFT weak model, and the other `eval.draft_formats` with the SFT and the last aligned
     weak model."""
-    from cowest.evaluate import System
-
-    fmt = cfg.feedback.draft_format
-    sft = weak_model(cfg, sft_adapter(cfg))
-    last = weak_model(cfg, aligned_adapter(cfg, cfg.rounds, cfg.align.method))
-    systems = [
-        System("weak_sft", "weak_only", None, sft),
-        System("strong", "strong_only", None, None),
-        System("collab_sft", "collaborate", fmt, sft),
-    ]
+    ids = [SystemId.weak_sft(), SystemId.strong(), SystemId.collab()]
     for r in range(1, cfg.rounds + 1):
-        systems.append(System(f"collab_aligned_r{r}", "collaborate", fmt,
-                              weak_model(cfg, aligned_adapter(cfg, r, cfg.align.method))))
+        ids.append(SystemId.collab("aligned", r))
         if cfg.align.sft_positive_control:
-            systems.append(System(f"collab_sft_positive_r{r}", "collaborate", fmt,
-                                  weak_model(cfg, aligned_adapter(cfg, r, "sft_positive"))))
+            ids.append(SystemId.collab("sft_positive", r))
     for other in cfg.eval.draft_formats:
-        if "collaborate" in cfg.eval.strategies and other != fmt:
-            systems.append(System(f"collab_sft_{other}", "collaborate", other, sft))
-            systems.append(System(f"collab_aligned_r{cfg.rounds}_{other}", "collaborate", other, last))
-    for strat in cfg.eval.strategies:
-        if strat not in ("weak_only", "strong_only", "collaborate"):
-            systems.append(System(f"{strat}_sft", strat, fmt, sft))
-    return systems
+        if "collaborate" in cfg.eval.strategies and other != cfg.feedback.draft_format:
+            ids += [SystemId.collab("sft", None, other), SystemId.collab("aligned", cfg.rounds, other)]
+    ids += [SystemId(strat) for strat in cfg.eval.strategies if strat not in ("weak_only", "strong_only", "collaborate")]
+    return [loop_system(cfg, sid) for sid in ids]
 
 
-def do_eval(cfg: ExperimentConfig, force: bool = False, systems: list | None = None, out: Path | None = None,
-            record: bool = True) -> dict:
+def loop_system(cfg: ExperimentConfig, sid: SystemId) -> "System":
+    """The evaluated system `sid` names: its strategy, draft format and weak model (with its adapter)."""
+    from cowest.system_id import System
+
+    run, weak = RunLayout.of(cfg), None
+    if sid.weak == "sft":
+        weak = weak_model(cfg, run.sft_adapter)
+    elif sid.weak is not None and sid.round is not None:
+        method = cfg.align.method if sid.weak == "aligned" else "sft_positive"
+        weak = weak_model(cfg, run.aligned_adapter(sid.round, method))
+    uses_format = sid.strategy not in ("weak_only", "strong_only")
+    fmt = (sid.draft_format or cfg.feedback.draft_format) if uses_format else None
+    return System(sid.name, sid.strategy, fmt, weak)
+
+
+def do_eval(cfg: ExperimentConfig, force: bool = False, systems: list["System"] | None = None,
+            out: Path | None = None, record: bool = True) -> Metrics:
     """Evaluate `systems` (default: cfg.eval.strategies x draft formats) into `out` (default run_dir/eval),
     refusing traces of a different config and skipping a finished evaluation of the same one. `record`: `cfg` is
     the run's own config (saved as its config.yaml)."""
     from cowest.evaluate import check_systems, default_systems, run_eval
 
-    out = out or Path(cfg.run_dir) / "eval"
+    out = out or RunLayout.of(cfg).eval.path
     systems = systems or default_systems(cfg)
     check_systems(cfg, systems)  # bad names fail before anything is written
     require_upstream(eval_adapters(systems), "train the adapters first (`cowest run`, or the sft and align stages)")
@@ -298,18 +287,13 @@ def do_eval(cfg: ExperimentConfig, force: bool = False, systems: list | None = N
     with entered(cfg, st, force, record) as runs:
         if not runs:
             log("eval: done already, skipped")
-            import json
-
-            from cowest.evaluate import METRICS_FILE
-
-            return json.loads((out / METRICS_FILE).read_text())
+            return Metrics.read(EvalDir(out).metrics)
         metrics = run_eval(cfg, out, systems)
-        work_s = round(sum(s["wall_s"] for s in metrics.get("systems", {}).values()), 1)  # all attempts
-        failed = metrics.get("faults", {}).get("failed_samples", 0)
+        failed = metrics.faults.get("failed_samples", 0)
         if failed:  # within the budget: metrics over what finished, but the stage stays open for a rerun
             log(f"eval: {failed} sample runs failed (counted in metrics.json); rerun to retry them")
-        else:
-            st.finish({"systems": list(metrics.get("systems", {})), "work_s": work_s})
+        else:  # work_s: the systems' summed shares of wall time, over all attempts
+            st.finish({"systems": list(metrics.systems), "work_s": round(metrics.work_s, 1)})
     from cowest.summary import cut_warnings
 
     for line in cut_warnings(metrics, cfg):
@@ -317,16 +301,15 @@ def do_eval(cfg: ExperimentConfig, force: bool = False, systems: list | None = N
     return metrics
 
 
-def eval_stage(cfg: ExperimentConfig, out: Path, systems: list) -> Stage:
-    from cowest.evaluate import CONFIG_FILE as EVAL_CONFIG, METRICS_FILE, TRACES_DIR
-    from cowest.faults import FAULTS_FILE
+def eval_stage(cfg: ExperimentConfig, out: Path, systems: list["System"]) -> Stage:
+    from cowest.layout import CONFIG_FILE, FAULTS_FILE, METRICS_FILE, TRACES_DIR
 
-    return stage(cfg, "eval", out, upstream=eval_adapters(systems),
-                 outputs=(TRACES_DIR, METRICS_FILE, f"{METRICS_FILE}.tmp", EVAL_CONFIG, FAULTS_FILE,
-                          f"{FAULTS_FILE}.tmp", "costs.json", "costs.json.tmp"))
+    return stage(cfg, "eval", out, inputs=EvalInputs.of(cfg), upstream=eval_adapters(systems),
+                 outputs=(TRACES_DIR, METRICS_FILE, f"{METRICS_FILE}.tmp", CONFIG_FILE, FAULTS_FILE,
+                          f"{FAULTS_FILE}.tmp"))
 
 
-def eval_adapters(systems: list) -> list[Path]:
+def eval_adapters(systems: list["System"]) -> list[Path]:
     return sorted({Path(s.weak.adapter) for s in systems if s.weak is not None and s.weak.adapter})
 
 
@@ -336,7 +319,7 @@ def planned_stages(cfg: ExperimentConfig) -> list[tuple[str, Stage]]:
     for rnd in range(1, cfg.rounds + 1):
         out.append(("feedback", feedback_stage(cfg, rnd)))
         out += [("align", align_stage(cfg, rnd, m)) for m in align_methods(cfg)]
-    out.append(("eval", eval_stage(cfg, Path(cfg.run_dir) / "eval", eval_systems(cfg))))
+    out.append(("eval", eval_stage(cfg, RunLayout.of(cfg).eval.path, eval_systems(cfg))))
     return out
 
 
@@ -346,22 +329,20 @@ def align_methods(cfg: ExperimentConfig) -> list[str]:
     return [cfg.align.method, "sft_positive"] if control else [cfg.align.method]
 
 
-def do_recall(cfg: ExperimentConfig, force: bool = False) -> dict | None:
+def do_recall(cfg: ExperimentConfig, force: bool = False) -> Metrics | None:
     """The SFT weak model alone on `eval.recall_split` (training facts): how much of what SFT taught it recalls."""
-    from cowest.evaluate import System
-
     if cfg.eval.recall_split is None:
         return None
     rcfg = cfg.model_copy(deep=True)
     rcfg.task.eval_split, rcfg.task.eval_limit = cfg.eval.recall_split, None
-    system = System("weak_sft", "weak_only", None, weak_model(cfg, sft_adapter(cfg)))
-    return do_eval(rcfg, force, [system], out=Path(cfg.run_dir) / "recall", record=False)
+    return do_eval(rcfg, force, [loop_system(cfg, SystemId.weak_sft())], out=RunLayout.of(cfg).recall.path,
+                   record=False)
 
 
 def do_report(cfg: ExperimentConfig) -> Path:
     from cowest.report import render_report
 
-    return render_report([Path(cfg.run_dir)])
+    return render_report([RunLayout.of(cfg).root])
 
 
 def run_all(cfg: ExperimentConfig, force: set[str] | None = None) -> Path:
@@ -373,7 +354,8 @@ def run_all(cfg: ExperimentConfig, force: set[str] | None = None) -> Path:
     if unknown:
         raise CowestError(f"unknown stage(s) {sorted(unknown)}; valid: {', '.join(STAGES)}")
     with locked_run(cfg):
-        check_run(cfg, planned_stages(cfg), force)  # every stage's inputs, before the first one starts
+        # every stage's inputs, before the first one starts
+        check_run(cfg, planned_stages(cfg), force, eval_systems(cfg))
         do_sft(cfg, "sft" in force)
         for rnd in range(1, cfg.rounds + 1):
             do_feedback(cfg, rnd, "feedback" in force)
@@ -390,23 +372,21 @@ def run_all(cfg: ExperimentConfig, force: set[str] | None = None) -> Path:
 def summary_table(cfg: ExperimentConfig) -> str:
     """A short results table from eval/metrics.json: each system's headline metric with its CI, and the
     aligned-vs-SFT collaboration difference."""
-    import json
-
-    m = json.loads((Path(cfg.run_dir) / "eval" / "metrics.json").read_text())
-    h = m["headline"]
+    run = RunLayout.of(cfg)
+    m = Metrics.read(run.eval.metrics)
+    h = m.headline
     lines = [f"{'system':28s} {h:>8s}  95% CI", "-" * 52]
-    for name, s in m["systems"].items():
-        v = s["metrics"][h]
-        lines.append(f"{name:28s} {v['value']:8.3f}  [{v['ci'][0]:.3f}, {v['ci'][1]:.3f}]")
-    for p in m.get("paired", []):
-        # Pairs are stored in system order (a = collab_sft, b = the later system), diff = a - b: flip it.
-        if p["metric"] == h and p["a"] == "collab_sft" and p["b"].startswith("collab_aligned"):
-            line = f"{p['b']} - collab_sft: {-p['diff']:+.3f} [{-p['ci'][1]:+.3f}, {-p['ci'][0]:+.3f}]"
-            lines.append(line.replace("-0.000", "+0.000"))
-    recall = Path(cfg.run_dir) / "recall" / "metrics.json"
-    if recall.exists():
-        r = json.loads(recall.read_text())
-        v = r["systems"]["weak_sft"]["metrics"][r["headline"]]
-        lines.append(f"weak SFT recall of its training facts ({cfg.eval.recall_split}, n={r['n_samples']}): "
-                     f"{v['value']:.3f} [{v['ci'][0]:.3f}, {v['ci'][1]:.3f}]")
+    for name, s in m.systems.items():
+        v = s.metrics[h]
+        lines.append(f"{name:28s} {v.value:8.3f}  [{v.ci[0]:.3f}, {v.ci[1]:.3f}]")
+    sft = SystemId.collab().name
+    for name in m.systems:
+        sid = SystemId.parse(name)
+        if sid is not None and sid.strategy == "collaborate" and sid.weak == "aligned" and (d := m.diff(name, sft)):
+            lines.append(f"{name} - {sft}: {d}")
+    if run.recall.metrics.exists():
+        r = Metrics.read(run.recall.metrics)
+        v = r.value(SystemId.weak_sft().name)
+        lines.append(f"weak SFT recall of its training facts ({cfg.eval.recall_split}, n={r.n_samples}): "
+                     f"{v.value:.3f} [{v.ci[0]:.3f}, {v.ci[1]:.3f}]")
     return "\n".join(lines)

@@ -11,15 +11,15 @@ from __future__ import annotations
 import json
 from collections import Counter
 from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
 
 from cowest.config import FeedbackConfig
 from cowest.feedback import FeedbackRecord
+from cowest.layout import FAULTS_FILE, PAIRS_FILE, PAIRS_PLOT, PAIRS_STATS
 from cowest.models.hf import render_plain  # the layout the hf backend prompts a template-less weak model with
-from cowest.records import PreferencePair, write_jsonl
-
-PAIRS_FILE = "pairs.jsonl"
-STATS_FILE = "pairs_stats.json"
-
+from cowest.records import Message, PreferencePair, write_jsonl
 
 Scored = tuple[str, float]  # a distinct draft text and its Δ
 
@@ -44,7 +44,7 @@ def select_pairs(combos: list[tuple[Scored, Scored]], fb: FeedbackConfig) -> lis
 
 def question_pairs(rec: FeedbackRecord, fb: FeedbackConfig, conversational: bool = True) -> list[PreferencePair]:
     combos = select_pairs(candidate_pairs(rec, fb), fb)
-    prompt: list | str = rec.prompt if conversational else render_plain(rec.prompt)
+    prompt: list[Message] | str = rec.prompt if conversational else render_plain(rec.prompt)
     out = []
     for (ct, cv), (rt, rv) in combos:
         out.append(
@@ -89,7 +89,7 @@ def naive_calls(records: list[FeedbackRecord], fb: FeedbackConfig) -> dict[str, 
     return {"strong": len(records) * (fb.k + 1), "judge": judged * (fb.k + 1)}
 
 
-def build_pairs(records: list[FeedbackRecord], fb: FeedbackConfig, conversational: bool = True) -> tuple[list[PreferencePair], dict]:
+def build_pairs(records: list[FeedbackRecord], fb: FeedbackConfig, conversational: bool = True) -> tuple[list[PreferencePair], dict[str, Any]]:
     """The selected pairs and the statistics of how they were obtained."""
     pairs: list[PreferencePair] = []
     per_question: list[int] = []
@@ -144,10 +144,8 @@ def build_pairs(records: list[FeedbackRecord], fb: FeedbackConfig, conversationa
     return pairs, stats
 
 
-def write_pairs(records: list[FeedbackRecord], fb: FeedbackConfig, out_dir: Path, conversational: bool = True) -> dict:
+def write_pairs(records: list[FeedbackRecord], fb: FeedbackConfig, out_dir: Path, conversational: bool = True) -> dict[str, Any]:
     """pairs.jsonl, pairs_stats.json (with `faults`: the stage's `faults.json`, when there is one) and pairs.png."""
-    from cowest.faults import FAULTS_FILE
-
     pairs, stats = build_pairs(records, fb, conversational)
     faults_path = out_dir / FAULTS_FILE
     if faults_path.exists():
@@ -156,14 +154,15 @@ def write_pairs(records: list[FeedbackRecord], fb: FeedbackConfig, out_dir: Path
         except ValueError:  # torn by a kill: the counts are lost, the pairs are not
             stats["faults"] = {}
     tmp = out_dir / (PAIRS_FILE + ".tmp")
-    write_jsonl(tmp, pairs)
+    rows: list[BaseModel] = list(pairs)
+    write_jsonl(tmp, rows)
     tmp.replace(out_dir / PAIRS_FILE)
-    (out_dir / STATS_FILE).write_text(json.dumps(stats, indent=2))
-    plot_pairs(records, stats, out_dir / "pairs.png")
+    (out_dir / PAIRS_STATS).write_text(json.dumps(stats, indent=2))
+    plot_pairs(records, stats, out_dir / PAIRS_PLOT)
     return stats
 
 
-def plot_pairs(records: list[FeedbackRecord], stats: dict, path: Path) -> None:
+def plot_pairs(records: list[FeedbackRecord], stats: dict[str, Any], path: Path) -> None:
     """Δ histogram, pairs per question, why questions gave no pair, and how many drafts were distinct."""
     import matplotlib
 

@@ -12,19 +12,20 @@ from pathlib import Path
 from cowest.config import ExperimentConfig, ModelConfig
 from cowest.errors import ConfigError, CowestError
 from cowest.stages import Stage
+from cowest.system_id import System
 
 
-def check_run(cfg: ExperimentConfig, stages: list[tuple[str, Stage]], force: set[str]) -> None:
-    """Every stage's inputs: budgets, recorded configs, eval systems, models, adapters, then the data splits (the
-    slowest check: it reads the files)."""
+def check_run(cfg: ExperimentConfig, stages: list[tuple[str, Stage]], force: set[str],
+              systems: list[System]) -> None:
+    """Every stage's inputs: budgets, recorded configs, the eval `systems`, models, adapters, then the data splits
+    (the slowest check: it reads the files)."""
     from cowest.evaluate import check_systems
-    from cowest.loop import eval_systems
 
     check_budgets(cfg)
     for name, st in stages:
         if name not in force:
             st.check_config()
-    check_systems(cfg, eval_systems(cfg), before_feedback=True)
+    check_systems(cfg, systems, before_feedback=True)
     check_models(cfg)
     check_splits(cfg)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import importlib
-from typing import Any, Callable, Generic, TypeVar
+from typing import Callable, Generic, TypeVar, overload
 
 from cowest.errors import UnknownNameError
 
@@ -17,7 +17,13 @@ class Registry(Generic[T]):
         self.kind = kind
         self._items: dict[str, T | str] = {}
 
-    def register(self, name: str, obj: T | str | None = None) -> Any:
+    @overload
+    def register(self, name: str) -> Callable[[T], T]: ...
+
+    @overload
+    def register(self, name: str, obj: T | str) -> T | str: ...
+
+    def register(self, name: str, obj: T | str | None = None) -> T | str | Callable[[T], T]:
         """`reg.register("x", fn)`, `reg.register("x", "pkg.mod:fn")` (lazy) or `@reg.register("x")`."""
         if obj is not None:
             self._items[name] = obj
@@ -37,7 +43,7 @@ class Registry(Generic[T]):
             mod, _, attr = item.partition(":")
             item = getattr(importlib.import_module(mod), attr)
             self._items[name] = item
-        return item  # type: ignore[return-value]
+        return item
 
     def check(self, name: str) -> None:
         """Fail naming the valid choices without importing anything."""

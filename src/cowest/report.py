@@ -15,17 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from cowest.errors import CowestError
+from cowest.layout import REPORT_FILE, EvalDir, RunLayout
 from cowest.records import Trace
-
-REPORT_FILE = "report.md"
-
-
-def find_metrics(run_dir: Path) -> Path | None:
-    # The loop's (and `cowest eval`'s) eval/ first; a bare metrics.json is an eval run with --out RUN_DIR.
-    for cand in (run_dir / "eval" / "metrics.json", run_dir / "metrics.json"):
-        if cand.is_file():
-            return cand
-    return None
+from cowest.results import Metrics, SampleScore, signed
+from cowest.system_id import SystemId
 
 
 def _fmt(v: Any, digits: int = 3) -> str:
@@ -42,73 +35,85 @@ def _table(head: list[str], rows: list[list[str]]) -> list[str]:
     return out + [""]
 
 
-def metrics_section(m: dict) -> list[str]:
-    names, seeds = m["metrics"], m.get("seeds", [0])
+def metrics_section(m: Metrics) -> list[str]:
+    names, seeds = m.metrics, m.seeds
     several = len(seeds) > 1
     head = ["system", "strategy", "draft"] + [f"{n} [95% CI]" + (" (mean ± sd)" if several else "") for n in names]
     head += ["extraction failures", "strong tok/sample", "weak tok/sample", "wall s"]
     rows = []
-    for name, s in m["systems"].items():
-        row = [name, s["strategy"], s.get("draft_format") or "–"]
+    for name, s in m.systems.items():
+        row = [name, s.strategy, s.draft_format or "–"]
         for n in names:
-            v = s["metrics"][n]
-            cell = f"{v['value']:.3f} [{v['ci'][0]:.3f}, {v['ci'][1]:.3f}]"
+            v = s.metrics[n]
+            cell = f"{v.value:.3f} [{v.ci[0]:.3f}, {v.ci[1]:.3f}]"
             if several:
-                cell += f" ({v['mean']:.3f} ± {v['sd']:.3f})"
+                cell += f" ({v.mean:.3f} ± {v.sd:.3f})"
             row.append(cell)
-        ef = s.get("extraction_failures", {})
-        usage = s.get("usage", {})
-        row += [f"{ef.get('total', 0)} ({ef.get('rate', 0.0):.1%})",
-                _fmt(usage.get("strong", {}).get("tokens_per_sample"), 0),
-                _fmt(usage.get("weak", {}).get("tokens_per_sample"), 0), _fmt(s.get("wall_s"), 1)]
+        ef = s.extraction_failures
+        row += [f"{ef.total} ({ef.rate:.1%})", _usage_cell(s.usage.get("strong")), _usage_cell(s.usage.get("weak")),
+                _fmt(s.wall_s, 1)]
         rows.append(row)
-    out = [f"Task `{m['task']}`, {m['n_samples']} samples, seeds {seeds}, "
-           f"{m.get('bootstrap_samples', '?')} bootstrap resamples.", ""]
+    out = [f"Task `{m.task}`, {m.n_samples} samples, seeds {seeds}, "
+           f"{_fmt(m.bootstrap_samples) if m.bootstrap_samples is not None else '?'} bootstrap resamples.", ""]
     out += _table(head, rows)
-    paired = [p for p in m.get("paired", []) if p["metric"] == m["headline"]]
+    paired = [d for p in m.paired if p.metric == m.headline and (d := m.diff(p.a, p.b)) is not None]
     if paired:
-        out += [f"Paired differences in {m['headline']} (a − b, same samples):", ""]
+        out += [f"Paired differences in {m.headline} (a − b, same samples):", ""]
         out += _table(["a", "b", "diff [95% CI]", "CI excludes 0"],
-                      [[p["a"], p["b"], f"{p['diff']:+.3f} [{p['ci'][0]:+.3f}, {p['ci'][1]:+.3f}]",
-                        "yes" if p["ci"][0] > 0 or p["ci"][1] < 0 else "no"] for p in paired])
+                      [[d.a, d.b, str(d), "yes" if d.excludes_zero else "no"] for d in paired])
     return out
 
 
+def _usage_cell(u: Any) -> str:
+    return _fmt(None if u is None else u.tokens_per_sample, 0)
+
+
 def _load_traces(metrics_path: Path, system: str, seed: int) -> dict[str, Trace]:
-    from cowest.evaluate import read_traces, trace_path
+    from cowest.traces import read_traces
 
-    return {t.sample_id: t for t in read_traces(trace_path(metrics_path.parent, system, seed))}
+    return {t.sample_id: t for t in read_traces(EvalDir(metrics_path.parent).trace(system, seed))}
 
 
-def traces_section(metrics_path: Path, m: dict) -> list[str]:
+def _scores(metrics_path: Path, m: Metrics, system: str, seed: int) -> dict[str, SampleScore]:
+    """Each sample's answer and headline score as the summary read them (metrics.json); a metrics.json of before
+    those were recorded falls back to the scores in the trace file."""
+    recorded = m.systems[system].per_sample.get(str(seed))
+    if recorded is not None:
+        return recorded
+    return {i: SampleScore(prediction=t.prediction, score=t.scores.get(m.headline))
+            for i, t in _load_traces(metrics_path, system, seed).items()}
+
+
+def traces_section(metrics_path: Path, m: Metrics) -> list[str]:
     """Per-sample wins and losses of each system against the strong model alone, and one example where they differ."""
-    seed = m.get("seeds", [0])[0]
-    headline = m["headline"]
-    base = next((n for n, s in m["systems"].items() if s["strategy"] == "strong_only"), None)
+    seed = m.seeds[0]
+    headline = m.headline
+    base = next((n for n, s in m.systems.items() if s.strategy == "strong_only"), None)
     if base is None:
         return []
-    base_t = _load_traces(metrics_path, base, seed)
-    if not base_t:
+    base_s = _scores(metrics_path, m, base, seed)
+    if not base_s:
         return []
     rows, example = [], None
-    for name in m["systems"]:
+    for name in m.systems:
         if name == base:
             continue
-        tr = _load_traces(metrics_path, name, seed)
-        common = [i for i in tr if i in base_t and headline in tr[i].scores and headline in base_t[i].scores]
-        won = [i for i in common if tr[i].scores[headline] > base_t[i].scores[headline]]
-        lost = [i for i in common if tr[i].scores[headline] < base_t[i].scores[headline]]
+        sc = _scores(metrics_path, m, name, seed)
+        common = [i for i in sc if i in base_s and sc[i].score is not None and base_s[i].score is not None]
+        won = [i for i in common if sc[i].score > base_s[i].score]  # type: ignore[operator]
+        lost = [i for i in common if sc[i].score < base_s[i].score]  # type: ignore[operator]
         rows.append([name, str(len(won)), str(len(lost)), str(len(common) - len(won) - len(lost))])
         if example is None and won:
-            example = (name, tr[won[0]], base_t[won[0]])
+            example = (name, won[0], sc[won[0]].prediction, base_s[won[0]].prediction)
     out = [f"Per sample against `{base}` ({headline}, seed {seed}):", ""]
     out += _table(["system", "better", "worse", "same"], rows)
     if example:
-        name, t, b = example
-        out += [f"Example where `{name}` beats `{base}` (sample `{t.sample_id}`):", ""]
-        for st in t.steps:
+        name, sample_id, pred, base_pred = example
+        out += [f"Example where `{name}` beats `{base}` (sample `{sample_id}`):", ""]
+        trace = _load_traces(metrics_path, name, seed).get(sample_id)
+        for st in trace.steps if trace else []:
             out += [f"- {st.role} / {st.name}: " + _quote(st.output.text)]
-        out += [f"- prediction {t.prediction!r}; `{base}` predicted {b.prediction!r}", ""]
+        out += [f"- prediction {pred!r}; `{base}` predicted {base_pred!r}", ""]
     return out
 
 
@@ -119,12 +124,13 @@ def _quote(text: str, limit: int = 300) -> str:
 
 def rounds_section(run_dir: Path, out_dir: Path) -> list[str]:
     rows, spread = [], []
-    for path in sorted(run_dir.glob("round*/feedback/pairs_stats.json")):
+    run = RunLayout(run_dir)
+    for r, path in run.feedback_stats():
         try:
             s = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError):
             continue
-        rnd = path.parent.parent.name
+        rnd = run.round_dir(r).name
         rows.append([rnd, _fmt(s.get("questions")), _fmt(s.get("drafts")), _fmt(s.get("distinct_drafts_mean"), 2),
                      _fmt(s.get("pairs")), _fmt(s.get("pairs_per_feedback_question"), 2),
                      _fmt(s.get("mean_gap")), _fmt(s.get("positive_share")), _fmt(s.get("questions_without_pair")),
@@ -141,15 +147,15 @@ def rounds_section(run_dir: Path, out_dir: Path) -> list[str]:
                    "positive share", "no pair", "strong+judge calls/pair", "naive calls/pair"], rows)
     if spread:
         out += spread + [""]
-    for png in sorted(run_dir.glob("round*/feedback/pairs.png")):
-        out += [f"![{png.parent.parent.name} pairs]({os.path.relpath(png, out_dir)})", ""]
+    for r, png in run.pair_plots():
+        out += [f"![{run.round_dir(r).name} pairs]({os.path.relpath(png, out_dir)})", ""]
     return out
 
 
 DIAGNOSTIC_KEYS = ("logps/chosen", "logps/rejected", "rewards/chosen", "rewards/margins")
 
 
-def _train_log(adapter: Path) -> list[dict]:
+def _train_log(adapter: Path) -> list[dict[str, Any]]:
     rows = []
     for line in (adapter / "train_log.jsonl").read_text(encoding="utf-8").splitlines():
         try:
@@ -161,14 +167,14 @@ def _train_log(adapter: Path) -> list[dict]:
     return rows
 
 
-def chosen_logp_drop(rows: list[dict], beta: float, tokens: float | None) -> float:
+def chosen_logp_drop(rows: list[dict[str, Any]], beta: float, tokens: float | None) -> float:
     """How far the chosen drafts' log-probability relative to the reference (rewards/chosen ÷ β) fell from the first
     to the last logged steps, in nats per token (per draft when the token count is unknown). Each end is the mean of
     the first / last tenth of the steps (at least one), as each step sees a different batch."""
     n = max(1, len(rows) // 10)
     first = sum(r["rewards/chosen"] for r in rows[:n]) / n / beta
     last = sum(r["rewards/chosen"] for r in rows[-n:]) / n / beta
-    return (first - last) / (tokens or 1.0)
+    return float(first - last) / (tokens or 1.0)
 
 
 def _logp_drop_warn(run_dir: Path) -> float:
@@ -177,7 +183,7 @@ def _logp_drop_warn(run_dir: Path) -> float:
     try:
         import yaml
 
-        return float(yaml.safe_load((run_dir / "config.yaml").read_text())["align"]["logp_drop_warn"])
+        return float(yaml.safe_load(RunLayout(run_dir).config.read_text())["align"]["logp_drop_warn"])
     except (OSError, KeyError, TypeError, ValueError, AttributeError):
         return AlignConfig().logp_drop_warn
 
@@ -188,7 +194,7 @@ def diagnostics_section(run_dir: Path, out_dir: Path, prefix: str = "") -> list[
     align.logp_drop_warn nats per token (the run's config.yaml)."""
     limit = _logp_drop_warn(run_dir)
     rows, warnings, logs = [], [], {}
-    for adapter in sorted(p.parent for p in run_dir.glob("round*/*/adapter/train_log.jsonl")):
+    for adapter in RunLayout(run_dir).train_logs():
         log = _train_log(adapter)
         if not log:
             continue  # SFT-style recipes log no rewards
@@ -204,7 +210,7 @@ def diagnostics_section(run_dir: Path, out_dir: Path, prefix: str = "") -> list[
         first, last = log[0], log[-1]
         loss = meta.get("loss_type", "?") + (f" + {meta['rpo_alpha']} NLL" if meta.get("rpo_alpha") else "")
         rows.append([name, loss, f"{first['step']}–{last['step']}"]
-                    + [f"{first[k]:.2f} → {last[k]:.2f}" for k in DIAGNOSTIC_KEYS] + [f"{-drop + 0.0:+.3f} {unit}"])
+                    + [f"{first[k]:.2f} → {last[k]:.2f}" for k in DIAGNOSTIC_KEYS] + [f"{signed(-drop)} {unit}"])
         if drop > limit:
             warnings.append(f"**Warning** ({name}): the chosen drafts' log-probability fell by {drop:.3f} {unit} "
                             f"against the reference between the first and last steps, more than align.logp_drop_warn"
@@ -224,7 +230,7 @@ def diagnostics_section(run_dir: Path, out_dir: Path, prefix: str = "") -> list[
     return out + [f"![training]({png.name})", ""]
 
 
-def plot_training(logs: dict[str, list[dict]], path: Path) -> None:
+def plot_training(logs: dict[str, list[dict[str, Any]]], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -245,67 +251,62 @@ def plot_training(logs: dict[str, list[dict]], path: Path) -> None:
     plt.close(fig)
 
 
-def round_trend_section(m: dict) -> list[str]:
+def round_trend_section(m: Metrics) -> list[str]:
     """Each round's aligned collaboration next to the round before it (round 1: the SFT collaboration), flagging a
     round that made the headline metric worse (and whether its paired CI excludes 0)."""
-    h, systems = m.get("headline"), m.get("systems", {})
-    rounds = sorted((int(n.rsplit("_r", 1)[1]), n) for n in systems if re.fullmatch(r"collab_aligned_r\d+", n))
-    if not rounds or "collab_sft" not in systems:
+    h, systems = m.headline, m.systems
+    ids = [(sid, name) for name in systems if (sid := SystemId.parse(name)) and sid.is_aligned_collab]
+    rounds = sorted((sid.round or 0, name) for sid, name in ids)
+    prev = SystemId.collab().name
+    if not rounds or prev not in systems:
         return []
-    paired = {(p["a"], p["b"]): p for p in m.get("paired", []) if p["metric"] == h}
-    rows, prev = [], "collab_sft"
+    rows = []
     for r, name in rounds:
-        p = paired.get((name, prev))
-        sign = 1
-        if p is None and (prev, name) in paired:  # stored as prev - name
-            p, sign = paired[(prev, name)], -1
-        diff = None if p is None else sign * p["diff"]
-        lo, hi = (None, None) if p is None else sorted(sign * x for x in p["ci"])
-        verdict = "n/a" if diff is None else ("worse (CI excludes 0)" if hi < 0 else "worse" if diff < 0 else
-                                               "better (CI excludes 0)" if lo > 0 else "better" if diff > 0 else "same")
-        rows.append([f"round {r}", _fmt(systems[name]["metrics"][h]["value"]), prev,
-                     "–" if diff is None else f"{diff + 0.0:+.3f}".replace("-0.000", "+0.000"),
-                     "" if lo is None else f"[{lo:+.3f}, {hi:+.3f}]".replace("-0.000", "+0.000"), verdict])
+        d = m.diff(name, prev)
+        verdict = "n/a" if d is None else ("worse (CI excludes 0)" if d.hi < 0 else "worse" if d.value < 0 else
+                                           "better (CI excludes 0)" if d.lo > 0 else "better" if d.value > 0 else "same")
+        rows.append([f"round {r}", _fmt(systems[name].metrics[h].value), prev,
+                     "–" if d is None else signed(d.value), "" if d is None else f"[{signed(d.lo)}, {signed(d.hi)}]",
+                     verdict])
         prev = name
     return [f"## Rounds ({h})", ""] + _table(["round", h, "against", "difference", "95% CI", "verdict"], rows)
 
 
-def plot_metrics(m: dict, path: Path) -> None:
+def plot_metrics(m: Metrics, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names, systems = m["metrics"], list(m["systems"])
+    names, systems = m.metrics, list(m.systems)
     fig, axes = plt.subplots(1, len(names), figsize=(1.2 + 0.9 * len(systems) * len(names), 3.6), squeeze=False)
     for ax, metric in zip(axes[0], names):
-        vals = [m["systems"][s]["metrics"][metric] for s in systems]
-        y = [v["value"] for v in vals]
-        err = [[v["value"] - v["ci"][0] for v in vals], [v["ci"][1] - v["value"] for v in vals]]
+        vals = [m.systems[s].metrics[metric] for s in systems]
+        y = [v.value for v in vals]
+        err = [[v.value - v.ci[0] for v in vals], [v.ci[1] - v.value for v in vals]]
         ax.bar(range(len(systems)), y, yerr=err, capsize=4, color="tab:blue", alpha=0.8)
         ax.set_xticks(range(len(systems)), systems, rotation=30, ha="right", fontsize=8)
         ax.set(title=f"{metric} (95% CI)", ylim=(0, 1))
-    fig.suptitle(f"{m['task']}: {m['n_samples']} samples", fontsize=9)
+    fig.suptitle(f"{m.task}: {m.n_samples} samples", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
-def plot_cost(m: dict, path: Path) -> None:
+def plot_cost(m: Metrics, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    h = m["headline"]
+    h = m.headline
     fig, ax = plt.subplots(figsize=(5, 3.6))
-    for name, s in m["systems"].items():
-        x = s.get("usage", {}).get("strong", {}).get("tokens_per_sample", 0.0)
-        v = s["metrics"][h]
-        ax.errorbar([x], [v["value"]], yerr=[[v["value"] - v["ci"][0]], [v["ci"][1] - v["value"]]], fmt="o",
-                    capsize=3)
-        ax.annotate(name, (x, v["value"]), textcoords="offset points", xytext=(4, 4), fontsize=7)
-    ax.set(xlabel="strong-model tokens per sample", ylabel=h, title=f"{m['task']}: {h} vs strong tokens")
+    for name, s in m.systems.items():
+        x = s.tokens_per_sample("strong")
+        v = s.metrics[h]
+        ax.errorbar([x], [v.value], yerr=[[v.value - v.ci[0]], [v.ci[1] - v.value]], fmt="o", capsize=3)
+        ax.annotate(name, (x, v.value), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    ax.set(xlabel="strong-model tokens per sample", ylabel=h, title=f"{m.task}: {h} vs strong tokens")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -328,13 +329,13 @@ def render_report(run_dirs: list[Path], out: Path | None = None) -> Path:
         tag = re.sub(r"[^A-Za-z0-9_.-]+", "_", d.resolve().name) if len(run_dirs) > 1 else ""
         prefix = f"{i}_{tag}_" if tag else ""
         lines += [f"## Run `{d}`", ""]
-        mpath = find_metrics(d)
+        mpath = RunLayout(d).metrics_file()
         if mpath is None:
             lines += ["No metrics.json (evaluation not run yet).", ""]
         else:
-            m = json.loads(mpath.read_text(encoding="utf-8"))
+            m = Metrics.read(mpath)
             lines += metrics_section(m)
-            if m.get("systems"):
+            if m.systems:
                 plot_metrics(m, out.parent / f"{prefix}metrics.png")
                 plot_cost(m, out.parent / f"{prefix}cost.png")
                 lines += [f"![metrics]({prefix}metrics.png)", "", f"![cost]({prefix}cost.png)", ""]

@@ -20,7 +20,7 @@ import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any, AsyncGenerator, AsyncIterator
 
 from cowest.config import ExperimentConfig, ModelConfig, validate_config
 from cowest.errors import ConfigError, CowestError, require
@@ -201,7 +201,7 @@ class Collaboration:
         """Whether the strong backend streams the answer (an OpenAI-compatible endpoint does; local ones don't)."""
         return self.strong_cfg is not None
 
-    async def stream_answer(self, messages: list[Message], params: SamplingParams) -> AsyncIterator[Delta]:
+    async def stream_answer(self, messages: list[Message], params: SamplingParams) -> AsyncGenerator[Delta, None]:
         """Deltas of the strong answer from its OpenAI-compatible endpoint (`stream=True`, async: closing this
         generator, or cancelling the task awaiting it, closes the upstream connection).
 
@@ -227,6 +227,7 @@ class Collaboration:
                     what = "failed" if not retryable else f"gave up after {attempts} attempts"
                     raise UpstreamError(f"strong model: request {what} ({type(e).__name__})") from None
                 await asyncio.sleep(min(STREAM_BACKOFF_MAX_S, wait_s or STREAM_BACKOFF_S * 2 ** (attempt - 1)))
+        assert stream is not None  # the loop breaks only once the stream is open
         try:
             for d in pending:
                 yield d
@@ -241,13 +242,14 @@ class Collaboration:
             await stream.close()
 
     async def _open_stream(self, messages: list[Message], params: SamplingParams) -> Any:
+        c = self.strong_cfg
+        assert c is not None  # only a streaming (openai/) strong model opens streams
         if self._stream_client is None:
             openai = require("openai", "openai")
-            c = self.strong_cfg
             key = os.environ.get(c.api_key_env) or "sk-no-key"  # local servers take any key
             self._stream_client = openai.AsyncOpenAI(api_key=key, base_url=c.base_url, timeout=c.timeout_s,
                                                      max_retries=0)
-        model = self.strong_cfg.spec.partition("/")[2]
+        model = c.spec.partition("/")[2]
         return await self._stream_client.chat.completions.create(
             model=model, messages=messages, temperature=params.temperature, top_p=params.top_p,
             max_tokens=params.max_tokens, stream=True, **({"stop": params.stop} if params.stop else {}))
@@ -274,14 +276,11 @@ def draft_prompt(sample: Sample, fmt: str, overrides: dict[str, str] | None) -> 
 
 
 def latest_aligned_adapter(cfg: ExperimentConfig) -> Path | None:
-    """The aligned adapter (align.method) of the highest round that has one, else None."""
-    from cowest.loop import aligned_adapter
+    """The aligned adapter (align.method) of the highest round that has one (a run may have gone past
+    cfg.rounds), else None."""
+    from cowest.layout import RunLayout
 
-    for rnd in range(max(cfg.rounds, 1) + 8, 0, -1):  # a run may have gone past cfg.rounds
-        p = aligned_adapter(cfg, rnd, cfg.align.method)
-        if (p / "adapter_config.json").exists():
-            return p
-    return None
+    return RunLayout.of(cfg).latest_aligned_adapter(cfg.align.method)
 
 
 def is_loopback(host: str) -> bool:

@@ -34,7 +34,7 @@ import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, AsyncIterator
+from typing import Any, AsyncGenerator, AsyncIterator
 
 from cowest.errors import require
 
@@ -297,7 +297,8 @@ class _Stream:
     """A streamed answer holding a slot. A watcher on the client's connection releases the slot and closes the
     upstream stream the moment the client leaves, whether or not the server is iterating the body just then."""
 
-    def __init__(self, request: Request, deltas: AsyncIterator[Delta], slot: Slot, deadline: float, info: dict):
+    def __init__(self, request: Request, deltas: AsyncGenerator[Delta, None], slot: Slot, deadline: float,
+                 info: dict):
         self.upstream, self.slot, self.deadline, self.info = deltas, slot, deadline, info
         self.pending: asyncio.Future | None = None
         self.closed = False

@@ -1,10 +1,13 @@
-"""Stage bookkeeping in a run directory: which config keys a stage depends on, done markers, refusal to mix,
-one process at a time.
+"""Stage bookkeeping in a run directory: what a stage's outputs depend on, done markers, refusal to mix, one process
+at a time.
 
-Each stage directory holds `inputs.json` (the config keys the stage's outputs depend on) written when it starts, and
+Each stage directory holds `inputs.json` (its fingerprint: the record of its input bundle, `cowest.stage_inputs`,
+and the SHA-256 of the upstream files it reads) written when it starts, and
 `done.json` (wall time, summary) written when it finishes; both, and the `attempts` counter, are replaced atomically,
 and an empty or torn one reads as "not done". A finished stage is skipped; a stage directory whose inputs differ from
-the current config is refused, naming the differing keys, unless the stage is forced. Forcing removes only the
+the current config is refused, naming the differing keys, unless the stage is forced (a key only one of the two
+records holds, written before it became an input or after it stopped being one, is not compared: run directories of
+earlier versions stay usable). Forcing removes only the
 stage's own files (its bookkeeping and the output names it declares), never anything else in the folder.
 
 A stage is entered under an exclusive `flock` on `stage.lock` in its folder (`with st.locked(): ...`): a second
@@ -15,7 +18,6 @@ so a crash never leaves a stale lock behind.
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import json
 import os
 import shutil
@@ -25,23 +27,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from cowest.config import ExperimentConfig, flatten
+from cowest.config import ExperimentConfig
 from cowest.errors import ConfigError, CowestError
+from cowest.hashing import sha256_file
+from cowest.stage_inputs import Inputs, bundle
 
-# Config keys (dotted prefixes) each stage's outputs depend on.
-STAGE_KEYS: dict[str, tuple[str, ...]] = {
-    "sft": ("task.name", "task.data", "task.subset", "task.fields", "task.family", "task.labels", "task.train_split",
-            "task.train_limit", "task.seed", "task.show_context", "models.weak", "sft", "feedback.draft_format",
-            "eval.prompts"),
-    "feedback": ("models.strong", "models.judge", "generation", "feedback"),
-    "align": ("align",),
-    "eval": ("task", "models", "generation", "eval", "rounds", "route"),
-}
 STAGES = ("sft", "feedback", "align", "eval", "report")
-# Settings that change how fast a stage runs, never what it writes (or only what the report says): not inputs.
-NOT_INPUTS = (".concurrency", ".timeout_s", ".max_retries", ".n_threads", ".batch_size", ".cache", ".logp_drop_warn")
 INPUTS_FILE, DONE_FILE, ATTEMPTS_FILE, LOCK_FILE = "inputs.json", "done.json", "attempts", "stage.lock"
 BOOKKEEPING = (INPUTS_FILE, DONE_FILE, ATTEMPTS_FILE)
+UPSTREAM = "upstream:"
+"""The prefix of an upstream file's key in inputs.json."""
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -94,36 +89,15 @@ def exclusive(lock_file: Path, what: str) -> Iterator[None]:
 def fingerprint(path: Path) -> str:
     """SHA-256 of an upstream output: a file, or an adapter folder's weights file."""
     target = path / "adapter_model.safetensors" if path.is_dir() else path
-    if not target.exists():
-        return "missing"
-    h = hashlib.sha256()
-    with open(target, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def stage_inputs(cfg: ExperimentConfig, stage: str) -> dict[str, Any]:
-    """The flattened config keys a stage depends on (later stages also depend on the earlier stages' keys)."""
-    order = ["sft", "feedback", "align"]
-    prefixes: list[str] = []
-    if stage == "eval":
-        prefixes = list(STAGE_KEYS["eval"]) + list(STAGE_KEYS["sft"]) + list(STAGE_KEYS["feedback"]) + list(STAGE_KEYS["align"])
-    else:
-        for s in order[: order.index(stage) + 1]:
-            prefixes.extend(STAGE_KEYS[s])
-    # Bootstrapped SFT rationales come from the weak or the strong model's samples.
-    prefixes += {"weak": ["generation.weak"], "strong": ["models.strong", "generation.strong"]}.get(cfg.sft.rationales, [])
-    flat = flatten(cfg.model_dump(mode="json"))
-    out = {k: v for k, v in sorted(flat.items())
-           if any(k == p or k.startswith(p + ".") for p in prefixes) and not k.endswith(NOT_INPUTS)}
-    if stage != "eval":  # turning the control on adds a stage and eval systems; it changes no DPO output
-        out.pop("align.sft_positive_control", None)
-    return out
+    return sha256_file(target) if target.exists() else "missing"
 
 
 def differing_keys(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    return sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    """The config keys both records hold with different values (see the module's note on keys only one of them
+    holds), and the upstream files either one names that the other does not or with another hash."""
+    upstream = {k for k in set(old) | set(new) if k.startswith(UPSTREAM)}
+    return sorted(k for k in set(new) | upstream if (k in old and k in new and old[k] != new[k]) or (
+        k in upstream and (k in old) != (k in new)))
 
 
 def refusal(path: Path, name: str, differing: list[str]) -> ConfigError:
@@ -160,7 +134,7 @@ class Stage:
         compared when it begins: a stage redone before it may still change them)."""
         old = self.recorded_inputs()
         if old is not None:
-            differing = [k for k in differing_keys(old, self.inputs) if not k.startswith("upstream:")]
+            differing = [k for k in differing_keys(old, self.inputs) if not k.startswith(UPSTREAM)]
             if differing:
                 raise refusal(self.path, self.name, differing)
 
@@ -209,13 +183,17 @@ class Stage:
         return done if isinstance(done, dict) else {}
 
 
-def stage(cfg: ExperimentConfig, name: str, path: Path, *, keys: str | None = None,
+def stage(cfg: ExperimentConfig, name: str, path: Path, *, inputs: Inputs | None = None,
           upstream: list[Path] | None = None, outputs: tuple[str, ...] = ()) -> Stage:
-    """A stage whose inputs are the config keys of `keys` (default: the stage kind its name starts with) plus the
-    fingerprints of the upstream outputs it reads, so a retrained adapter or new pairs file is never mixed with
-    outputs made from the old one. `outputs`: the names the stage writes into `path` (what `--force` removes)."""
-    kind = keys or next(k for k in ("sft", "feedback", "align", "eval", "report") if name.startswith(k))
-    inputs = stage_inputs(cfg, kind) if kind != "report" else {}
+    """A stage whose inputs are its bundle (default: that of the stage kind its name starts with, a feedback stage's
+    round read off its name, `feedback2`) plus the fingerprints of the upstream outputs it reads, so a retrained
+    adapter or new pairs file is never mixed with outputs made from the old one. `outputs`: the names the stage
+    writes into `path` (what `--force` removes)."""
+    kind = next(k for k in STAGES if name.startswith(k))
+    if inputs is None and kind != "report":
+        rnd = int(name[len("feedback"):] or 1) if kind == "feedback" else 1
+        inputs = bundle(cfg, kind, rnd)  # type: ignore[arg-type]
+    record = inputs.record() if inputs is not None else {}
     for p in upstream or []:
-        inputs[f"upstream:{p.relative_to(cfg.run_dir) if p.is_relative_to(cfg.run_dir) else p}"] = fingerprint(p)
-    return Stage(name=name, path=path, inputs=inputs, outputs=outputs)
+        record[f"{UPSTREAM}{p.relative_to(cfg.run_dir) if p.is_relative_to(cfg.run_dir) else p}"] = fingerprint(p)
+    return Stage(name=name, path=path, inputs=record, outputs=outputs)

@@ -1,21 +1,13 @@
-"""Trace files -> `metrics.json`: each task metric per system with a 95% bootstrap CI, paired differences, usage.
+"""Trace files -> `metrics.json` (`cowest.results.Metrics`): each task metric per system with a 95% bootstrap CI,
+paired differences, usage.
 
 Metrics and intervals come from `cowest.scoring.metrics` (`compute`, `bootstrap_ci`, `paired_bootstrap`), which
 resample question indices, so macro-F1 gets an interval too. With several seeds the rows are (sample, seed)
 pairs: `value` is over the pooled rows (for mean metrics the mean over seeds), `ci` a cluster bootstrap that resamples
 questions with all their seeds (repeated seeds are not more questions), and
 `per_seed`, `mean` and `sd` give the seed-to-seed spread. Paired differences use the same rows in the same order
-for both systems. Shape of `metrics.json`:
-
-    {"task", "n_samples", "failed_samples", "seeds", "metrics": [...], "headline", "bootstrap_samples",
-     "systems": {name: {"strategy", "draft_format", "weak", "strong",
-                        "metrics": {m: {"value", "ci": [lo, hi], "per_seed": {seed: v}, "mean", "sd"}},
-                        "extraction_failures": {"total", "rate", "per_seed"},
-                        "usage": {role: {"calls", "cache_hits", "prompt_tokens", "completion_tokens",
-                                         "cut" (replies that hit the token limit), "tokens_per_sample"}},
-                        "wall_s"}},
-     "paired": [{"a", "b", "metric", "diff" (a - b), "ci"}],
-     "faults": {"faults": {kind: n}, "retried", "gave_up", "faults_total", "failed_samples", ...}}
+for both systems. The shape of `metrics.json` is `cowest.results.Metrics`; paired differences are stored
+once per pair of systems, in system order, as a − b (`Metrics.diff` reads either order).
 
 `faults` (added by `cowest.evaluate.run_eval`, see `cowest.faults.FaultLog`) counts the faulty HTTP attempts per
 kind over every run of the stage, how many were retried, and the samples whose requests failed for good.
@@ -23,17 +15,19 @@ kind over every run of the stage, how many were retried, and the samples whose r
 
 from __future__ import annotations
 
-import json
 import statistics
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cowest.errors import CowestError
+from cowest.layout import EvalDir
 from cowest.records import Sample, Trace
+from cowest.results import Metrics
+from cowest.traces import read_traces
 
 if TYPE_CHECKING:
     from cowest.config import ExperimentConfig
-    from cowest.evaluate import System
+    from cowest.system_id import System
 
 
 def _usage(traces: list[Trace]) -> dict[str, dict[str, float]]:
@@ -54,9 +48,7 @@ def _usage(traces: list[Trace]) -> dict[str, dict[str, float]]:
 
 def load_aligned(out_dir: Path, system: str, seed: int, samples: list[Sample]) -> list[Trace]:
     """The traces of one system and seed in sample order; fails naming the file if a sample is missing."""
-    from cowest.evaluate import read_traces, trace_path
-
-    path = trace_path(out_dir, system, seed)
+    path = EvalDir(out_dir).trace(system, seed)
     by_id = {t.sample_id: t for t in read_traces(path)}
     missing = [s.id for s in samples if s.id not in by_id]
     if missing:
@@ -66,17 +58,15 @@ def load_aligned(out_dir: Path, system: str, seed: int, samples: list[Sample]) -
 
 def present_in_all(out_dir: Path, systems: list["System"], seeds: list[int], samples: list[Sample]) -> list[Sample]:
     """The samples with a trace for every system and seed (failed requests leave a sample out until rerun)."""
-    from cowest.evaluate import read_traces, trace_path
-
     ids = {s.id for s in samples}
     for system in systems:
         for seed in seeds:
-            ids &= {t.sample_id for t in read_traces(trace_path(out_dir, system.name, seed))}
+            ids &= {t.sample_id for t in read_traces(EvalDir(out_dir).trace(system.name, seed))}
     return [s for s in samples if s.id in ids]
 
 
 def summarize(cfg: "ExperimentConfig", samples: list[Sample], systems: list["System"], out_dir: Path, *,
-              allow_missing: bool = False) -> dict:
+              allow_missing: bool = False) -> Metrics:
     """Compute metrics.json's content from the trace files. With `allow_missing` (some requests failed for good),
     the metrics are over the samples every system answered and `failed_samples` counts the others."""
     n_all = len(samples)
@@ -115,6 +105,10 @@ def summarize(cfg: "ExperimentConfig", samples: list[Sample], systems: list["Sys
                 value, bounds = float("nan"), [float("nan")] * 2
             entry["metrics"][m] = {"value": value, "ci": bounds, "per_seed": {str(s): v for s, v in zip(seeds, vals)},
                                    "mean": statistics.fmean(vals), "sd": statistics.stdev(vals) if len(vals) > 1 else 0.0}
+        # The one scoring of each sample: the report compares systems sample by sample on these, not on the scores
+        # the trace files were written with.
+        entry["per_sample"] = {str(s): {t.sample_id: {"prediction": t.prediction, "score": t.scores.get(names[0])}
+                                        for t in ts} for s, ts in per_seed.items()}
         fails = {str(s): sum(t.extraction_failed for t in ts) for s, ts in per_seed.items()}
         entry["extraction_failures"] = {"total": sum(fails.values()), "per_seed": fails,
                                         "rate": sum(fails.values()) / max(len(all_traces), 1)}
@@ -128,24 +122,18 @@ def summarize(cfg: "ExperimentConfig", samples: list[Sample], systems: list["Sys
                     d = paired_bootstrap(m, pooled_samples, preds[a.name], preds[b.name], n_boot=n_boot,
                                          groups=len(seeds))
                     out["paired"].append({"a": a.name, "b": b.name, "metric": m, "diff": d.value, "ci": [d.lo, d.hi]})
-    return out
+    return Metrics.model_validate(out)
 
 
-def write_metrics(path: Path, metrics: dict) -> None:
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
-    tmp.replace(path)
-
-
-def cut_warnings(metrics: dict, cfg: "ExperimentConfig") -> list[str]:
+def cut_warnings(metrics: Metrics, cfg: "ExperimentConfig") -> list[str]:
     """One line per role whose replies hit their token limit more often than `eval.max_cut_share`: the budget then
     decides the scores (a cut reply has no finished answer), so the setting to raise is named."""
     calls: dict[str, int] = {}
     cut: dict[str, int] = {}
-    for s in metrics.get("systems", {}).values():
-        for role, u in s.get("usage", {}).items():
-            calls[role] = calls.get(role, 0) + u.get("calls", 0)
-            cut[role] = cut.get(role, 0) + u.get("cut", 0)
+    for s in metrics.systems.values():
+        for role, u in s.usage.items():
+            calls[role] = calls.get(role, 0) + u.calls
+            cut[role] = cut.get(role, 0) + u.cut
     out = []
     for role, n in calls.items():
         share = cut[role] / n if n else 0.0

@@ -307,7 +307,7 @@ def hf_decode_rates(source: str, dtype: str, batches: list[int], threads: int) -
                 nxt = torch.full((b, 1), 1, dtype=torch.long)
 
                 def step() -> None:
-                    state["cache"] = model(input_ids=nxt, cache=state["cache"], use_cache=True).cache
+                    state["cache"] = model(input_ids=nxt, cache=state["cache"], use_cache=True).cache  # noqa: F821 - runs before the del below
 
                 rates[b] = b / _median_step(step)
         del model
@@ -354,9 +354,15 @@ def pick(source: str, engine: str, dtype: str, batch: int, *, threads: int | Non
 
 
 def engine_record(backend: Any) -> dict[str, Any]:
-    """What a run records about a loaded backend (through its wrappers): its identity and, where an
-    engine or dtype was chosen automatically, which and why."""
+    """What a run records about a loaded backend (through its wrappers): its identity, where an engine or dtype
+    was chosen automatically which and why, and for the hf engine its batching and padding waste (useful tokens
+    against row-steps computed, `cowest.models.hf_refill.DecodeStats`)."""
     inner = backend
     while hasattr(inner, "inner"):  # through the response cache and the stage's fault wrapper
         inner = inner.inner
-    return {"identity": backend.identity, "choice": getattr(inner, "engine_choice", None)}
+    record = {"identity": backend.identity, "choice": getattr(inner, "engine_choice", None)}
+    stats = getattr(inner, "decode_stats", None)
+    if stats is not None:
+        record["batching"] = "continuous" if getattr(inner, "refill", None) is not None else "static"
+        record["decode"] = stats.as_dict()
+    return record

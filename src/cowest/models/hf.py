@@ -1,8 +1,11 @@
 """transformers causal LM backend: batched, left-padded generation with the chat template (torch imported lazily).
 
-Loading (local folder, hub id or .gguf file, PEFT adapter chains) is `cowest.models.hf_loading`'s job. Sampling is
-reproducible per sample index: sample i of every prompt in a batch is drawn under `torch.manual_seed(seed + i)`,
-so the same request gives the same text. Greedy requests (temperature 0) are generated once and copied n times.
+Loading (local folder, hub id or .gguf file, PEFT adapter chains) is `cowest.models.hf_loading`'s job. Batches
+run continuously by default (`batching: continuous`, `cowest.models.hf_refill`: finished rows leave, waiting prompts
+join) or statically (one `generate` per batch). Sampling is reproducible per sample index: sample i of a prompt
+is drawn from a generator seeded with `seed + i` (static: the whole batch under `torch.manual_seed(seed + i)`), so
+the same request gives the same text. Greedy requests (temperature 0) are generated once and copied n times.
+`decode_stats` counts the tokens kept against the row-steps computed (the padding waste).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from typing import Any
 
 from cowest.config import ModelConfig
 from cowest.errors import require
+from cowest.models.hf_refill import DecodeStats
 from cowest.models.identity import weights_id
 from cowest.records import Generation, Message, SamplingParams
 
@@ -54,6 +58,19 @@ class HFBackend:
         self.identity = f"hf/{name}@{weights_id(model)}{adapter}" + ("+bf16" if cfg.dtype == "bfloat16" else "")
         eos = self.model.generation_config.eos_token_id
         self._eos = set(eos if isinstance(eos, list) else [eos] if eos is not None else [self.tok.eos_token_id])
+        self.decode_stats = DecodeStats()
+        self.refill = self._refill_generator() if cfg.batching == "continuous" else None
+
+    def _refill_generator(self):
+        from cowest.models.calibrate import log
+        from cowest.models.hf_refill import RefillGenerator, supports_refill
+
+        why_not = supports_refill(self.model)
+        if why_not is not None:
+            log(f"{self.identity}: static batching, continuous batching does not serve it: {why_not}")
+            return None
+        return RefillGenerator(self.model, pad_id=self.tok.pad_token_id, eos=self._eos,
+                               batch_size=self.cfg.batch_size)
 
     def _pick_dtype(self, model: str, cfg: ModelConfig) -> str:
         """`dtype: auto`: the faster of float32 and bfloat16 at `cfg.batch_size` by measurement on this CPU."""
@@ -90,6 +107,9 @@ class HFBackend:
         dt = time.perf_counter() - t0
         prompt_len = enc["input_ids"].shape[1]
         new = out.sequences[:, prompt_len:]
+        rows, n_steps = new.shape  # every row runs every step, whether its reply ended or not
+        self.decode_stats.add(DecodeStats(computed=rows * n_steps, slot_steps=self.cfg.batch_size * n_steps,
+                                          steps=n_steps, prompt_tokens=rows * prompt_len, seconds=dt))
         logprobs = None
         if params.logprobs:
             # raw logits (before temperature / top-p) -> log-probabilities of the chosen tokens
@@ -104,6 +124,7 @@ class HFBackend:
             text = self.tok.decode(ids[:n_tok], skip_special_tokens=True)
             text, stopped = cut_at_stop(text, params.stop)
             finish = "stop" if end is not None or stopped or n_tok < params.max_tokens else "length"
+            self.decode_stats.useful += n_tok
             gens.append(Generation(
                 text=text, prompt_tokens=int(enc["attention_mask"][row].sum()), completion_tokens=n_tok,
                 finish_reason=finish, latency_s=dt,
@@ -111,16 +132,50 @@ class HFBackend:
             ))
         return gens
 
-    def generate(self, prompts: list[list[Message]], params: SamplingParams) -> list[list[Generation]]:
-        texts = [self._render(p) for p in prompts]
-        out: list[list[Generation]] = [[] for _ in prompts]
+    def _run_refill(self, texts: list[str], params: SamplingParams, draws: int) -> list[list[Generation]]:
+        """Every prompt's `draws` samples through the continuous-batching loop, in one queue."""
+        from cowest.models.hf_refill import Request, Sampler
+
+        ids = [self.tok(t, add_special_tokens=False)["input_ids"] for t in texts]
+        seed = params.seed
+        requests = [Request(ids=p, seed=None if seed is None or params.temperature <= 0 else seed + i, group=j)
+                    for j, p in enumerate(ids) for i in range(draws)]
+        stop, window = None, 0
+        if params.stop:
+            from transformers import StopStringCriteria
+
+            stop = StopStringCriteria(tokenizer=self.tok, stop_strings=params.stop)
+            window = stop.maximum_token_len
+        assert self.refill is not None  # only called when continuous batching serves this model
+        outs, stats = self.refill.run(requests, max_new_tokens=params.max_tokens, logprobs=params.logprobs,
+                                      sampler=Sampler(params.temperature, params.top_p), stop=stop,
+                                      stop_window=window)
+        self.decode_stats.add(stats)
+        gens: list[list[Generation]] = [[] for _ in texts]
+        for r, o in zip(requests, outs):
+            text, stopped = cut_at_stop(self.tok.decode(o.tokens, skip_special_tokens=True), params.stop)
+            n_tok = len(o.tokens)
+            gens[r.group].append(Generation(
+                text=text, prompt_tokens=len(r.ids), completion_tokens=n_tok, latency_s=o.latency_s,
+                finish_reason="stop" if o.ended or stopped or n_tok < params.max_tokens else "length",
+                token_logprobs=o.logprobs))
+        return gens
+
+    def _run_static(self, texts: list[str], params: SamplingParams, draws: int) -> list[list[Generation]]:
+        out: list[list[Generation]] = [[] for _ in texts]
         bs = max(1, self.cfg.batch_size)
-        draws = params.n if params.temperature > 0 else 1
         for i in range(draws):
             seed = None if params.seed is None else params.seed + i
             for start in range(0, len(texts), bs):
                 for j, g in enumerate(self._run_batch(texts[start : start + bs], params, seed)):
                     out[start + j].append(g)
+        return out
+
+    def generate(self, prompts: list[list[Message]], params: SamplingParams) -> list[list[Generation]]:
+        texts = [self._render(p) for p in prompts]
+        draws = params.n if params.temperature > 0 else 1
+        run = self._run_refill if self.refill is not None and texts else self._run_static
+        out = run(texts, params, draws)
         if draws < params.n:  # greedy: every sample is the same text
             out = [[row[0].model_copy() for _ in range(params.n)] for row in out]
         return out

@@ -134,7 +134,7 @@ def convert_gguf(gguf: str | Path, dtype: str = "float32") -> Path:
     _ensure_chat_template(tok)
     model.save_pretrained(str(tmp))
     tok.save_pretrained(str(tmp))
-    from cowest.models.embedded import sha256_file
+    from cowest.hashing import sha256_file
 
     files = {f.name: sha256_file(f) for f in sorted(tmp.iterdir()) if f.is_file()}
     meta = {"gguf": str(gguf.resolve()), "sha256": fp32.name, "dtype": dtype, "files": files}

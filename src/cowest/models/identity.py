@@ -11,7 +11,8 @@ import hashlib
 import os
 from pathlib import Path
 
-from cowest.models.embedded import cache_root, sha256_file
+from cowest.hashing import sha256_file
+from cowest.models.embedded import cache_root
 
 
 def _stamp_path(path: Path) -> Path:

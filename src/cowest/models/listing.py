@@ -10,13 +10,14 @@ import argparse
 import importlib.util
 
 from cowest.errors import CowestError
-from cowest.models.embedded import EMBEDDED, EmbeddedModel, cache_root, gguf_path, sha256_file, status
+from cowest.hashing import sha256_file
+from cowest.models.embedded import EMBEDDED, EmbeddedModel, cache_root, gguf_path, status
 
 BACKEND_MODULES = {"llamacpp": ("llama_cpp", "llamacpp"), "hf": ("torch", "train"), "openai": ("openai", "openai")}
 """provider -> (module it needs, the extra that installs it)."""
 
 
-def human_size(n: int) -> str:
+def human_size(n: float) -> str:
     for unit in ("B", "KB", "MB", "GB"):
         if n < 1000 or unit == "GB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"

@@ -133,7 +133,7 @@ class LlamaCppBackend:
     def prompt_tokens(self, messages: list[Message]) -> list[int]:
         """The token ids the model reads for `messages` (chat template from the GGUF, else plain turns)."""
         if self._formatter is not None:
-            text = self._formatter(messages=messages).prompt
+            text = self._formatter(messages=messages).prompt  # type: ignore[arg-type] # OpenAI-shaped dicts
             return self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
         return self.llm.tokenize(render_plain(messages).encode("utf-8"), add_bos=True, special=False)
 

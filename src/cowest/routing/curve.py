@@ -38,14 +38,21 @@ class RouteRun:
     """The system's own answers' headline scores (the route actually taken)."""
 
 
-def route_runs(metrics_path: Path, m: dict) -> list[RouteRun]:
-    from cowest.evaluate import read_traces, trace_path
+def _as_dict(m: Any) -> dict:
+    """metrics.json's content: a `cowest.results.Metrics` or its dict."""
+    return m if isinstance(m, dict) else m.model_dump(mode="json")
 
+
+def route_runs(metrics_path: Path, m: Any) -> list[RouteRun]:
+    from cowest.layout import EvalDir
+    from cowest.traces import read_traces
+
+    m = _as_dict(m)
     h, seed, out = m["headline"], m.get("seeds", [0])[0], []
     for name, s in m["systems"].items():
         if s.get("strategy") != "route":
             continue
-        traces = [t for t in read_traces(trace_path(metrics_path.parent, name, seed))
+        traces = [t for t in read_traces(EvalDir(metrics_path.parent).trace(name, seed))
                   if (t.metadata.get("route") or {}).get("fallback") is not None]
         if not traces:
             continue
@@ -87,6 +94,7 @@ def at_threshold(run: RouteRun, router: str, threshold: float, n_boot: int = 100
 
 def summarize_run(run: RouteRun, m: dict) -> dict[str, Any]:
     """Each router's curve, calibrated point and kept quality; the reference points."""
+    m = _as_dict(m)
     h = m["headline"]
     refs = {"always-weak": float(run.weak.mean()), f"always-{run.fallback}": float(run.strong.mean())}
     for name, s in m["systems"].items():
@@ -125,6 +133,7 @@ def routing_section(metrics_path: Path, m: dict, out_dir: Path, prefix: str = ""
     """report.md's routing part: a table per route system, the calibrations, and the curve plot."""
     from cowest.report import _table
 
+    m = _as_dict(m)
     runs = route_runs(metrics_path, m)
     if not runs:
         return []

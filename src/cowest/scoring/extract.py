@@ -86,13 +86,16 @@ def extract_number(text: str) -> str | None:
 
 def extract_choice(text: str, choices: list[str]) -> str | None:
     """qa with a closed set of answers: the one choice named in the answer part, also inside a sentence ("The
-    Pyxora speaker is the heaviest." -> "Pyxora"); None when it names none or several."""
-    segment, _ = answer_segment(text)
+    Pyxora speaker is the heaviest." -> "Pyxora"); None when it names several (no single answer). A marked answer
+    that names none of them ("Answer: San Francisco") is read as it stands: a wrong answer, not an unreadable one."""
+    segment, marked = answer_segment(text)
     if segment is None:
         return None
     seg = f" {_norm(segment)} "
     named = {c for c in choices if _norm(c) and f" {_norm(c)} " in seg}
-    return named.pop() if len(named) == 1 else None
+    if len(named) == 1:
+        return named.pop()
+    return _clean(segment) or None if marked and not named else None
 
 
 def extract_short_answer(text: str) -> str | None:

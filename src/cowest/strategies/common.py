@@ -75,8 +75,8 @@ def run_step(backend: "Backend", role: str, name: str, prompts: list[list[Messag
         for i, k in enumerate(keys):
             unique.setdefault(k, i)
         order = list(unique.values())
-        outs = backend.generate([prompts[i] for i in order], params) if order else []
-        by_key = {keys[i]: o[0] for i, o in zip(order, outs)}
+        answers: list[list[Generation]] = backend.generate([prompts[i] for i in order], params) if order else []
+        by_key = {keys[i]: o[0] for i, o in zip(order, answers)}
         gens = [by_key[k] for k in keys]
     else:
         gens = [o[0] for o in backend.generate(prompts, params)] if prompts else []

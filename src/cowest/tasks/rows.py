@@ -106,9 +106,9 @@ def read_json_rows(path: Path) -> list[Row]:
         rows = [_as_row(obj, str(path), 1)]
     else:
         # split("\n"), not splitlines(): JSON strings may hold U+2028 and other characters splitlines() breaks on.
-        for i, line in enumerate(text.split("\n"), 1):
-            if line.strip():
-                rows.append(_as_row(_loads(line, path, i), str(path), i))
+        for i, one in enumerate(text.split("\n"), 1):
+            if one.strip():
+                rows.append(_as_row(_loads(one, path, i), str(path), i))
     if not rows:
         raise DataError("no rows (empty file)", path=str(path))
     return rows
@@ -192,7 +192,8 @@ def hub_rows(name: str, config: str | None, split: str, splits: dict[str, str]) 
 
 def convert(rows: list[Row], to_sample: Callable[[Row], Sample]) -> list[Sample]:
     """Convert rows and check that sample ids are unique (later stages key drafts and traces by id)."""
-    samples, seen = [], {}
+    samples: list[Sample] = []
+    seen: dict[str, int] = {}
     for row in rows:
         s = to_sample(row)
         if s.id in seen:

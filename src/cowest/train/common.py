@@ -80,7 +80,9 @@ def log_callback(path: Path, **tags: Any) -> Any:
     `tags` go into every row (e.g. phase="knowledge")."""
     transformers = require("transformers", "train")
 
-    class JsonlLog(transformers.TrainerCallback):
+    callback: Any = transformers.TrainerCallback
+
+    class JsonlLog(callback):
         def on_log(self, args, state, control, logs=None, **kw):  # noqa: ANN001 - transformers' signature
             if logs and state.is_world_process_zero:
                 with open(path, "a", encoding="utf-8") as f:
@@ -101,7 +103,9 @@ def quiet_trainer(trainer: Any, desc: str) -> Any:
     for cb in (transformers.trainer_callback.ProgressCallback, transformers.trainer_callback.PrinterCallback):
         trainer.remove_callback(cb)
 
-    class OneLine(transformers.TrainerCallback):
+    callback: Any = transformers.TrainerCallback
+
+    class OneLine(callback):
         bar: Progress | None = None
 
         def on_train_begin(self, args, state, control, **kw):  # noqa: ANN001 - transformers' signature
