@@ -98,7 +98,7 @@ def test_self_refine_feeds_its_own_answer_back():
 
 def test_names_and_roles():
     assert roles_of("weak_only") == ("weak",) and roles_of("collaborate") == ("weak", "strong")
-    with pytest.raises(UnknownNameError, match="unknown strategy 'colab'; valid: collaborate, self_refine"):
+    with pytest.raises(UnknownNameError, match="unknown strategy 'colab'; valid: collaborate, route, self_refine"):
         check_strategy("colab")
     with pytest.raises(UnknownNameError, match="draft format 'essay'"):
         check_strategy("collaborate", "essay")

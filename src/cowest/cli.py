@@ -193,6 +193,9 @@ def build_parser() -> argparse.ArgumentParser:
     from cowest.serve import add_serve_command
 
     add_serve_command(sub)
+    from cowest.routing.cli import add_router_command
+
+    add_router_command(sub)
     # ---- subcommands owned by others; the lead wires them here when their modules exist: ----
         #   sft      CONFIG [KEY=VALUE ...]  (cowest.train.sft)     feedback CONFIG [KEY=VALUE] (cowest.feedback)
     #   align    CONFIG [KEY=VALUE ...]  (cowest.train.dpo)     run      CONFIG [KEY=VALUE] (all stages)

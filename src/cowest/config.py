@@ -9,13 +9,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import (BaseModel, ConfigDict, Field, ValidationError, field_serializer, field_validator,
-                      model_validator)
+from pydantic import (BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_serializer,
+                      field_validator, model_validator)
 
 from cowest.errors import ConfigError
 from cowest.records import SamplingParams
 from cowest.safe_yaml import load_yaml, short_repr
 from cowest.redact import redact_url
+from cowest.routing.config import Price, RouteConfig
 
 
 class Section(BaseModel):
@@ -290,6 +291,12 @@ class ExperimentConfig(Section):
     feedback: FeedbackConfig = Field(default_factory=FeedbackConfig)
     align: AlignConfig = Field(default_factory=AlignConfig)
     serve: ServeConfig = Field(default_factory=ServeConfig)
+    route: RouteConfig = Field(default_factory=RouteConfig)
+    """Strategy `route` and `cowest serve` with `route.serve`: the strong model only where a router says so."""
+    prices: dict[str, Price] = Field(default_factory=dict)
+    """US dollars per million input and output tokens by model spec (e.g. `openai/gpt-4o: {input: 2.5, output:
+    10}`), for the cost reports (cowest.costs). A local model not listed costs 0; an openai/ model not listed is
+    reported unpriced."""
     rounds: int = Field(1, ge=1)
     """Feedback + align rounds."""
     max_failed_share: float = Field(0.05, ge=0, le=1)
@@ -299,6 +306,15 @@ class ExperimentConfig(Section):
     when nothing failed."""
     cache_dir: str | None = None
     """Response cache folder; None = <run_dir>/cache."""
+
+    @field_validator("prices")
+    @classmethod
+    def _prices_name_models(cls, prices: dict[str, Price], info: ValidationInfo) -> dict[str, Price]:
+        from cowest.costs import check_prices
+
+        if "models" in info.data:  # else the models section failed and is reported already
+            check_prices(prices, info.data["models"])
+        return prices
 
 
 def _set_dotted(d: dict[str, Any], key: str, value: Any) -> None:

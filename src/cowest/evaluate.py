@@ -40,8 +40,9 @@ def default_systems(cfg: ExperimentConfig) -> list[System]:
     return out
 
 
-def check_systems(cfg: ExperimentConfig, systems: list[System]) -> None:
-    """Fail on unknown strategies, draft formats, prompt names or tasks, and on clashing system names."""
+def check_systems(cfg: ExperimentConfig, systems: list[System], *, before_feedback: bool = False) -> None:
+    """Fail on unknown strategies, draft formats, prompt names or tasks, and on clashing system names.
+    `before_feedback`: a whole run is being planned, which trains the learned router itself after its feedback."""
     from cowest.tasks.base import get_task
     from cowest.tasks.prompts import check_overrides
 
@@ -50,6 +51,10 @@ def check_systems(cfg: ExperimentConfig, systems: list[System]) -> None:
     seen = set()
     for s in systems:
         check_strategy(s.strategy, s.draft_format)
+        if s.strategy == "route":
+            from cowest.routing.checks import check_route
+
+            check_route(cfg, s.draft_format or cfg.eval.draft_formats[0], learned_later=before_feedback)
         if not re.fullmatch(r"[A-Za-z0-9_.+-]+", s.name):
             raise ConfigError(f"system name '{s.name}' must be letters, digits and _.+- (it names a file)")
         if s.name in seen:
@@ -183,4 +188,7 @@ def run_eval(cfg: ExperimentConfig, out_dir: Path, systems: list[System] | None 
     metrics = summarize(cfg, samples, systems, out_dir, allow_missing=bool(budget.failed))
     metrics.faults = faults.write(budget.failed)
     metrics.write(folder.metrics)
+    from cowest.costs import eval_costs, write_costs
+
+    write_costs(out_dir, eval_costs(cfg, metrics.model_dump(mode="json")))
     return metrics

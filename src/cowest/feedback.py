@@ -62,6 +62,9 @@ class FeedbackRecord(Record):
     calls: dict[str, int] = Field(default_factory=dict)
     """Requests per role that reached the model (cache misses)."""
     tokens: dict[str, int] = Field(default_factory=dict)
+    """Prompt + completion tokens per role."""
+    completion_tokens: dict[str, int] = Field(default_factory=dict)
+    """The completion part of `tokens` (priced apart: cowest.costs)."""
     unscored: int = 0
     wall_s: float = 0.0
     """This question's share of its chunk's wall time: summed over records, the stage's time across resumes."""
@@ -74,15 +77,17 @@ class Usage:
     requests: dict[str, int]
     calls: dict[str, int]
     tokens: dict[str, int]
+    completion: dict[str, int]
 
     @classmethod
     def empty(cls) -> "Usage":
-        return cls({}, {}, {})
+        return cls({}, {}, {}, {})
 
     def add(self, role: str, gens: list[Generation]) -> None:
         self.requests[role] = self.requests.get(role, 0) + len(gens)
         self.calls[role] = self.calls.get(role, 0) + sum(not g.cached for g in gens)
         self.tokens[role] = self.tokens.get(role, 0) + sum(g.prompt_tokens + g.completion_tokens for g in gens)
+        self.completion[role] = self.completion.get(role, 0) + sum(g.completion_tokens for g in gens)
 
 
 @dataclass
@@ -283,7 +288,7 @@ def _score_question(ans: _ChunkAnswers, qi: int, st: _Settings) -> FeedbackRecor
     return FeedbackRecord(
         question_id=sample.id, prompt=ans.draft_prompts[qi], solo=solo_text,
         solo_prediction=extract_answer(solo_text, sample, solo_text in qctx.cut), solo_score=solo_score,
-        drafts=draft_rows, requests=u.requests, calls=u.calls, tokens=u.tokens,
+        drafts=draft_rows, requests=u.requests, calls=u.calls, tokens=u.tokens, completion_tokens=u.completion,
         unscored=sum(d.score is None for d in draft_rows) + (solo_score is None),
         wall_s=ans.shared_s + time.perf_counter() - t0)
 

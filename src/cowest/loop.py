@@ -137,7 +137,7 @@ def feedback_stage(cfg: ExperimentConfig, rnd: int) -> Stage:
     return stage(cfg, f"feedback{rnd}", RunLayout.of(cfg).feedback_dir(rnd), inputs=FeedbackInputs.of(cfg, rnd),
                  upstream=[draft_adapter(cfg, rnd)],
                  outputs=(FEEDBACK_FILE, PAIRS_FILE, f"{PAIRS_FILE}.tmp", PAIRS_STATS, PAIRS_PLOT,  # pairs.write_pairs
-                          FAULTS_FILE, f"{FAULTS_FILE}.tmp"))  # faults.FaultLog
+                          FAULTS_FILE, f"{FAULTS_FILE}.tmp", "costs.json", "costs.json.tmp"))  # faults.FaultLog
 
 
 def do_feedback(cfg: ExperimentConfig, rnd: int = 1, force: bool = False) -> dict[str, Any]:
@@ -186,6 +186,9 @@ def _feedback(cfg: ExperimentConfig, rnd: int, st: Stage) -> dict[str, Any]:
     ids = {s.id for s in samples}
     records = [r for r in load_done(path).values() if r.question_id in ids]
     stats = write_pairs(records, cfg.feedback, out, conversational=weak.has_chat_template)
+    from cowest.costs import feedback_costs, write_costs
+
+    write_costs(out, feedback_costs(cfg, records, stats["pairs"], drafter(cfg, rnd).spec))
     work_s = round(sum(r.wall_s for r in records), 1)  # all attempts, where done.json's wall_s is the last one's
     if budget.failed:  # within the budget: pairs from what finished, but the stage stays open for a rerun
         log(f"feedback round {rnd}: {len(budget.failed)} questions failed (counted in pairs_stats.json); "
@@ -358,6 +361,9 @@ def run_all(cfg: ExperimentConfig, force: set[str] | None = None) -> Path:
             do_feedback(cfg, rnd, "feedback" in force)
             for method in align_methods(cfg):
                 do_align(cfg, rnd, method, "align" in force)
+        from cowest.routing.learned import train_if_routed
+
+        train_if_routed(cfg, "eval" in force)
         do_eval(cfg, "eval" in force, eval_systems(cfg))
         do_recall(cfg, "eval" in force)
         return do_report(cfg)

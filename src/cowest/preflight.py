@@ -25,7 +25,7 @@ def check_run(cfg: ExperimentConfig, stages: list[tuple[str, Stage]], force: set
     for name, st in stages:
         if name not in force:
             st.check_config()
-    check_systems(cfg, systems)
+    check_systems(cfg, systems, before_feedback=True)
     check_models(cfg)
     check_splits(cfg)
 

@@ -341,6 +341,12 @@ def render_report(run_dirs: list[Path], out: Path | None = None) -> Path:
                 lines += [f"![metrics]({prefix}metrics.png)", "", f"![cost]({prefix}cost.png)", ""]
             lines += traces_section(mpath, m)
             lines += round_trend_section(m)
+            from cowest.routing.curve import routing_section
+
+            lines += routing_section(mpath, m, out.parent, prefix)
+        from cowest.costs import costs_section
+
+        lines += costs_section(d, mpath)
         lines += rounds_section(d, out.parent)
         lines += diagnostics_section(d, out.parent, prefix)
     out.write_text("\n".join(lines) + "\n", encoding="utf-8")

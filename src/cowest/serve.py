@@ -26,6 +26,7 @@ from cowest.config import ExperimentConfig, ModelConfig, validate_config
 from cowest.errors import ConfigError, CowestError, require
 from cowest.models.openai_backend import parse_retry_after
 from cowest.records import Generation, Message, Sample, SamplingParams
+from cowest.routing.routers import ANSWERLESS_FORMATS
 
 
 class _Locked:
@@ -112,6 +113,9 @@ class Collaboration:
     strong_cfg: ModelConfig | None = None
     """Set when the strong model is an OpenAI-compatible endpoint: the answer is then streamed token by token."""
     adapter: str | None = None
+    router: Any = None
+    """A `cowest.routing.serve_route.ServeRoute` when `route.serve` is on: the question then goes to the strong model
+    only where the router says so."""
     _stream_client: Any = field(default=None, repr=False)
 
     @classmethod
@@ -134,10 +138,19 @@ class Collaboration:
         wcfg = weak_model(cfg, adapter_path).model_copy(update={"batch_size": 1})
         scfg = cfg.models.strong.model_copy(update={"batch_size": 1})
         remote = split_spec(scfg.spec)[0] == "openai"
+        if cfg.route.serve:  # a missing learned router fails before any model loads
+            from cowest.routing.checks import check_route
+
+            check_route(cfg, cfg.feedback.draft_format)
         weak = _wrap(load_backend(wcfg), wcfg)
         strong = _wrap(load_backend(scfg), scfg)
+        router = None
+        if cfg.route.serve:
+            from cowest.routing.serve_route import ServeRoute
+
+            router = ServeRoute.build(cfg, weak, cfg.feedback.draft_format)
         return cls(cfg, weak, strong, strong_cfg=scfg if remote else None,
-                   adapter=str(adapter_path) if adapter_path else None)
+                   adapter=str(adapter_path) if adapter_path else None, router=router)
 
     @property
     def draft_format(self) -> str:
@@ -148,11 +161,26 @@ class Collaboration:
 
     def draft(self, sample: Sample) -> Generation:
         msgs = draft_prompt(sample, self.draft_format, self.cfg.eval.prompts)
-        return self.weak.generate([msgs], self.cfg.generation.weak)[0][0]
+        answerless = self.draft_format in ANSWERLESS_FORMATS
+        params = self.router.draft_params(self.cfg.generation.weak) if self.router and not answerless \
+            else self.cfg.generation.weak
+        return self.weak.generate([msgs], params)[0][0]
 
-    def answer_messages(self, sample: Sample, draft: str) -> list[Message]:
-        from cowest.tasks.prompts import refine_messages
+    def draft_and_route(self, sample: Sample) -> tuple[Generation, Any]:
+        """The draft and the route the question takes (a `RouteChoice`; always collaborate without a router)."""
+        from cowest.routing.serve_route import COLLABORATE
 
+        draft = self.draft(sample)
+        if self.router is None or draft.error is not None:
+            return draft, COLLABORATE
+        return draft, self.router.choose(sample, draft, self.weak, self.cfg.generation.weak, self.draft_format)
+
+    def answer_messages(self, sample: Sample, draft: str, route: str = "collaborate") -> list[Message]:
+        """The strong model's prompt: question + draft, or (route `strong`) the question alone."""
+        from cowest.tasks.prompts import refine_messages, solo_messages
+
+        if route == "strong":
+            return solo_messages(sample, self.cfg.eval.prompts)
         return refine_messages(sample, draft, self.draft_format, self.cfg.eval.prompts)
 
     def strong_params(self, max_tokens: int | None, temperature: float | None,
@@ -164,9 +192,9 @@ class Collaboration:
         base = self.cfg.generation.strong.model_dump()
         return SamplingParams.model_validate({**base, **{k: v for k, v in upd.items() if v is not None}})
 
-    def answer(self, sample: Sample, draft: str, params: SamplingParams) -> Generation:
-        """The strong model's answer to question + draft, blocking."""
-        return self.strong.generate([self.answer_messages(sample, draft)], params)[0][0]
+    def answer(self, sample: Sample, draft: str, params: SamplingParams, route: str = "collaborate") -> Generation:
+        """The strong model's answer to question + draft (or the question alone), blocking."""
+        return self.strong.generate([self.answer_messages(sample, draft, route)], params)[0][0]
 
     @property
     def streams(self) -> bool:

@@ -16,8 +16,11 @@ arrived (failures before it are retried, and when retries run out the client get
 it ends the stream with an `{"error": ...}` event, which the openai SDK raises as `APIError`, and no `[DONE]`.
 A local strong model (llama.cpp, transformers) does not stream, so its whole answer goes out as one chunk.
 
-Every request logs one JSON line on stderr (id, path, status, latency, tokens); no token, and no user text unless
-`serve.log_prompts`. Nothing a client receives names an upstream URL, a model path or an adapter folder.
+Every request logs one JSON line on stderr (id, path, status, latency, tokens, the route its question took and the
+count of each route so far); no token, and no user text unless `serve.log_prompts`. With `route.serve` a router
+decides per question whether the strong model is called at all (`cowest.routing.serve_route`); every answer names
+its route in the `X-Cowest-Route` header and in `system_fingerprint` (`cowest-weak`, `cowest-collaborate`,
+`cowest-strong`). Nothing a client receives names an upstream URL, a model path or an adapter folder.
 """
 
 from __future__ import annotations
@@ -75,6 +78,7 @@ class Server:
         self.collab, self.token, self.s = collab, token, collab.cfg.serve
         self.pool = ThreadPoolExecutor(max_workers=self.s.max_concurrent, thread_name_prefix="cowest-serve")
         self.in_flight = 0
+        self.routes: dict[str, int] = {}
         self.lock = threading.Lock()
         self.log_stream = log or sys.stderr
 
@@ -83,6 +87,12 @@ class Server:
             return True
         scheme, _, given = (header or "").partition(" ")
         return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), self.token.encode())
+
+    def count_route(self, route: str) -> dict[str, int]:
+        """Count a question's route; the counts so far (logged with each request)."""
+        with self.lock:
+            self.routes[route] = self.routes.get(route, 0) + 1
+            return dict(self.routes)
 
     def log(self, row: dict[str, Any]) -> None:
         self.log_stream.write(json.dumps(row) + "\n")
@@ -178,7 +188,7 @@ def build_app(collab: Collaboration, *, token: str | None, log: Any = None) -> A
         if token is None or not srv.authorized(request.headers.get("authorization")):
             return {"status": "ok"}
         return {"status": "ok", "model": srv.s.model_name, "in_flight": srv.in_flight,
-                "max_concurrent": srv.s.max_concurrent}
+                "max_concurrent": srv.s.max_concurrent, "routes": dict(srv.routes)}
 
     @app.get("/v1/models")
     async def models(request: Request) -> Any:
@@ -222,12 +232,16 @@ async def _answer(srv: Server, request: Request, req: ChatRequest, question: str
     sample = collab.sample(question, rid)
     keep = False  # True once the slot has passed to a running model call or to the stream
     try:
-        work = loop.run_in_executor(srv.pool, collab.draft, sample)
+        work = loop.run_in_executor(srv.pool, collab.draft_and_route, sample)
         try:
-            draft = await _until(request, work, deadline - time.monotonic())
+            draft, choice = await _until(request, work, deadline - time.monotonic())
             info["draft_tokens"] = draft.completion_tokens
-            if not (req.stream and collab.streams):
-                work = loop.run_in_executor(srv.pool, collab.answer, sample, draft.text, params)
+            info.update(route=choice.route, routes=srv.count_route(choice.route))
+            streams = req.stream and collab.streams and choice.route != "weak"
+            if choice.route == "weak":  # the router kept the weak model's answer: no strong call
+                answer = choice.weak_answer or draft
+            elif not streams:
+                work = loop.run_in_executor(srv.pool, collab.answer, sample, draft.text, params, choice.route)
                 answer = await _until(request, work, deadline - time.monotonic())
         except (ClientGone, TimeoutError) as e:
             slot.release_when_done(work)
@@ -235,22 +249,26 @@ async def _answer(srv: Server, request: Request, req: ChatRequest, question: str
             return _gone_or_timeout(e, info, srv.s.timeout_s)
         except Exception as e:  # noqa: BLE001 - a backend failure is the server's error, not the client's
             return _upstream_failed(e, info)
-        extra = _draft_field(draft, collab) if req.want_draft else {}
-        if req.stream and collab.streams:
-            response = await _start_stream(srv, request, collab.answer_messages(sample, draft.text), params, extra,
-                                           slot, deadline)
+        extra = _route_fields(choice, collab, draft if req.want_draft else None)
+        headers = {ROUTE_HEADER: choice.route}
+        if streams:
+            response = await _start_stream(srv, request, collab.answer_messages(sample, draft.text, choice.route),
+                                           params, extra, slot, deadline)
             keep = isinstance(response, StreamingResponse)
+            if keep:
+                response.headers[ROUTE_HEADER] = choice.route
             return response
         info.update(prompt_tokens=answer.prompt_tokens, completion_tokens=answer.completion_tokens)
-        if req.stream:  # a local strong model: the whole answer as one chunk
+        if req.stream:  # a local strong model (or the weak answer): the whole answer as one chunk
             return StreamingResponse(_sse(rid, srv.s.model_name, _one(answer.text, answer.finish_reason), extra),
-                                     media_type="text/event-stream")
-        return {"id": rid, "object": "chat.completion", "created": int(time.time()), "model": srv.s.model_name,
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": answer.text},
-                             "finish_reason": _finish(answer.finish_reason), "logprobs": None}],
-                "usage": {"prompt_tokens": answer.prompt_tokens, "completion_tokens": answer.completion_tokens,
-                          "total_tokens": answer.prompt_tokens + answer.completion_tokens},
-                **extra}
+                                     media_type="text/event-stream", headers=headers)
+        return JSONResponse({
+            "id": rid, "object": "chat.completion", "created": int(time.time()), "model": srv.s.model_name,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": answer.text},
+                         "finish_reason": _finish(answer.finish_reason), "logprobs": None}],
+            "usage": {"prompt_tokens": answer.prompt_tokens, "completion_tokens": answer.completion_tokens,
+                      "total_tokens": answer.prompt_tokens + answer.completion_tokens},
+            **extra}, headers=headers)
     finally:
         if not keep:
             slot.release()
@@ -369,6 +387,19 @@ def _finish(reason: str | None) -> str:
 
 def _draft_field(gen: Any, collab: Collaboration) -> dict[str, Any]:
     return {"cowest": {"draft": gen.text, "draft_format": collab.draft_format, "draft_tokens": gen.completion_tokens}}
+
+
+ROUTE_HEADER = "X-Cowest-Route"
+"""The response header naming the route a question took: weak, collaborate or strong."""
+
+
+def _route_fields(choice: Any, collab: Collaboration, draft: Any | None) -> dict[str, Any]:
+    """`system_fingerprint` names the route; with a router, the `cowest` field says which and its score; with
+    return_draft, the draft."""
+    extra: dict[str, Any] = _draft_field(draft, collab) if draft is not None else {}
+    if collab.router is not None:
+        extra.setdefault("cowest", {}).update(choice.metadata())
+    return {"system_fingerprint": f"cowest-{choice.route}", **extra}
 
 
 async def _sse(rid: str, model: str, deltas: AsyncIterator[Delta], extra: dict[str, Any]) -> AsyncIterator[str]:

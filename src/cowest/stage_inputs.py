@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from cowest.config import (AlignConfig, EvalConfig, ExperimentConfig, FeedbackConfig, GenerationConfig, ModelConfig,
                            SFTConfig, TaskConfig, flatten)
 from cowest.records import SamplingParams
+from cowest.routing.config import RouteConfig
 
 StageKind = Literal["sft", "feedback", "align", "eval"]
 
@@ -133,12 +134,14 @@ class EvalInputs(Inputs):
     eval: EvalConfig = Field(alias="eval")
     align: dict[str, Any] = Field(alias="align")
     rounds: int = Field(alias="rounds")
+    route: RouteConfig = Field(alias="route")
+    """Strategy `route`'s routers, threshold and fallback decide its traces."""
 
     @classmethod
     def of(cls, cfg: ExperimentConfig) -> "EvalInputs":
         return cls(upstream=AlignInputs.of(cfg), task=cfg.task, weak=_model(cfg.models.weak),
                    strong=_model(cfg.models.strong), judge=_model(cfg.models.judge), eval=cfg.eval,
-                   align=_align(cfg.align, with_control=True), rounds=cfg.rounds)
+                   align=_align(cfg.align, with_control=True), rounds=cfg.rounds, route=cfg.route)
 
 
 def bundle(cfg: ExperimentConfig, kind: StageKind, rnd: int = 1) -> Inputs:

@@ -15,6 +15,7 @@ STRATEGIES.register("strong_only", "cowest.strategies.single:strong_only")
 STRATEGIES.register("self_refine", "cowest.strategies.single:self_refine")
 STRATEGIES.register("collaborate", "cowest.strategies.collaborate:collaborate")
 STRATEGIES.register("super_icl", "cowest.strategies.collaborate:super_icl")
+STRATEGIES.register("route", "cowest.strategies.route:route")
 
 ROLES: dict[str, tuple[str, ...]] = {
     "weak_only": ("weak",),
@@ -22,6 +23,7 @@ ROLES: dict[str, tuple[str, ...]] = {
     "self_refine": ("strong",),
     "collaborate": ("weak", "strong"),
     "super_icl": ("weak", "strong"),
+    "route": ("weak", "strong"),
 }
 """The models each strategy calls."""
 

@@ -25,13 +25,15 @@ class StrategyContext:
     seed: int = 0
     system: str | None = None
     """The evaluated system's name, recorded in each trace's metadata."""
+    config: "ExperimentConfig | None" = None
+    """The whole config, for strategies with settings of their own (`route`: cfg.route, its run directory)."""
 
     @classmethod
     def from_config(cls, cfg: "ExperimentConfig", *, draft_format: str | None = None, seed: int = 0,
                     system: str | None = None) -> "StrategyContext":
         return cls(weak_params=cfg.generation.weak, strong_params=cfg.generation.strong,
                    draft_format=draft_format or cfg.eval.draft_formats[0], prompts=dict(cfg.eval.prompts),
-                   seed=seed, system=system)
+                   seed=seed, system=system, config=cfg)
 
     def params(self, role: str, **update: Any) -> SamplingParams:
         """The role's sampling params with this context's seed (and any `update`)."""
