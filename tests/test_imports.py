@@ -10,7 +10,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 
 KNOWN_CIRCLES = [
     # library modules register their own subcommands and import the CLI back (to go with a cli/ package)
-    {"cowest.cli", "cowest.cli_loop", "cowest.serve", "cowest.serve_app"},
+    {"cowest.cli", "cowest.cli_loop", "cowest.routing.cli", "cowest.serve", "cowest.serve_app"},
     # the task registry imports each task lazily; each task imports tasks.base
     {"cowest.tasks.base", "cowest.tasks.demo", "cowest.tasks.ethics", "cowest.tasks.ifqa", "cowest.tasks.jsonl_task",
      "cowest.tasks.medmcqa", "cowest.tasks.prosocial_dialog", "cowest.tasks.pubmedqa"},

@@ -16,7 +16,7 @@ from cowest.errors import ConfigError
 from cowest.records import SamplingParams
 from cowest.safe_yaml import load_yaml, short_repr
 from cowest.redact import redact_url
-from cowest.routing.config import Price, RouteConfig
+from cowest.routing.config import Price, RouteConfig, check_prices
 
 
 class Section(BaseModel):
@@ -310,8 +310,6 @@ class ExperimentConfig(Section):
     @field_validator("prices")
     @classmethod
     def _prices_name_models(cls, prices: dict[str, Price], info: ValidationInfo) -> dict[str, Price]:
-        from cowest.costs import check_prices
-
         if "models" in info.data:  # else the models section failed and is reported already
             check_prices(prices, info.data["models"])
         return prices

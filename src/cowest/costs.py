@@ -14,25 +14,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
 if TYPE_CHECKING:
-    from cowest.config import ExperimentConfig, ModelsConfig
+    from cowest.config import ExperimentConfig
     from cowest.feedback import FeedbackRecord
     from cowest.routing.config import Price
 
 COSTS_FILE = "costs.json"
 PER_TOKENS = 1_000_000
-
-
-def model_specs(models: "ModelsConfig") -> list[str]:
-    return [m.spec for m in (models.weak, models.strong, models.judge) if m is not None]
-
-
-def check_prices(prices: dict[str, "Price"], models: "ModelsConfig") -> None:
-    """Refuse a price for a model the config does not use, naming the key (a typo would otherwise price nothing)."""
-    specs = model_specs(models)
-    for key in prices:
-        if key not in specs:
-            raise ValueError(f"prices: '{key}' is not a model of this config (models: {', '.join(specs)}); key the "
-                             "table by a models.<role>.spec")
 
 
 def price_of(cfg: "ExperimentConfig", spec: str) -> "Price | None":
@@ -94,11 +81,11 @@ def feedback_costs(cfg: "ExperimentConfig", records: list["FeedbackRecord"], pai
     specs = {"weak": weak_spec or cfg.models.weak.spec, "strong": cfg.models.strong.spec,
              "judge": (cfg.models.judge or cfg.models.strong).spec}
     roles = _role_rows(cfg, {k: (v[0], v[1]) for k, v in tokens.items()}, specs)
-    total = _total(r["cost_usd"] for r in roles.values())
+    cost = _total(r["cost_usd"] for r in roles.values())
     correct = sum(d.score is not None and d.score >= 1.0 for r in records for d in r.drafts)
-    return {"unit": "USD at list price", "roles": roles, "cost_usd": total, "questions": len(records),
-            "pairs": pairs, "correct_refinements": correct, "cost_per_question": _per(total, len(records)),
-            "cost_per_pair": _per(total, pairs), "cost_per_correct": _per(total, correct)}
+    return {"unit": "USD at list price", "roles": roles, "cost_usd": cost, "questions": len(records),
+            "pairs": pairs, "correct_refinements": correct, "cost_per_question": _per(cost, len(records)),
+            "cost_per_pair": _per(cost, pairs), "cost_per_correct": _per(cost, correct)}
 
 
 def write_costs(out_dir: Path, costs: dict[str, Any]) -> Path:
@@ -119,7 +106,7 @@ def _usd(v: float | None, total: float | None = 0.0) -> str:
 def costs_section(run_dir: Path, metrics_path: Path | None) -> list[str]:
     """report.md's cost table: each eval system's and feedback round's tokens and cost per role, per question and
     per correct answer (from their costs.json)."""
-    from cowest.report import _table
+    from cowest.markdown import table
 
     rows = []
     files = ([metrics_path.parent / COSTS_FILE] if metrics_path else []) + sorted(
@@ -138,5 +125,5 @@ def costs_section(run_dir: Path, metrics_path: Path | None) -> list[str]:
     if not rows:
         return []
     return ["## Cost", "", "Tokens per role (input+output) and cost at the config's list prices (`prices`; local "
-            "models 0). Feedback: per correct refinement.", ""] + _table(
+            "models 0). Feedback: per correct refinement.", ""] + table(
         ["system", "tokens", "cost", "per question", "per correct answer"], rows)

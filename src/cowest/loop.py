@@ -12,13 +12,13 @@ accepted the config (refusals leave the previous one in place); `run` checks eve
 
 from __future__ import annotations
 
-import sys
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
 from cowest.config import ExperimentConfig, ModelConfig, dump_config
 from cowest.errors import CowestError
+from cowest.progress import log
 from cowest.layout import EvalDir, RunLayout
 from cowest.results import Metrics
 from cowest.stage_inputs import AlignInputs, EvalInputs, FeedbackInputs, SFTInputs
@@ -27,10 +27,6 @@ from cowest.system_id import SystemId
 
 if TYPE_CHECKING:
     from cowest.system_id import System
-
-
-def log(msg: str) -> None:
-    print(f"[cowest] {msg}", file=sys.stderr, flush=True)
 
 
 def run_dir(cfg: ExperimentConfig) -> Path:

@@ -87,3 +87,8 @@ class Progress:
 def _fmt_s(s: float) -> str:
     s = int(s)
     return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
+
+
+def log(msg: str) -> None:
+    """One `[cowest] ...` line on stderr: what a stage decided or warns about (not its progress line)."""
+    print(f"[cowest] {msg}", file=sys.stderr, flush=True)

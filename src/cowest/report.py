@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from cowest.errors import CowestError
+from cowest.markdown import table
 from cowest.layout import REPORT_FILE, EvalDir, RunLayout
 from cowest.records import Trace
 from cowest.results import Metrics, SampleScore, signed
@@ -27,12 +28,6 @@ def _fmt(v: Any, digits: int = 3) -> str:
     if isinstance(v, float):
         return f"{v:.{digits}f}"
     return str(v)
-
-
-def _table(head: list[str], rows: list[list[str]]) -> list[str]:
-    out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    out += ["| " + " | ".join(r) + " |" for r in rows]
-    return out + [""]
 
 
 def metrics_section(m: Metrics) -> list[str]:
@@ -55,11 +50,11 @@ def metrics_section(m: Metrics) -> list[str]:
         rows.append(row)
     out = [f"Task `{m.task}`, {m.n_samples} samples, seeds {seeds}, "
            f"{_fmt(m.bootstrap_samples) if m.bootstrap_samples is not None else '?'} bootstrap resamples.", ""]
-    out += _table(head, rows)
+    out += table(head, rows)
     paired = [d for p in m.paired if p.metric == m.headline and (d := m.diff(p.a, p.b)) is not None]
     if paired:
         out += [f"Paired differences in {m.headline} (a − b, same samples):", ""]
-        out += _table(["a", "b", "diff [95% CI]", "CI excludes 0"],
+        out += table(["a", "b", "diff [95% CI]", "CI excludes 0"],
                       [[d.a, d.b, str(d), "yes" if d.excludes_zero else "no"] for d in paired])
     return out
 
@@ -106,7 +101,7 @@ def traces_section(metrics_path: Path, m: Metrics) -> list[str]:
         if example is None and won:
             example = (name, won[0], sc[won[0]].prediction, base_s[won[0]].prediction)
     out = [f"Per sample against `{base}` ({headline}, seed {seed}):", ""]
-    out += _table(["system", "better", "worse", "same"], rows)
+    out += table(["system", "better", "worse", "same"], rows)
     if example:
         name, sample_id, pred, base_pred = example
         out += [f"Example where `{name}` beats `{base}` (sample `{sample_id}`):", ""]
@@ -143,7 +138,7 @@ def rounds_section(run_dir: Path, out_dir: Path) -> list[str]:
     if not rows:
         return []
     out = ["## Collaborative feedback", ""]
-    out += _table(["round", "questions", "drafts", "distinct drafts/question", "pairs", "pairs/question", "mean gap",
+    out += table(["round", "questions", "drafts", "distinct drafts/question", "pairs", "pairs/question", "mean gap",
                    "positive share", "no pair", "strong+judge calls/pair", "naive calls/pair"], rows)
     if spread:
         out += spread + [""]
@@ -222,7 +217,7 @@ def diagnostics_section(run_dir: Path, out_dir: Path, prefix: str = "") -> list[
            "TRL's logged values, first → last logged step: log-probabilities summed over each completion (batch "
            "mean; each step sees other pairs), rewards = β × log-ratio to the reference; the last column is the "
            "change of the chosen drafts' log-ratio (rewards/chosen ÷ β) per token, negative when it fell.", ""]
-    out += _table(["adapter", "loss", "steps", *DIAGNOSTIC_KEYS, "chosen log-ratio change"], rows)
+    out += table(["adapter", "loss", "steps", *DIAGNOSTIC_KEYS, "chosen log-ratio change"], rows)
     for w in warnings:
         out += [w, ""]
     png = out_dir / f"{prefix}training.png"
@@ -269,7 +264,7 @@ def round_trend_section(m: Metrics) -> list[str]:
                      "–" if d is None else signed(d.value), "" if d is None else f"[{signed(d.lo)}, {signed(d.hi)}]",
                      verdict])
         prev = name
-    return [f"## Rounds ({h})", ""] + _table(["round", h, "against", "difference", "95% CI", "verdict"], rows)
+    return [f"## Rounds ({h})", ""] + table(["round", h, "against", "difference", "95% CI", "verdict"], rows)
 
 
 def plot_metrics(m: Metrics, path: Path) -> None:

@@ -232,7 +232,7 @@ async def _answer(srv: Server, request: Request, req: ChatRequest, question: str
     sample = collab.sample(question, rid)
     keep = False  # True once the slot has passed to a running model call or to the stream
     try:
-        work = loop.run_in_executor(srv.pool, collab.draft_and_route, sample)
+        work: asyncio.Future[Any] = loop.run_in_executor(srv.pool, collab.draft_and_route, sample)
         try:
             draft, choice = await _until(request, work, deadline - time.monotonic())
             info["draft_tokens"] = draft.completion_tokens

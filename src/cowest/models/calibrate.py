@@ -28,13 +28,13 @@ import importlib.util
 import json
 import os
 import platform
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 from cowest.errors import ConfigError, CowestError
+from cowest.progress import log
 
 CPU_FLAGS = ("amx_bf16", "amx_tile", "avx512_bf16", "avx512f", "avx2")
 """The /proc/cpuinfo flags that change which engine and dtype are fastest; part of the CPU identity."""
@@ -43,10 +43,6 @@ ENGINE_EXTRAS = {"llamacpp": ("llama_cpp", "llamacpp"), "hf": ("transformers", "
 SCHEMA = 1
 DECODE_STEPS = 4
 """Timed decode steps per measurement (after one untimed warm-up step); the median step time is used."""
-
-
-def log(msg: str) -> None:
-    print(f"[cowest] {msg}", file=sys.stderr, flush=True)
 
 
 # --- the machine ---------------------------------------------------------------------------------------------

@@ -165,7 +165,8 @@ def load_embedded(model: str, cfg):
     fastest on this CPU for batches of `cfg.batch_size` by measurement (`cowest.models.calibrate`). The backend's
     `engine_choice` records which engine runs and why; it is printed too."""
     from cowest.models.base import PROVIDERS
-    from cowest.models.calibrate import log, pick
+    from cowest.models.calibrate import pick
+    from cowest.progress import log
 
     path = gguf_path(model)
     choice = pick(str(path), cfg.engine, cfg.dtype, cfg.batch_size, threads=cfg.n_threads)

@@ -62,7 +62,7 @@ class HFBackend:
         self.refill = self._refill_generator() if cfg.batching == "continuous" else None
 
     def _refill_generator(self):
-        from cowest.models.calibrate import log
+        from cowest.progress import log
         from cowest.models.hf_refill import RefillGenerator, supports_refill
 
         why_not = supports_refill(self.model)
@@ -74,7 +74,8 @@ class HFBackend:
 
     def _pick_dtype(self, model: str, cfg: ModelConfig) -> str:
         """`dtype: auto`: the faster of float32 and bfloat16 at `cfg.batch_size` by measurement on this CPU."""
-        from cowest.models.calibrate import log, pick
+        from cowest.models.calibrate import pick
+        from cowest.progress import log
 
         choice = pick(model, "hf", "auto", cfg.batch_size, threads=cfg.n_threads)
         log(f"hf/{Path(model).name}: {choice.dtype} at batch {cfg.batch_size} ({choice.reason})")

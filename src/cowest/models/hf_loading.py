@@ -115,7 +115,7 @@ def convert_gguf(gguf: str | Path, dtype: str = "float32") -> Path:
         problem = verify_converted(target)
         if problem is None:
             return target
-        from cowest.models.calibrate import log
+        from cowest.progress import log
 
         log(f"converted weights {target}: {problem}; converting {gguf.name} again")
         shutil.rmtree(target, ignore_errors=True)

@@ -88,7 +88,7 @@ def calibrate(cfg: "ExperimentConfig", weak: "Backend", draft_format: str) -> di
 
 def calibration_scores(cfg: "ExperimentConfig", weak: "Backend", draft_format: str) -> dict[str, list[float]]:
     """Each router's scores of the weak model's drafts of the calibration split's questions."""
-    from cowest.loop import log
+    from cowest.progress import log
     from cowest.routing.routers import RouterInputs, answer_prompts, draft_params, score_all
     from cowest.tasks import prompts as P
     from cowest.tasks.base import load_samples

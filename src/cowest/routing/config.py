@@ -6,7 +6,7 @@ config.Section's two settings (importing it would make the two modules import ea
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -85,3 +85,17 @@ class Price(_Section):
 
     input: float = Field(0.0, ge=0)
     output: float = Field(0.0, ge=0)
+
+
+def model_specs(models: Any) -> list[str]:
+    """The specs of a `cowest.config.ModelsConfig` (not imported: the config module imports this one)."""
+    return [m.spec for m in (models.weak, models.strong, models.judge) if m is not None]
+
+
+def check_prices(prices: dict[str, "Price"], models: Any) -> None:
+    """Refuse a price for a model the config does not use, naming the key (a typo would otherwise price nothing)."""
+    specs = model_specs(models)
+    for key in prices:
+        if key not in specs:
+            raise ValueError(f"prices: '{key}' is not a model of this config (models: {', '.join(specs)}); key the "
+                             "table by a models.<role>.spec")

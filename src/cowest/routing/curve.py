@@ -129,9 +129,9 @@ def calibration_rows(run_dir: Path) -> list[list[str]]:
     return rows
 
 
-def routing_section(metrics_path: Path, m: dict, out_dir: Path, prefix: str = "") -> list[str]:
+def routing_section(metrics_path: Path, m: Any, out_dir: Path, prefix: str = "") -> list[str]:
     """report.md's routing part: a table per route system, the calibrations, and the curve plot."""
-    from cowest.report import _table
+    from cowest.markdown import table
 
     m = _as_dict(m)
     runs = route_runs(metrics_path, m)
@@ -153,7 +153,7 @@ def routing_section(metrics_path: Path, m: dict, out_dir: Path, prefix: str = ""
             rows.append([r + (" (decides)" if r == run.decider else ""), point, *kept])
         out += [f"System `{run.system}` ({summary['n']} questions, fallback {run.fallback}); references: "
                 + ", ".join(f"{k} {v:.3f}" for k, v in summary["references"].items()), ""]
-        out += _table(["router", "at its threshold: strong share: " + h + " [95% CI]",
+        out += table(["router", "at its threshold: strong share: " + h + " [95% CI]",
                        *[f"at {k:.0%} strong (kept)" for k in KEPT_AT]], rows)
         png = out_dir / f"{prefix}routing_{run.system}.png"
         plot_curves(summary, h, png)
@@ -161,7 +161,7 @@ def routing_section(metrics_path: Path, m: dict, out_dir: Path, prefix: str = ""
     cal = calibration_rows(metrics_path.parent.parent) or calibration_rows(metrics_path.parent)
     if cal:
         out += ["Calibration (thresholds set on the calibration split's router scores, no labels read):", ""]
-        out += _table(["router", "threshold", "target share", "achieved share", "split (questions)", "file"], cal)
+        out += table(["router", "threshold", "target share", "achieved share", "split (questions)", "file"], cal)
     return out
 
 

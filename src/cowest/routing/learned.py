@@ -46,7 +46,7 @@ def learned_path(cfg: "ExperimentConfig") -> Path:
 
 
 def feedback_path(cfg: "ExperimentConfig", rnd: int = 1) -> Path:
-    from cowest.feedback import FEEDBACK_FILE
+    from cowest.layout import FEEDBACK_FILE
 
     return Path(cfg.run_dir) / f"round{rnd}" / "feedback" / FEEDBACK_FILE
 
@@ -240,7 +240,7 @@ def load_router(cfg: "ExperimentConfig") -> LearnedRouter:
 def train_if_routed(cfg: "ExperimentConfig", force: bool = False) -> None:
     """`cowest run`: train the learned router from round 1's feedback when the eval has a route system that uses
     it and it is not trained yet (or the eval is forced)."""
-    from cowest.loop import log
+    from cowest.progress import log
 
     if "route" not in cfg.eval.strategies or "learned" not in cfg.route.routers:
         return
