@@ -35,7 +35,9 @@ def library_log(args: argparse.Namespace, cfg):  # -> a context manager
     """The libraries' console output goes to RUN_DIR/logs/libraries.log while the command runs, unless --verbose."""
     from cowest.library_output import library_output
 
-    return library_output(Path(cfg.run_dir) / "logs" / "libraries.log", getattr(args, "verbose", False))
+    from cowest.layout import RunLayout
+
+    return library_output(RunLayout.of(cfg).libraries_log, getattr(args, "verbose", False))
 
 
 # ---- tasks ---------------------------------------------------------------------------------------------------

@@ -42,6 +42,8 @@ FAULTS_FILE = "faults.json"
 TRACES_DIR = "traces"
 METRICS_FILE = "metrics.json"
 ENGINES_FILE = "engines.json"
+ROUTER_DIR = "router"
+LIBRARIES_LOG = "logs/libraries.log"
 """Which engine and dtype each role's model ran with, and why (cowest.models.calibrate)."""
 DEFAULT_METHOD = "dpo"
 """align.method whose folder is `align` (other methods' folders are named after the method)."""
@@ -125,6 +127,19 @@ class RunLayout:
 
     def pairs(self, rnd: int) -> Path:
         return self.feedback_dir(rnd) / PAIRS_FILE
+
+    def feedback(self, rnd: int) -> Path:
+        return self.feedback_dir(rnd) / FEEDBACK_FILE
+
+    @property
+    def router_dir(self) -> Path:
+        """The learned router and the routing calibrations (cowest.routing)."""
+        return self.root / ROUTER_DIR
+
+    @property
+    def libraries_log(self) -> Path:
+        """The libraries' own console output (progress bars, training dicts) unless --verbose."""
+        return self.root / LIBRARIES_LOG
 
     def align_dir(self, rnd: int, method: str = DEFAULT_METHOD) -> Path:
         return self.round_dir(rnd) / ("align" if method == DEFAULT_METHOD else method)

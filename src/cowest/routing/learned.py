@@ -28,7 +28,6 @@ if TYPE_CHECKING:
     from cowest.config import ExperimentConfig
     from cowest.records import Sample
 
-ROUTER_DIR = "router"
 LEARNED_FILE = "learned.json"
 KIND = "hashed-logreg-v1"
 HASH_DIM = 2048
@@ -38,7 +37,9 @@ _WORD = re.compile(r"[a-z0-9]+")
 
 
 def router_dir(cfg: "ExperimentConfig") -> Path:
-    return Path(cfg.run_dir) / ROUTER_DIR
+    from cowest.layout import RunLayout
+
+    return RunLayout.of(cfg).router_dir
 
 
 def learned_path(cfg: "ExperimentConfig") -> Path:
@@ -46,9 +47,9 @@ def learned_path(cfg: "ExperimentConfig") -> Path:
 
 
 def feedback_path(cfg: "ExperimentConfig", rnd: int = 1) -> Path:
-    from cowest.layout import FEEDBACK_FILE
+    from cowest.layout import RunLayout
 
-    return Path(cfg.run_dir) / f"round{rnd}" / "feedback" / FEEDBACK_FILE
+    return RunLayout.of(cfg).feedback(rnd)
 
 
 def _bucket(token: str) -> int:

@@ -95,7 +95,9 @@ def extract_choice(text: str, choices: list[str]) -> str | None:
     named = {c for c in choices if _norm(c) and f" {_norm(c)} " in seg}
     if len(named) == 1:
         return named.pop()
-    return _clean(segment) or None if marked and not named else None
+    if named or not marked:  # several candidates, or an unmarked line naming none: no single answer
+        return None
+    return _clean(segment) or None
 
 
 def extract_short_answer(text: str) -> str | None:
