@@ -161,3 +161,18 @@ def test_a_metrics_file_of_before_the_version_field_reads_as_version_1(tmp_path)
     (tmp_path / "metrics.json").write_text(json.dumps(old))
     m = Metrics.read(tmp_path / "metrics.json")
     assert m.version == 1 and m.value("strong").value == 0.5 and m.failed_samples == 0
+
+
+def test_chunk_size_gives_local_engines_several_batches_and_servers_their_concurrency():
+    from cowest.evaluate import chunk_size
+
+    def cfg(weak, strong):
+        return validate_config({"task": {"name": "demo"}, "models": {"weak": weak, "strong": strong}})
+
+    local = {"spec": "embedded/smollm2-135m", "batch_size": 32}
+    served = {"spec": "openai/gpt-x", "base_url": "http://127.0.0.1:9/v1", "concurrency": 24, "batch_size": 64}
+    # continuous batching refills a slot only from the same call, so a local engine gets 4 batches per chunk
+    assert chunk_size(cfg(local, {**local, "batch_size": 8})) == 128
+    # a served model's batch_size is not its own: its concurrency decides
+    assert chunk_size(cfg({**local, "batch_size": 2}, served)) == 24
+    assert chunk_size(cfg({**local, "batch_size": 2}, {**served, "concurrency": 4})) == 16

@@ -97,10 +97,18 @@ class ModelPool:
         self._open.clear()
 
 
+LOCAL_BATCHES_PER_CHUNK = 4
+"""A local engine gets several batches' worth of prompts per call: with continuous batching a finished reply's
+slot goes to a waiting prompt, so only the chunk's last batch runs partly empty (the demo's eval took 547 s with
+one batch per chunk, most of it rows waiting for the longest reply of their batch)."""
+
+
 def chunk_size(cfg: ExperimentConfig) -> int:
-    """Samples per strategy call: enough to fill a local batch or the HTTP concurrency of every model."""
+    """Samples per strategy call (and per resume point): several batches of each local model, or the HTTP
+    concurrency of each served one."""
     m = cfg.models
-    return max(16, m.weak.batch_size, m.strong.batch_size, m.weak.concurrency, m.strong.concurrency)
+    return max(16, *(r.concurrency if r.spec.startswith("openai/") else r.batch_size * LOCAL_BATCHES_PER_CHUNK
+                     for r in (m.weak, m.strong)))
 
 
 def run_system(system: System, seed: int, samples: list[Sample], cfg: ExperimentConfig, pool: ModelPool,
