@@ -9,8 +9,7 @@ from pathlib import Path
 SRC = Path(__file__).resolve().parents[1] / "src"
 
 KNOWN_CIRCLES = [
-    # library modules register their own subcommands and import the CLI back (to go with a cli/ package)
-    {"cowest.cli", "cowest.cli_loop", "cowest.routing.cli", "cowest.serve", "cowest.serve_app"},
+
     # the task registry imports each task lazily; each task imports tasks.base
     {"cowest.tasks.base", "cowest.tasks.demo", "cowest.tasks.ethics", "cowest.tasks.ifqa", "cowest.tasks.jsonl_task",
      "cowest.tasks.medmcqa", "cowest.tasks.prosocial_dialog", "cowest.tasks.pubmedqa"},
@@ -85,6 +84,20 @@ def test_no_new_import_circle() -> None:
     found = circles(graph)
     new = [sorted(c) for c in found if not any(c <= k for k in KNOWN_CIRCLES)]
     assert new == [], f"new import circle(s): {new}"
+
+
+def test_no_library_module_imports_the_cli() -> None:
+    """Every command lives in cowest.cli; the library below it never reaches back up (nor registers commands)."""
+    known = modules()
+    up = {}
+    for name, path in known.items():
+        if name == "cowest.__main__" or name == "cowest.cli" or name.startswith("cowest.cli."):
+            continue
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        cli = {m for m in imports(path, package, known) if m == "cowest.cli" or m.startswith("cowest.cli.")}
+        if cli or "add_parser(" in path.read_text(encoding="utf-8"):
+            up[name] = sorted(cli) or ["add_parser"]
+    assert "cowest.cli.serve" in known and up == {}, f"library modules that reach the CLI: {up}"
 
 
 def test_the_walk_finds_a_circle() -> None:

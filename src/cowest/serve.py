@@ -2,8 +2,8 @@
 
 The served model drafts with the weak model (aligned when an adapter is given or the run folder has one) from the
 last user message, then the strong model reads question + draft and writes the reply. This module holds the model
-side (`Collaboration`: backends, prompts, the draft and answer calls) and the command; the HTTP side is
-`cowest.serve_app`, the request it accepts `cowest.serve_request`.
+side (`Collaboration`: backends, prompts, the draft and answer calls) and the bearer token; the HTTP side is
+`cowest.serve_app`, the request it accepts `cowest.serve_request`, the command `cowest.cli.serve`.
 
 Draft and non-streamed answer calls block, so the app runs them in its own thread pool; local backends (llama.cpp,
 transformers) are not safe to call from two threads at once, so each is guarded by a lock, while an
@@ -13,7 +13,6 @@ async (the SDK's AsyncOpenAI), so a client that leaves cancels it and closes the
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import ipaddress
 import os
@@ -22,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, AsyncGenerator, AsyncIterator
 
-from cowest.config import ExperimentConfig, ModelConfig, validate_config
+from cowest.config import ExperimentConfig, ModelConfig
 from cowest.errors import ConfigError, CowestError, require
 from cowest.models.openai_backend import parse_retry_after
 from cowest.records import Generation, Message, Sample, SamplingParams
@@ -304,38 +303,3 @@ def server_token(cfg: ExperimentConfig, insecure_no_auth: bool) -> str | None:
     if not is_loopback(cfg.serve.host):
         raise ConfigError(f"serve: --insecure-no-auth is only allowed on a loopback host, not '{cfg.serve.host}'")
     return None
-
-
-def cmd_serve(args: argparse.Namespace) -> int:
-    from cowest.cli import config_from_args
-    from cowest.serve_app import build_app
-
-    cfg = config_from_args(args)
-    if args.host or args.port is not None:  # validated like the config: a bad --port is a one-line error
-        data = cfg.model_dump()
-        data["serve"].update({k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None})
-        cfg = validate_config(data, source="--host/--port")
-    token = server_token(cfg, args.insecure_no_auth)
-    uvicorn = require("uvicorn", "serve")
-    collab = Collaboration.load(cfg, args.adapter)
-    app = build_app(collab, token=token)
-    try:
-        uvicorn.run(app, host=cfg.serve.host, port=cfg.serve.port, log_level="warning", access_log=False)
-    finally:
-        collab.close()
-    return 0
-
-
-def add_serve_command(sub: argparse._SubParsersAction) -> None:
-    """`cowest serve CONFIG [KEY=VALUE ...] [--host H] [--port P] [--adapter DIR] [--insecure-no-auth]`."""
-    from cowest.cli import add_config_args
-
-    p = sub.add_parser("serve", help="serve the collaboration as an OpenAI-compatible endpoint (/v1/chat/completions)")
-    add_config_args(p)
-    p.add_argument("--host", default=None, help="bind address (default: serve.host, 127.0.0.1)")
-    p.add_argument("--port", type=int, default=None, help="port (default: serve.port, 8000)")
-    p.add_argument("--adapter", default=None,
-                   help="weak model adapter (default: the run folder's latest round<r>/align/adapter, else none)")
-    p.add_argument("--insecure-no-auth", action="store_true",
-                   help="serve without a bearer token (loopback hosts only)")
-    p.set_defaults(func=cmd_serve)
