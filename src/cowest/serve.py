@@ -140,26 +140,26 @@ class Collaboration:
         if cfg.route.serve:  # a missing learned router fails before any model loads
             from cowest.routing.checks import check_route
 
-            check_route(cfg, cfg.feedback.draft_format)
+            check_route(cfg, cfg.collaboration.draft_format)
         weak = _wrap(load_backend(wcfg), wcfg)
         strong = _wrap(load_backend(scfg), scfg)
         router = None
         if cfg.route.serve:
             from cowest.routing.serve_route import ServeRoute
 
-            router = ServeRoute.build(cfg, weak, cfg.feedback.draft_format)
+            router = ServeRoute.build(cfg, weak, cfg.collaboration.draft_format)
         return cls(cfg, weak, strong, strong_cfg=scfg if remote else None,
                    adapter=str(adapter_path) if adapter_path else None, router=router)
 
     @property
     def draft_format(self) -> str:
-        return self.cfg.feedback.draft_format
+        return self.cfg.collaboration.draft_format
 
     def sample(self, question: str, request_id: str) -> Sample:
         return Sample(id=request_id, task="serve", family="qa", question=question, answers=[])
 
     def draft(self, sample: Sample) -> Generation:
-        msgs = draft_prompt(sample, self.draft_format, self.cfg.eval.prompts)
+        msgs = draft_prompt(sample, self.draft_format, self.cfg.collaboration.prompts)
         answerless = self.draft_format in ANSWERLESS_FORMATS
         params = self.router.draft_params(self.cfg.generation.weak) if self.router and not answerless \
             else self.cfg.generation.weak
@@ -179,8 +179,8 @@ class Collaboration:
         from cowest.tasks.prompts import refine_messages, solo_messages
 
         if route == "strong":
-            return solo_messages(sample, self.cfg.eval.prompts)
-        return refine_messages(sample, draft, self.draft_format, self.cfg.eval.prompts)
+            return solo_messages(sample, self.cfg.collaboration.prompts)
+        return refine_messages(sample, draft, self.draft_format, self.cfg.collaboration.prompts)
 
     def strong_params(self, max_tokens: int | None, temperature: float | None,
                       top_p: float | None = None) -> SamplingParams:

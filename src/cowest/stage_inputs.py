@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from cowest.config import (AlignConfig, EvalConfig, ExperimentConfig, FeedbackConfig, GenerationConfig, ModelConfig,
+from cowest.config import (AlignConfig, CollaborationConfig, EvalConfig, ExperimentConfig, FeedbackConfig, GenerationConfig, ModelConfig,
                            SFTConfig, TaskConfig, flatten)
 from cowest.records import SamplingParams
 from cowest.routing.config import RouteConfig
@@ -69,8 +69,8 @@ class SFTInputs(Inputs):
     """The task's fields that select and label the training rows (all but the eval split and limit)."""
     weak: dict[str, Any] = Field(alias="models.weak")
     sft: SFTConfig = Field(alias="sft")
-    draft_format: str = Field(alias="feedback.draft_format")
-    prompts: dict[str, str] = Field(alias="eval.prompts")
+    draft_format: str = Field(alias="collaboration.draft_format")
+    prompts: dict[str, str] = Field(alias="collaboration.prompts")
     weak_sampling: SamplingParams | None = _optional("generation.weak")
     strong: dict[str, Any] | None = _optional("models.strong")
     strong_sampling: SamplingParams | None = _optional("generation.strong")
@@ -80,7 +80,7 @@ class SFTInputs(Inputs):
         source = cfg.sft.rationales
         return cls(task=cfg.task.model_dump(mode="json", exclude=set(EVAL_ONLY_TASK_KEYS)),
                    weak=_model(cfg.models.weak, generates=source == "weak"), sft=cfg.sft,
-                   draft_format=cfg.feedback.draft_format, prompts=cfg.eval.prompts,
+                   draft_format=cfg.collaboration.draft_format, prompts=cfg.collaboration.prompts,
                    weak_sampling=cfg.generation.weak if source == "weak" else None,
                    strong=_model(cfg.models.strong) if source == "strong" else None,
                    strong_sampling=cfg.generation.strong if source == "strong" else None)
@@ -132,6 +132,7 @@ class EvalInputs(Inputs):
     strong: dict[str, Any] = Field(alias="models.strong")
     judge: dict[str, Any] | None = Field(alias="models.judge")
     eval: EvalConfig = Field(alias="eval")
+    collaboration: CollaborationConfig = Field(alias="collaboration")
     align: dict[str, Any] = Field(alias="align")
     rounds: int = Field(alias="rounds")
     route: RouteConfig = Field(alias="route")
@@ -141,6 +142,7 @@ class EvalInputs(Inputs):
     def of(cls, cfg: ExperimentConfig) -> "EvalInputs":
         return cls(upstream=AlignInputs.of(cfg), task=cfg.task, weak=_model(cfg.models.weak),
                    strong=_model(cfg.models.strong), judge=_model(cfg.models.judge), eval=cfg.eval,
+                   collaboration=cfg.collaboration,
                    align=_align(cfg.align, with_control=True), rounds=cfg.rounds, route=cfg.route)
 
 
