@@ -249,6 +249,11 @@ def test_a_key_in_the_base_url_path_is_redacted_in_what_is_written(tmp_path: Pat
     ("feedback: {draft_format: knowledge}\n", "feedback.draft_format", "collaboration.draft_format"),
     ("eval: {draft_formats: [cot, direct]}\n", "eval.draft_formats", "collaboration.eval_draft_formats"),
     ("eval:\n  prompts: {answer: '{question}'}\n", "eval.prompts", "collaboration.prompts"),
+    ("task: {name: medmcqa, cop_base: 1}\n", "task.cop_base", "task.options.cop_base"),
+    ("task: {name: ifqa, show_context: true}\n", "task.show_context", "task.options.show_context"),
+    ("task: {name: jsonl, family: qa}\n", "task.family", "task.options.family"),
+    ("task: {name: jsonl, fields: {question: q}}\n", "task.fields", "task.options.fields"),
+    ("task: {name: jsonl, labels: [a, b]}\n", "task.labels", "task.options.labels"),
 ])
 def test_a_moved_key_names_the_file_and_its_new_place(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                                       text: str, old: str, new: str) -> None:

@@ -44,16 +44,9 @@ class TaskConfig(Section):
     """Seed of the subsampling."""
     subset: str | None = None
     """Subset of a multi-part task (ETHICS: commonsense, deontology, justice, virtue, utilitarianism)."""
-    fields: dict[str, str] = Field(default_factory=dict)
-    """`jsonl` task: maps cowest fields (id, question, answer, options, label, rationale) to the file's keys."""
-    family: Literal["qa", "mc", "cls"] | None = None
-    """`jsonl` task: qa (short answer), mc (options) or cls (labels)."""
-    labels: list[str] | None = None
-    """`jsonl` task with family cls: the valid labels."""
-    cop_base: Literal[0, 1] | None = None
-    """MedMCQA rows with `cop`: 0 = hub (0..3), 1 = original release (1..4); None = read off the values."""
-    show_context: bool = False
-    """IfQA / PubMedQA: show the evidence passages to the models."""
+    options: dict[str, Any] = Field(default_factory=dict)
+    """The task's own settings, validated by the task (`cowest tasks` lists them): medmcqa `cop_base`, ifqa
+    `show_context`, jsonl `family`, `fields`, `labels` (e.g. `task: {name: medmcqa, options: {cop_base: 1}}`)."""
 
 
 class ModelConfig(Section):
@@ -403,6 +396,11 @@ MOVED_KEYS = {
     "feedback.draft_format": "collaboration.draft_format",
     "eval.draft_formats": "collaboration.eval_draft_formats",
     "eval.prompts": "collaboration.prompts",
+    "task.cop_base": "task.options.cop_base",
+    "task.show_context": "task.options.show_context",
+    "task.fields": "task.options.fields",
+    "task.family": "task.options.family",
+    "task.labels": "task.options.labels",
 }
 """Keys of earlier versions -> their place now: a config that still uses one fails, naming both."""
 

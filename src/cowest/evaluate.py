@@ -43,10 +43,10 @@ def default_systems(cfg: ExperimentConfig) -> list[System]:
 def check_systems(cfg: ExperimentConfig, systems: list[System], *, before_feedback: bool = False) -> None:
     """Fail on unknown strategies, draft formats, prompt names or tasks, and on clashing system names.
     `before_feedback`: a whole run is being planned, which trains the learned router itself after its feedback."""
-    from cowest.tasks.base import get_task
+    from cowest.tasks.base import check_task
     from cowest.tasks.prompts import check_overrides
 
-    get_task(cfg.task.name)
+    check_task(cfg.task)
     check_overrides(cfg.collaboration.prompts)
     seen = set()
     for s in systems:

@@ -30,6 +30,16 @@ HOW_RUN = ("engine", "dtype")
 EVAL_ONLY_TASK_KEYS = ("eval_split", "eval_limit")
 
 
+def _task(t: TaskConfig, *, for_eval: bool = True) -> dict[str, Any]:
+    """The task's keys, its options validated with the defaults filled in (so that an option set later to its
+    default, or left out, records the same as before: `task.options.cop_base: null`)."""
+    from cowest.tasks.base import task_options
+
+    out = t.model_dump(mode="json", exclude=set() if for_eval else set(EVAL_ONLY_TASK_KEYS))
+    out["options"] = task_options(t).model_dump(mode="json")
+    return out
+
+
 def _model(m: ModelConfig | None, *, generates: bool = True) -> dict[str, Any] | None:
     if m is None:
         return None
@@ -78,7 +88,7 @@ class SFTInputs(Inputs):
     @classmethod
     def of(cls, cfg: ExperimentConfig) -> "SFTInputs":
         source = cfg.sft.rationales
-        return cls(task=cfg.task.model_dump(mode="json", exclude=set(EVAL_ONLY_TASK_KEYS)),
+        return cls(task=_task(cfg.task, for_eval=False),
                    weak=_model(cfg.models.weak, generates=source == "weak"), sft=cfg.sft,
                    draft_format=cfg.collaboration.draft_format, prompts=cfg.collaboration.prompts,
                    weak_sampling=cfg.generation.weak if source == "weak" else None,
@@ -127,7 +137,7 @@ class EvalInputs(Inputs):
     which adapters exist (rounds, the control)."""
 
     upstream: AlignInputs
-    task: TaskConfig = Field(alias="task")
+    task: dict[str, Any] = Field(alias="task")
     weak: dict[str, Any] = Field(alias="models.weak")
     strong: dict[str, Any] = Field(alias="models.strong")
     judge: dict[str, Any] | None = Field(alias="models.judge")
@@ -140,7 +150,7 @@ class EvalInputs(Inputs):
 
     @classmethod
     def of(cls, cfg: ExperimentConfig) -> "EvalInputs":
-        return cls(upstream=AlignInputs.of(cfg), task=cfg.task, weak=_model(cfg.models.weak),
+        return cls(upstream=AlignInputs.of(cfg), task=_task(cfg.task), weak=_model(cfg.models.weak),
                    strong=_model(cfg.models.strong), judge=_model(cfg.models.judge), eval=cfg.eval,
                    collaboration=cfg.collaboration,
                    align=_align(cfg.align, with_control=True), rounds=cfg.rounds, route=cfg.route)

@@ -23,6 +23,8 @@ def cmd_tasks(args: argparse.Namespace) -> int:
         if data is None:
             if task.subsets:
                 print(f"    subsets: {', '.join(task.subsets)}")
+            if task.options.model_fields:
+                print(f"    options: {', '.join(task.options.model_fields)}")
             continue
         for subset in task.subsets or (None,):
             cfg = TaskConfig(name=name, subset=subset)
@@ -53,21 +55,15 @@ def cmd_data_check(args: argparse.Namespace) -> int:
     from collections import Counter
 
     from cowest.config import TaskConfig
-    from cowest.tasks.base import get_task
+    from cowest.tasks.base import check_task
 
-    task = get_task(args.task)
-    if args.subset is not None and task.subsets and args.subset not in task.subsets:
-        from cowest.errors import UnknownNameError
-
-        raise UnknownNameError(f"{task.name} subset", args.subset, list(task.subsets))
     path = Path(args.file)
+    options = {k: v for k, v in (("family", args.family), ("fields", _fields(args.fields)),
+                                 ("labels", args.labels.split(",") if args.labels else None)) if v}
+    cfg = TaskConfig(name=args.task, data=str(path), subset=args.subset, options=options)
+    task = check_task(cfg)  # the task, its subset and the options, before the file is looked at
     if not path.is_file():
         raise CowestError(f"{path}: file not found")
-    try:
-        cfg = TaskConfig(name=args.task, data=str(path), subset=args.subset, family=args.family,
-                         fields=_fields(args.fields), labels=args.labels.split(",") if args.labels else None)
-    except ValueError as e:  # pydantic's ValidationError
-        raise CowestError(f"invalid option: {e}") from None
     samples = task.read_file(path, cfg)
     golds = Counter(s.gold for s in samples)
     shown = ", ".join(f"{g} {n:,}" for g, n in golds.most_common(8))
