@@ -33,8 +33,8 @@ import numpy as np
 
 from cowest.config import ModelConfig
 from cowest.errors import CowestError, require
-from cowest.models.hf import cut_at_stop, render_plain
 from cowest.models.identity import weights_id
+from cowest.models.text import cut_at_stop, render_plain
 from cowest.records import Generation, Message, SamplingParams
 
 
