@@ -23,7 +23,7 @@ from typing import Any, AsyncGenerator, AsyncIterator
 
 from cowest.config import ExperimentConfig, ModelConfig
 from cowest.errors import ConfigError, CowestError, require
-from cowest.models.openai_backend import parse_retry_after
+from cowest.models.openai_backend import malformed_backoff_s
 from cowest.records import Generation, Message, Sample, SamplingParams
 from cowest.routing.routers import ANSWERLESS_FORMATS
 
@@ -56,10 +56,6 @@ class UpstreamError(CowestError):
     the kind of failure only: no upstream URL or body reaches a client."""
 
 
-STREAM_BACKOFF_S = 0.5
-STREAM_BACKOFF_MAX_S = 30.0
-
-
 def _delta(chunk: Any) -> Delta | None:
     choice = chunk.choices[0] if getattr(chunk, "choices", None) else None
     if choice is None:
@@ -70,20 +66,22 @@ def _delta(chunk: Any) -> Delta | None:
     return Delta(text, choice.finish_reason) if text or choice.finish_reason else None
 
 
-def _upstream_failure(e: BaseException) -> tuple[bool, float | None] | None:
-    """(retryable, seconds the server asked to wait) for a failed stream, classified as the non-streaming backend
-    does: 429, 408, 409, 5xx, timeouts, dropped connections, error events and torn chunks are retried; other
-    client errors are not. None: not an upstream failure (a bug, to re-raise)."""
+def _is_upstream_failure(e: BaseException) -> bool:
+    """Whether `e` is the endpoint's failure (an HTTP status, a timeout, a dropped connection, an error event, a
+    torn chunk, an early end) rather than a bug, which re-raises."""
     import httpx
 
     openai = require("openai", "openai")
-    if isinstance(e, openai.APIStatusError):
-        status = e.status_code
-        ra = parse_retry_after(e.response.headers) if status in (429, 503) else None
-        return status == 429 or status >= 500 or status in (408, 409), ra
-    if isinstance(e, (openai.APIError, httpx.HTTPError, ValueError)):
-        return True, None
-    return None
+    return isinstance(e, (openai.APIError, httpx.HTTPError, ValueError))
+
+
+def _open_failed(e: BaseException) -> UpstreamError:
+    """The error of a stream the SDK could not open, after its retries (a client error is not retried)."""
+    openai = require("openai", "openai")
+    status = e.status_code if isinstance(e, openai.APIStatusError) else None
+    retried = status is None or status in (408, 409, 429) or status >= 500
+    return UpstreamError(f"strong model: request {'gave up after its retries' if retried else 'failed'} "
+                         f"({type(e).__name__})")
 
 
 class TruncatedStream(ValueError):
@@ -204,29 +202,31 @@ class Collaboration:
         """Deltas of the strong answer from its OpenAI-compatible endpoint (`stream=True`, async: closing this
         generator, or cancelling the task awaiting it, closes the upstream connection).
 
-        Opening the stream and reading up to its first text is retried like a non-streaming request
-        (`max_retries` of the strong model, backoff, Retry-After); past the first text a failure raises
-        `UpstreamError` (the answer cannot be taken back)."""
+        Opening the stream is retried by the openai SDK (`max_retries` of the strong model: 429 honouring
+        Retry-After, 408, 409, 5xx, timeouts, dropped connections, with its backoff). A stream that opened but
+        broke before its first text (an error event, a torn chunk, an early end) is opened again, as the
+        non-streaming backend retries a malformed 2xx body, with the same budget. Past the first text a failure
+        raises `UpstreamError` (the answer cannot be taken back)."""
         assert self.strong_cfg is not None
         attempts = self.strong_cfg.max_retries + 1
         for attempt in range(1, attempts + 1):
-            stream = None
             try:
                 stream = await self._open_stream(messages, params)
+            except Exception as e:  # noqa: BLE001 - classified: anything else is a bug and re-raises
+                if not _is_upstream_failure(e):
+                    raise
+                raise _open_failed(e) from None
+            try:
                 pending = [d async for d in _deltas(stream, until_text=True)]
                 break
             except Exception as e:  # noqa: BLE001 - classified: anything else is a bug and re-raises
-                if stream is not None:
-                    await stream.close()
-                failure = _upstream_failure(e)
-                if failure is None:
+                await stream.close()
+                if not _is_upstream_failure(e):
                     raise
-                retryable, wait_s = failure
-                if not retryable or attempt == attempts:
-                    what = "failed" if not retryable else f"gave up after {attempts} attempts"
-                    raise UpstreamError(f"strong model: request {what} ({type(e).__name__})") from None
-                await asyncio.sleep(min(STREAM_BACKOFF_MAX_S, wait_s or STREAM_BACKOFF_S * 2 ** (attempt - 1)))
-        assert stream is not None  # the loop breaks only once the stream is open
+                if attempt == attempts:
+                    raise UpstreamError(f"strong model: stream broke before its first text {attempts} times "
+                                        f"({type(e).__name__})") from None
+                await asyncio.sleep(malformed_backoff_s(attempt))
         try:
             for d in pending:
                 yield d
@@ -234,7 +234,7 @@ class Collaboration:
                 async for d in _deltas(stream):
                     yield d
         except Exception as e:  # noqa: BLE001 - mid-answer: the app tells the client with an error event
-            if _upstream_failure(e) is None:
+            if not _is_upstream_failure(e):
                 raise
             raise UpstreamError(f"strong model failed mid-answer ({type(e).__name__})") from None
         finally:
@@ -247,7 +247,7 @@ class Collaboration:
             openai = require("openai", "openai")
             key = os.environ.get(c.api_key_env) or "sk-no-key"  # local servers take any key
             self._stream_client = openai.AsyncOpenAI(api_key=key, base_url=c.base_url, timeout=c.timeout_s,
-                                                     max_retries=0)
+                                                     max_retries=c.max_retries)
         model = c.spec.partition("/")[2]
         return await self._stream_client.chat.completions.create(
             model=model, messages=messages, temperature=params.temperature, top_p=params.top_p,
