@@ -283,11 +283,11 @@ def test_jsonl_task_families(tmp_path: Path) -> None:
 
 def test_jsonl_task_config_errors(tmp_path: Path) -> None:
     path = write_jsonl(tmp_path / "x.jsonl", [{"id": 1, "question": "q", "answer": "a"}])
-    with pytest.raises(ConfigError, match="task.family"):
+    with pytest.raises(ConfigError, match=r"task\.options\.family"):
         read("jsonl", path)
-    with pytest.raises(ConfigError, match="task.labels"):
+    with pytest.raises(ConfigError, match=r"task\.options\.labels"):
         read("jsonl", path, family="cls")
-    with pytest.raises(ConfigError, match="'task.fields.anwser': unknown field; valid: id, question, answer"):
+    with pytest.raises(ConfigError, match="'task.options.fields.anwser': unknown field; valid: id, question, answer"):
         read("jsonl", path, family="qa", fields={"anwser": "a"})
     with pytest.raises(DataError, match=r"x\.jsonl:1, field 'ident': missing"):
         read("jsonl", path, family="qa", fields={"id": "ident"})  # an explicitly mapped id must exist

@@ -407,8 +407,11 @@ MOVED_KEYS = {
 
 def check_moved_keys(data: dict[str, Any], source: str) -> None:
     """A one-line error for every key of `data` that has moved (see MOVED_KEYS)."""
-    moved = [(old, new) for old, new in MOVED_KEYS.items()
-             if isinstance(data.get(old.split(".")[0]), dict) and old.split(".")[1] in data[old.split(".")[0]]]
+    moved = []
+    for old, new in MOVED_KEYS.items():
+        section, key = old.split(".")
+        if isinstance(data.get(section), dict) and key in data[section]:
+            moved.append((old, new))
     if moved:
         raise ConfigError("; ".join(f"{source}: '{old}' has moved: write it as '{new}'" for old, new in moved))
 
