@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> None:
     cfg = ExperimentConfig()
     cfg.task.name = "demo"
     samples = load_samples(cfg.task, "train", limit=args.steps * args.batch_size)
-    fmt = cfg.feedback.draft_format
+    fmt = cfg.collaboration.draft_format
     texts = [m["content"] for s in samples for m in draft_messages(s, fmt)] + \
         [draft_target(s, fmt) or s.answers[0] for s in samples]
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"CPU ({platform.processor() or 'x86_64'}, {torch.get_num_threads()} threads)"

@@ -90,7 +90,7 @@ def run_domain(domain: str, args: argparse.Namespace) -> tuple[list[str], dict]:
     except CowestError as e:  # e.g. the strong model never beat a draft: the other routers still run
         cfg.route.routers = [r for r in cfg.route.routers if r != "learned"]
         trained = f"not trained ({e})"
-    fmt = cfg.feedback.draft_format
+    fmt = cfg.collaboration.draft_format
     systems = [System("strong", "strong_only"), System("collab", "collaborate", fmt, weak),
                System("route", "route", fmt, weak)]
     t1 = time.monotonic()

@@ -55,7 +55,7 @@ def write_inputs(out: Path, base_url: str, questions: int, eval_n: int, timeout_
     model = {"base_url": base_url, "api_key_env": "COWEST_SOAK_NO_KEY", "timeout_s": timeout_s,
              "max_retries": retries, "concurrency": concurrency}
     cfg = {"run_dir": str(out / "run"), "max_failed_share": 0.25,
-           "task": {"name": "jsonl", "data": str(data), "family": "qa", "train_split": "train", "eval_split": "dev",
+           "task": {"name": "jsonl", "data": str(data), "options": {"family": "qa"}, "train_split": "train", "eval_split": "dev",
                     "train_limit": questions, "eval_limit": eval_n},
            "models": {"weak": {"spec": "openai/weak", **model}, "strong": {"spec": "openai/strong", **model}},
            "generation": {"weak": {"max_tokens": 32}, "strong": {"max_tokens": 32}},

@@ -42,7 +42,7 @@ def refine_oracle(model: str) -> tuple[str, float, float]:
     samples = demo.build("tune", cfg.task)
     backend = load_backend(cfg.models.strong)
     t0 = time.perf_counter()
-    prompts = [refine_messages(s, s.knowledge or "", "knowledge", cfg.eval.prompts) for s in samples]
+    prompts = [refine_messages(s, s.knowledge or "", "knowledge", cfg.collaboration.prompts) for s in samples]
     gens = [g[0] for g in backend.generate(prompts, cfg.generation.strong)]
     secs = (time.perf_counter() - t0) / len(samples)
     backend.close()

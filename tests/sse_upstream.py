@@ -4,7 +4,8 @@ the upstream `cowest serve` streams its strong answers from, with faults on requ
 `plan:A,B,...` anywhere in the last user message scripts the streamed answers to that message: the 1st request
 gets A, the 2nd B, later ones the last step. Steps: ok (`tokens` tokens, `delay_s` apart, then a finish and
 [DONE]), slow (200 tokens 0.05 s apart: long enough to drop a client mid-answer), 500 / 429 / 400 (that status
-before any event), drop (hangs up before any event), cut (two tokens, then hangs up without a finish), stall
+before any event; 429 asks for `Retry-After: 1`), drop (hangs up before any event), torn (a 200 whose stream
+ends after its first, empty event: no text, no finish), cut (two tokens, then hangs up without a finish), stall
 (headers and nothing more, until the client leaves). Without a plan: ok. A request without `stream` gets one
 JSON completion `draft for <message>` (the weak model's call). The server counts hits per plan, and streams that
 ended because the client went away (`cancelled`), each with the time it noticed.
@@ -56,6 +57,8 @@ class SSEUpstream:
             def _json(self, status: int, body: dict) -> None:
                 data = json.dumps(body).encode()
                 self.send_response(status)
+                if status == 429:
+                    self.send_header("Retry-After", "1")
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
@@ -112,6 +115,8 @@ class SSEUpstream:
                         self.wfile.flush()
                 n, delay = (200, 0.05) if step == "slow" else (up.tokens, up.delay_s)
                 self._event({"role": "assistant", "content": ""})
+                if step == "torn":
+                    return
                 for i in range(2 if step == "cut" else n):
                     if delay:
                         time.sleep(delay)

@@ -24,9 +24,22 @@ def test_help_does_not_import_heavy_modules() -> None:
     assert "HEAVY []" in out
 
 
+def test_every_subcommand_is_registered_from_the_cli_package() -> None:
+    import argparse
+
+    from cowest.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    assert list(sub.choices) == ["tasks", "data", "eval", "report", "sft", "feedback", "align", "run", "models",
+                                 "serve", "router"]
+    assert all(p.get_default("func").__module__.startswith("cowest.cli.") for p in sub.choices.values()
+               if p.get_default("func"))
+
+
 def test_module_entry_point_runs() -> None:
     proc = subprocess.run([sys.executable, "-m", "cowest", "tasks"], capture_output=True, text=True)
     assert proc.returncode == 0 and "ifqa" in proc.stdout and "subsets: commonsense" in proc.stdout
+    assert "options: cop_base" in proc.stdout and "options: family, fields, labels" in proc.stdout
 
 
 @needs_data
@@ -73,7 +86,7 @@ def test_data_check_jsonl_fields(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert main(argv[:-2] + ["--fields", "question"]) == 2
     assert "expected COWEST_FIELD=FILE_KEY" in capsys.readouterr().err
     assert main(["data", "check", str(path), "--task", "jsonl"]) == 2
-    assert "'task.family'" in capsys.readouterr().err
+    assert "'task.options.family'" in capsys.readouterr().err
 
 
 def test_subprocess_error_is_one_line_with_exit_2(tmp_path: Path) -> None:

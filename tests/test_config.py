@@ -145,7 +145,7 @@ def test_a_secret_in_base_url_is_refused_before_it_reaches_disk(url):
     ("eval.seeds=[0, 0]", "eval.seeds"),
     ("eval.seeds=[]", "eval.seeds"),
     ("eval.strategies=[]", "eval.strategies"),
-    ("eval.draft_formats=[cot, cot]", "eval.draft_formats"),
+    ("collaboration.eval_draft_formats=[cot, cot]", "collaboration.eval_draft_formats"),
     ("models.strong.max_retries=-1", "models.strong.max_retries"),
     ("models.strong.concurrency=0", "models.strong.concurrency"),
     ("models.weak.timeout_s=-1", "models.weak.timeout_s"),
@@ -243,3 +243,39 @@ def test_a_key_in_the_base_url_path_is_redacted_in_what_is_written(tmp_path: Pat
     text = dump_config(cfg)
     assert secret not in text and "https://gateway.example/v1/***/openai" in text
     assert secret not in str(stage_inputs(cfg, "eval"))
+
+
+@pytest.mark.parametrize("text,old,new", [
+    ("feedback: {draft_format: knowledge}\n", "feedback.draft_format", "collaboration.draft_format"),
+    ("eval: {draft_formats: [cot, direct]}\n", "eval.draft_formats", "collaboration.eval_draft_formats"),
+    ("eval:\n  prompts: {answer: '{question}'}\n", "eval.prompts", "collaboration.prompts"),
+    ("task: {name: medmcqa, cop_base: 1}\n", "task.cop_base", "task.options.cop_base"),
+    ("task: {name: ifqa, show_context: true}\n", "task.show_context", "task.options.show_context"),
+    ("task: {name: jsonl, family: qa}\n", "task.family", "task.options.family"),
+    ("task: {name: jsonl, fields: {question: q}}\n", "task.fields", "task.options.fields"),
+    ("task: {name: jsonl, labels: [a, b]}\n", "task.labels", "task.options.labels"),
+])
+def test_a_moved_key_names_the_file_and_its_new_place(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                      text: str, old: str, new: str) -> None:
+    from cowest.cli import main
+
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as e:
+        load_config(path)
+    assert str(e.value) == f"{path}: '{old}' has moved: write it as '{new}'"
+    assert main(["eval", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err == f"cowest: error: {path}: '{old}' has moved: write it as '{new}'\n"
+
+
+def test_a_moved_key_in_an_override_names_its_new_place() -> None:
+    with pytest.raises(ConfigError, match=r"^override 'eval\.prompts\.refine': 'eval\.prompts' has moved: write it "
+                                          r"as 'collaboration\.prompts\.refine'$"):
+        load_config(None, ["eval.prompts.refine=x"])
+
+
+def test_collaboration_formats_default_to_the_draft_format() -> None:
+    c = ExperimentConfig.model_validate({"collaboration": {"draft_format": "knowledge"}}).collaboration
+    assert c.formats_evaluated == ["knowledge"]
+    c = ExperimentConfig.model_validate({"collaboration": {"eval_draft_formats": ["direct", "cot"]}}).collaboration
+    assert (c.draft_format, c.formats_evaluated) == ("cot", ["direct", "cot"])

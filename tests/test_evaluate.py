@@ -32,7 +32,7 @@ def setup(tmp_path):
     def cfg(**kw):
         base = {"run_dir": str(tmp_path / "run"), "task": {"name": "medmcqa", "data": str(data)},
                 "models": {"weak": {"spec": "mock/answer:Answer: A"}, "strong": {"spec": f"mock/rules:{rules}"}},
-                "eval": {"strategies": ["weak_only", "strong_only", "collaborate"], "draft_formats": ["cot"],
+                "eval": {"strategies": ["weak_only", "strong_only", "collaborate"], 
                          "seeds": [0, 1], "bootstrap_samples": 200}}
         for k, v in kw.items():
             base[k] = {**base.get(k, {}), **v}
@@ -118,7 +118,7 @@ def test_own_weak_model_per_system_same_samples(setup):
     ({"systems": [System("x", "colab")]}, "unknown strategy 'colab'; valid: collaborate"),
     ({"systems": [System("x", "collaborate", "essay")]}, "unknown draft format 'essay'; valid: cot, direct, knowledge"),
     ({"task": {"name": "ifqaa"}}, "unknown task 'ifqaa'; valid:.*ifqa"),
-    ({"eval": {"prompts": {"refin": "x"}}}, "unknown prompt template"),
+    ({"collaboration": {"prompts": {"refin": "x"}}}, "unknown prompt template"),
 ])
 def test_unknown_names_fail_before_any_model_loads(setup, monkeypatch, change, message):
     make, out, _ = setup

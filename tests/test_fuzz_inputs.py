@@ -59,7 +59,7 @@ CONFIG_CASES: list[tuple[str, str, list[str]]] = [
     ("unknown task", "", ["task.name=nope"]),
     ("huge unknown task name", "", ["task.name=" + "n" * 100_000]),
     ("unknown strategy", MOCK, ["eval.strategies=[nope]"]),
-    ("unknown draft format", MOCK, ["eval.strategies=[collaborate]", "eval.draft_formats=[nope]"]),
+    ("unknown draft format", MOCK, ["eval.strategies=[collaborate]", "collaboration.eval_draft_formats=[nope]"]),
     ("unknown provider", "models: {strong: {spec: nope/x}}\n", ["eval.strategies=[strong_only]"]),
     ("bad spec", "models: {strong: {spec: nothing}}\n", ["eval.strategies=[strong_only]"]),
     ("max_failed_share 2", "max_failed_share: 2\n", []),

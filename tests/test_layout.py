@@ -44,7 +44,8 @@ def test_every_loop_system_name_reads_back_as_its_id() -> None:
 
     cfg = ExperimentConfig.model_validate({
         "rounds": 2, "align": {"sft_positive_control": True},
-        "eval": {"draft_formats": ["cot", "direct"], "strategies": ["weak_only", "strong_only", "collaborate",
+        "collaboration": {"eval_draft_formats": ["cot", "direct"]},
+        "eval": {"strategies": ["weak_only", "strong_only", "collaborate",
                                                                     "super_icl"]}})
     names = [s.name for s in eval_systems(cfg)]
     assert names == ["weak_sft", "strong", "collab_sft", "collab_aligned_r1", "collab_sft_positive_r1",

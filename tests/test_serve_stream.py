@@ -118,6 +118,18 @@ def test_upstream_failure_before_the_first_token_is_retried() -> None:
     assert chunks[-1].choices[0].finish_reason == "stop"
 
 
+def test_the_sdk_retries_the_open_honouring_retry_after_and_a_torn_stream_is_opened_again() -> None:
+    """Opening the stream is the openai SDK's retry (the 429's `Retry-After: 1` is waited out: its own backoff
+    alone is under a second); a 200 stream that ends before its first text is opened again by serve's thin retry."""
+    with SSEUpstream() as up, Served(stream_collab(up, max_retries=2)) as s:
+        t0 = time.monotonic()
+        chunks = list(s.client().chat.completions.create(model="cowest", stream=True,
+                                                          messages=[{"role": "user", "content": "plan:429,torn,ok"}]))
+        waited = time.monotonic() - t0
+    assert up.hits["429,torn,ok"] == 3 and waited >= 1.0
+    assert "".join(c.choices[0].delta.content or "" for c in chunks) == "t0 t1 t2 t3 t4 "
+
+
 @pytest.mark.parametrize("plan, hits", [("500", 2), ("400", 1)])
 def test_upstream_that_keeps_failing_is_a_plain_502_without_internals(plan: str, hits: int) -> None:
     with SSEUpstream() as up, Served(stream_collab(up, max_retries=1)) as s:

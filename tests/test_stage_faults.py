@@ -28,7 +28,7 @@ def write_config(tmp_path: Path, srv: FaultServer, data: Path, **top) -> Path:
     model = {"base_url": srv.base_url, "api_key_env": "COWEST_TEST_NO_SUCH_KEY", "timeout_s": 2, "max_retries": 1,
              "concurrency": 4}
     cfg = {"run_dir": str(tmp_path / "run"),
-           "task": {"name": "jsonl", "data": str(data), "family": "qa", "train_split": "train", "eval_split": "dev"},
+           "task": {"name": "jsonl", "data": str(data), "options": {"family": "qa"}, "train_split": "train", "eval_split": "dev"},
            "models": {"weak": {"spec": "openai/weak", **model}, "strong": {"spec": "openai/strong", **model}},
            "eval": {"strategies": ["weak_only", "strong_only"], "bootstrap_samples": 20},
            "feedback": {"k": 2}, **top}

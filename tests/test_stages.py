@@ -62,13 +62,15 @@ def test_speed_settings_are_not_inputs_and_later_rounds_depend_on_align(tmp_path
     assert "align.beta" in st.inputs and stage_inputs(cfg(tmp_path), "feedback", 2) == st.inputs
 
 
-def test_a_changed_cop_base_redoes_sft(tmp_path):
-    """MedMCQA's gold letters depend on task.cop_base: SFT trained on the old labels is not "done" for the new ones."""
-    st = stage(cfg(tmp_path, task={"name": "medmcqa", "cop_base": 0}), "sft", tmp_path / "sft")
+@pytest.mark.parametrize("before", [{"cop_base": 0}, {}])
+def test_a_changed_cop_base_redoes_sft(tmp_path, before):
+    """MedMCQA's gold letters depend on task.options.cop_base: SFT trained on the old labels is not "done" for the
+    new ones, whether the option was set before or left to its default."""
+    st = stage(cfg(tmp_path, task={"name": "medmcqa", "options": before}), "sft", tmp_path / "sft")
     st.begin()
     st.finish()
-    with pytest.raises(ConfigError, match=r"differing keys: task\.cop_base\b"):
-        stage(cfg(tmp_path, task={"name": "medmcqa", "cop_base": 1}), "sft", tmp_path / "sft").begin()
+    with pytest.raises(ConfigError, match=r"differing keys: task\.options\.cop_base\b"):
+        stage(cfg(tmp_path, task={"name": "medmcqa", "options": {"cop_base": 1}}), "sft", tmp_path / "sft").begin()
 
 
 @pytest.mark.parametrize("change", [{"engine": "llamacpp"}, {"dtype": "bfloat16"}, {"batch_size": 32}])
@@ -95,7 +97,7 @@ def test_training_batch_sizes_are_inputs_generation_batch_sizes_are_not(tmp_path
 
 
 def test_a_record_of_an_earlier_version_is_compared_on_the_keys_it_holds(tmp_path):
-    """inputs.json written before task.cop_base and sft.batch_size were inputs (and while the weak engine was one)
+    """inputs.json written before task.options and sft.batch_size were inputs (and while the weak engine was one)
     still reads as the same inputs; a key both hold with different values is still refused."""
     import json
 
@@ -103,7 +105,7 @@ def test_a_record_of_an_earlier_version_is_compared_on_the_keys_it_holds(tmp_pat
     st.begin()
     st.finish()
     old = dict(st.inputs, **{"models.weak.engine": "hf"})
-    del old["task.cop_base"], old["sft.batch_size"]
+    del old["task.options"], old["sft.batch_size"]
     (tmp_path / "sft" / "inputs.json").write_text(json.dumps(old))
     assert stage(cfg(tmp_path), "sft", tmp_path / "sft").begin() is False
     with pytest.raises(ConfigError, match=r"differing keys: sft\.lr\b"):

@@ -36,7 +36,9 @@ def write_jsonl(path: Path, rows: list) -> Path:
 
 
 def read(name: str, path: Path, **cfg) -> list:
-    return get_task(name).read_file(path, TaskConfig(name=name, **cfg))
+    """The task's reader on `path`; keyword arguments that are no TaskConfig field are the task's options."""
+    options = {k: cfg.pop(k) for k in list(cfg) if k not in TaskConfig.model_fields}
+    return get_task(name).read_file(path, TaskConfig(name=name, options=options, **cfg))
 
 
 def test_registry_lists_every_builtin_task() -> None:
@@ -65,7 +67,7 @@ def test_real_files_match_readme_counts(name: str, subset: str | None) -> None:
 @needs_data
 def test_real_ifqa_keeps_context_out_of_the_question_unless_asked() -> None:
     plain = load_samples(TaskConfig(name="ifqa", data=str(DATA)), "dev", limit=5)
-    shown = load_samples(TaskConfig(name="ifqa", data=str(DATA), show_context=True), "dev", limit=5)
+    shown = load_samples(TaskConfig(name="ifqa", data=str(DATA), options={"show_context": True}), "dev", limit=5)
     assert [s.id for s in plain] == [s.id for s in shown]  # the seeded subsample does not depend on show_context
     for p, s in zip(plain, shown):
         assert p.metadata["context"] and p.metadata["context"][0] not in p.question
@@ -281,11 +283,11 @@ def test_jsonl_task_families(tmp_path: Path) -> None:
 
 def test_jsonl_task_config_errors(tmp_path: Path) -> None:
     path = write_jsonl(tmp_path / "x.jsonl", [{"id": 1, "question": "q", "answer": "a"}])
-    with pytest.raises(ConfigError, match="task.family"):
+    with pytest.raises(ConfigError, match=r"task\.options\.family"):
         read("jsonl", path)
-    with pytest.raises(ConfigError, match="task.labels"):
+    with pytest.raises(ConfigError, match=r"task\.options\.labels"):
         read("jsonl", path, family="cls")
-    with pytest.raises(ConfigError, match="'task.fields.anwser': unknown field; valid: id, question, answer"):
+    with pytest.raises(ConfigError, match="'task.options.fields.anwser': unknown field; valid: id, question, answer"):
         read("jsonl", path, family="qa", fields={"anwser": "a"})
     with pytest.raises(DataError, match=r"x\.jsonl:1, field 'ident': missing"):
         read("jsonl", path, family="qa", fields={"id": "ident"})  # an explicitly mapped id must exist
@@ -374,8 +376,8 @@ def test_byte_order_mark_is_tolerated(tmp_path: Path) -> None:
 def test_jsonl_task_reports_the_metrics_of_its_family():
     from cowest.tasks.base import task_metrics
 
-    assert task_metrics(TaskConfig(name="jsonl", family="cls")) == ("accuracy", "macro_f1")
-    assert task_metrics(TaskConfig(name="jsonl", family="qa"))[0] == "exact_match"
+    assert task_metrics(TaskConfig(name="jsonl", options={"family": "cls"})) == ("accuracy", "macro_f1")
+    assert task_metrics(TaskConfig(name="jsonl", options={"family": "qa"}))[0] == "exact_match"
     assert task_metrics(TaskConfig(name="medmcqa")) == get_task("medmcqa").metrics
 
 
@@ -384,8 +386,33 @@ def test_medmcqa_cop_base_is_never_guessed_when_the_values_do_not_settle_it(tmp_
             for i, c in enumerate([1, 2, 3])]
     f = tmp_path / "small.jsonl"
     f.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
-    with pytest.raises(DataError, match=r"small\.jsonl:1.*'cop'.*task\.cop_base"):
+    with pytest.raises(DataError, match=r"small\.jsonl:1.*'cop'.*task\.options\.cop_base"):
         load_samples(TaskConfig(name="medmcqa", data=str(f)), "train")
-    one = load_samples(TaskConfig(name="medmcqa", data=str(f), cop_base=1), "train")
-    zero = load_samples(TaskConfig(name="medmcqa", data=str(f), cop_base=0), "train")
+    one = load_samples(TaskConfig(name="medmcqa", data=str(f), options={"cop_base": 1}), "train")
+    zero = load_samples(TaskConfig(name="medmcqa", data=str(f), options={"cop_base": 0}), "train")
     assert [s.gold for s in one] == ["A", "B", "C"] and [s.gold for s in zero] == ["B", "C", "D"]
+
+
+@pytest.mark.parametrize("name,options,message", [
+    ("medmcqa", {"show_context": True}, "'task.options.show_context': unknown option of task 'medmcqa'; valid: cop_base"),
+    ("ifqa", {"cop_base": 1}, "'task.options.cop_base': unknown option of task 'ifqa'; valid: show_context"),
+    ("jsonl", {"famly": "qa"}, "'task.options.famly': unknown option of task 'jsonl'; valid: family, fields, labels"),
+    ("demo", {"x": 1}, "'task.options.x': unknown option of task 'demo'; valid: none (it takes no options)"),
+    ("medmcqa", {"cop_base": 2}, "'task.options.cop_base': Input should be 0 or 1 (got 2)"),
+])
+def test_a_task_validates_its_own_options(name: str, options: dict, message: str) -> None:
+    from cowest.tasks.base import check_task
+
+    with pytest.raises(ConfigError) as e:
+        check_task(TaskConfig(name=name, options=options))
+    assert str(e.value) == message
+
+
+def test_an_unknown_task_option_is_a_one_line_cli_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from cowest.cli import main
+
+    cfg = tmp_path / "exp.yaml"
+    cfg.write_text("task: {name: medmcqa, options: {cop_bse: 1}}\n")
+    assert main(["eval", str(cfg), f"run_dir={tmp_path / 'run'}"]) == 2
+    err = capsys.readouterr().err
+    assert err == "cowest: error: 'task.options.cop_bse': unknown option of task 'medmcqa'; valid: cop_base\n"

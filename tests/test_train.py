@@ -47,17 +47,17 @@ def test_sft_rows_are_the_drafting_prompt_and_gold_draft():
     cfg = _cfg()
     s = _samples(1)[0]
     (row,) = sft_rows([s], cfg)
-    assert row["prompt"] == draft_messages(s, "cot", cfg.eval.prompts)
+    assert row["prompt"] == draft_messages(s, "cot", cfg.collaboration.prompts)
     assert row["completion"] == [{"role": "assistant", "content": f"{s.rationale}\nAnswer: {s.gold}"}]
 
 
 def test_knowledge_drafts_with_answer_rows_train_both_prompts():
     cfg = ExperimentConfig.model_validate({
-        "feedback": {"draft_format": "knowledge"}, "sft": {"answer_rows": "auto"},
-        "eval": {"prompts": {"answer": "{question}", "draft_knowledge": "{question}\nThe facts:"}}})
+        "sft": {"answer_rows": "auto"}, "collaboration": {
+            "draft_format": "knowledge", "prompts": {"answer": "{question}", "draft_knowledge": "{question}\nThe facts:"}}})
     s = demo.build("train", cfg.task)[8 * demo.N_PRODUCTS]  # the first reasoning question, after the plain facts
     draft, alone = sft_rows([s], cfg)
-    assert draft["prompt"] == draft_messages(s, "knowledge", cfg.eval.prompts)
+    assert draft["prompt"] == draft_messages(s, "knowledge", cfg.collaboration.prompts)
     assert draft["completion"][0]["content"] == s.knowledge  # the facts alone: no step, no answer
     assert "Answer:" not in s.knowledge and s.knowledge != s.rationale
     assert alone["prompt"][-1]["content"] == f"Question: {s.question}"
@@ -68,8 +68,8 @@ def test_knowledge_drafts_with_answer_rows_train_both_prompts():
 
 def test_answer_rows_refuse_one_prompt_with_two_targets():
     cfg = ExperimentConfig.model_validate({
-        "feedback": {"draft_format": "knowledge"}, "sft": {"answer_rows": "auto"},
-        "eval": {"prompts": {"answer": "{question}", "draft_knowledge": "{question}"}}})
+        "sft": {"answer_rows": "auto"}, "collaboration": {
+            "draft_format": "knowledge", "prompts": {"answer": "{question}", "draft_knowledge": "{question}"}}})
     with pytest.raises(ConfigError, match="answer prompt is its 'knowledge' draft prompt"):
         sft_rows(_samples(1), cfg)
 

@@ -23,6 +23,13 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+def _no_repeats(values: list[Any] | None) -> list[Any] | None:
+    repeated = sorted({str(v) for v in values if values.count(v) > 1}) if values else []
+    if repeated:
+        raise ValueError(f"lists {', '.join(repeated)} more than once")
+    return values
+
+
 class TaskConfig(Section):
     name: str = "demo"
     """Task name (see `cowest tasks`)."""
@@ -37,16 +44,9 @@ class TaskConfig(Section):
     """Seed of the subsampling."""
     subset: str | None = None
     """Subset of a multi-part task (ETHICS: commonsense, deontology, justice, virtue, utilitarianism)."""
-    fields: dict[str, str] = Field(default_factory=dict)
-    """`jsonl` task: maps cowest fields (id, question, answer, options, label, rationale) to the file's keys."""
-    family: Literal["qa", "mc", "cls"] | None = None
-    """`jsonl` task: qa (short answer), mc (options) or cls (labels)."""
-    labels: list[str] | None = None
-    """`jsonl` task with family cls: the valid labels."""
-    cop_base: Literal[0, 1] | None = None
-    """MedMCQA rows with `cop`: 0 = hub (0..3), 1 = original release (1..4); None = read off the values."""
-    show_context: bool = False
-    """IfQA / PubMedQA: show the evidence passages to the models."""
+    options: dict[str, Any] = Field(default_factory=dict)
+    """The task's own settings, validated by the task (`cowest tasks` lists them): medmcqa `cop_base`, ifqa
+    `show_context`, jsonl `family`, `fields`, `labels` (e.g. `task: {name: medmcqa, options: {cop_base: 1}}`)."""
 
 
 class ModelConfig(Section):
@@ -134,25 +134,18 @@ class GenerationConfig(Section):
 
 class EvalConfig(Section):
     strategies: list[str] = Field(default_factory=lambda: ["weak_only", "strong_only", "collaborate"], min_length=1)
-    draft_formats: list[str] = Field(default_factory=lambda: ["cot"], min_length=1)
-    """Draft formats for `collaborate`: cot, knowledge, direct."""
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
     bootstrap_samples: int = Field(1000, ge=1)
-    prompts: dict[str, str] = Field(default_factory=dict)
-    """Overrides of named prompt templates (see cowest.tasks.prompts)."""
     recall_split: str | None = None
     """`cowest run`: also score the SFT weak model alone on this split of training facts (the demo's `facts`), its
     recall of what SFT taught it, reported next to the results."""
     max_cut_share: float = 0.05
     """Warn when more than this share of a role's replies hit its token limit (generation.<role>.max_tokens)."""
 
-    @field_validator("strategies", "draft_formats", "seeds")
+    @field_validator("strategies", "seeds")
     @classmethod
-    def _no_repeats(cls, values: list) -> list:
-        repeated = sorted({str(v) for v in values if values.count(v) > 1})
-        if repeated:
-            raise ValueError(f"lists {', '.join(repeated)} more than once")
-        return values
+    def _no_repeats(cls, values: list[Any]) -> list[Any]:
+        return _no_repeats(values) or values
 
 
 class SFTConfig(Section):
@@ -207,7 +200,34 @@ class FeedbackConfig(Section):
     """Keep a pair only when Δ_chosen − Δ_rejected >= min_gap (0: every chosen/rejected combination qualifies)."""
     max_pairs_per_question: int | None = Field(default=4, ge=1)
     """At most this many pairs per question, the largest gaps; None = all of them."""
-    draft_format: Literal["cot", "knowledge", "direct"] = "cot"
+
+
+DraftFormat = Literal["cot", "knowledge", "direct"]
+
+
+class CollaborationConfig(Section):
+    """How the weak and the strong model talk, for every stage alike: the draft the weak model writes and the
+    prompts of both. SFT trains the weak model to write `draft_format`, feedback samples and aligns drafts of it,
+    `cowest serve` drafts in it, and evaluation scores `collaborate` with it (and with `eval_draft_formats`)."""
+
+    draft_format: DraftFormat = "cot"
+    """cot (reasoning, then `Answer: X`), knowledge (the facts the question needs, no answer) or direct (`Answer: X`
+    alone)."""
+    eval_draft_formats: list[DraftFormat] | None = Field(None, min_length=1)
+    """The formats `collaborate` is evaluated with; None = `draft_format` alone. `cowest run` evaluates the others
+    with the SFT and the last aligned weak model beside the main systems."""
+    prompts: dict[str, str] = Field(default_factory=dict)
+    """Overrides of named prompt templates (see cowest.tasks.prompts), for training, feedback, eval and serve."""
+
+    @field_validator("eval_draft_formats")
+    @classmethod
+    def _no_repeats(cls, values: list[DraftFormat] | None) -> list[DraftFormat] | None:
+        return _no_repeats(values)
+
+    @property
+    def formats_evaluated(self) -> list[str]:
+        """The draft formats `collaborate` is evaluated with, the first being the default."""
+        return list(self.eval_draft_formats or [self.draft_format])
 
 
 # TRL 1.16's DPO losses (`trl.DPOConfig.loss_type`; tests/test_train.py checks the list against the installed TRL).
@@ -286,6 +306,7 @@ class ExperimentConfig(Section):
     task: TaskConfig = Field(default_factory=TaskConfig)
     models: ModelsConfig = Field(default_factory=ModelsConfig)
     generation: GenerationConfig = Field(default_factory=GenerationConfig)
+    collaboration: CollaborationConfig = Field(default_factory=CollaborationConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     sft: SFTConfig = Field(default_factory=SFTConfig)
     feedback: FeedbackConfig = Field(default_factory=FeedbackConfig)
@@ -361,12 +382,42 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> ExperimentConfig:
     """Load YAML (or defaults when `path` is None), apply dotted overrides, validate."""
     data: dict[str, Any] = read_config_file(path) if path is not None else {}
+    if path is not None:
+        check_moved_keys(data, str(path))
     for key, value in parse_overrides(overrides or []):
+        old = next((k for k in MOVED_KEYS if key == k or key.startswith(k + ".")), None)
+        if old is not None:
+            raise ConfigError(f"override '{key}': '{old}' has moved: write it as '{MOVED_KEYS[old]}{key[len(old):]}'")
         _set_dotted(data, key, value)
     return validate_config(data, source=str(path) if path else "<overrides>")
 
 
+MOVED_KEYS = {
+    "feedback.draft_format": "collaboration.draft_format",
+    "eval.draft_formats": "collaboration.eval_draft_formats",
+    "eval.prompts": "collaboration.prompts",
+    "task.cop_base": "task.options.cop_base",
+    "task.show_context": "task.options.show_context",
+    "task.fields": "task.options.fields",
+    "task.family": "task.options.family",
+    "task.labels": "task.options.labels",
+}
+"""Keys of earlier versions -> their place now: a config that still uses one fails, naming both."""
+
+
+def check_moved_keys(data: dict[str, Any], source: str) -> None:
+    """A one-line error for every key of `data` that has moved (see MOVED_KEYS)."""
+    moved = []
+    for old, new in MOVED_KEYS.items():
+        section, key = old.split(".")
+        if isinstance(data.get(section), dict) and key in data[section]:
+            moved.append((old, new))
+    if moved:
+        raise ConfigError("; ".join(f"{source}: '{old}' has moved: write it as '{new}'" for old, new in moved))
+
+
 def validate_config(data: dict[str, Any], source: str = "<config>") -> ExperimentConfig:
+    check_moved_keys(data, source)
     try:
         return ExperimentConfig.model_validate(data)
     except ValidationError as e:

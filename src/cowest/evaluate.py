@@ -34,7 +34,7 @@ def default_systems(cfg: ExperimentConfig) -> list[System]:
     out = []
     for strat in cfg.eval.strategies:
         if strat in USES_DRAFT_FORMAT:
-            out += [System(f"{strat}-{fmt}", strat, fmt) for fmt in cfg.eval.draft_formats]
+            out += [System(f"{strat}-{fmt}", strat, fmt) for fmt in cfg.collaboration.formats_evaluated]
         else:
             out.append(System(strat, strat))
     return out
@@ -43,18 +43,18 @@ def default_systems(cfg: ExperimentConfig) -> list[System]:
 def check_systems(cfg: ExperimentConfig, systems: list[System], *, before_feedback: bool = False) -> None:
     """Fail on unknown strategies, draft formats, prompt names or tasks, and on clashing system names.
     `before_feedback`: a whole run is being planned, which trains the learned router itself after its feedback."""
-    from cowest.tasks.base import get_task
+    from cowest.tasks.base import check_task
     from cowest.tasks.prompts import check_overrides
 
-    get_task(cfg.task.name)
-    check_overrides(cfg.eval.prompts)
+    check_task(cfg.task)
+    check_overrides(cfg.collaboration.prompts)
     seen = set()
     for s in systems:
         check_strategy(s.strategy, s.draft_format)
         if s.strategy == "route":
             from cowest.routing.checks import check_route
 
-            check_route(cfg, s.draft_format or cfg.eval.draft_formats[0], learned_later=before_feedback)
+            check_route(cfg, s.draft_format or cfg.collaboration.formats_evaluated[0], learned_later=before_feedback)
         if not re.fullmatch(r"[A-Za-z0-9_.+-]+", s.name):
             raise ConfigError(f"system name '{s.name}' must be letters, digits and _.+- (it names a file)")
         if s.name in seen:

@@ -314,7 +314,7 @@ def run_feedback(
     `timings`, when given, accumulates wall seconds per step: drafts, solo, refine, evaluate."""
     fb = cfg.feedback
     st = _Settings(
-        draft_format=fb.draft_format, overrides=cfg.eval.prompts,
+        draft_format=cfg.collaboration.draft_format, overrides=cfg.collaboration.prompts,
         draft_params=cfg.generation.weak.model_copy(update={"n": fb.k, "temperature": fb.temperature,
                                                             "top_p": fb.top_p}),
         strong_params=cfg.generation.strong.model_copy(update={"n": 1}), evaluator=EVALUATORS.get(fb.evaluator),

@@ -239,15 +239,15 @@ def align_stage(cfg: ExperimentConfig, rnd: int, method: str) -> Stage:
 def eval_systems(cfg: ExperimentConfig) -> list["System"]:
     """Weak SFT alone, strong alone, collaboration with the SFT weak model and with each round's aligned model
     (align.method), the sft_positive control when enabled; then any other `eval.strategies` (super_icl,
-    self_refine ...) with the SFT weak model, and the other `eval.draft_formats` with the SFT and the last aligned
-    weak model."""
+    self_refine ...) with the SFT weak model, and the other `collaboration.eval_draft_formats` with the SFT and the
+    last aligned weak model."""
     ids = [SystemId.weak_sft(), SystemId.strong(), SystemId.collab()]
     for r in range(1, cfg.rounds + 1):
         ids.append(SystemId.collab("aligned", r))
         if cfg.align.sft_positive_control:
             ids.append(SystemId.collab("sft_positive", r))
-    for other in cfg.eval.draft_formats:
-        if "collaborate" in cfg.eval.strategies and other != cfg.feedback.draft_format:
+    for other in cfg.collaboration.formats_evaluated:
+        if "collaborate" in cfg.eval.strategies and other != cfg.collaboration.draft_format:
             ids += [SystemId.collab("sft", None, other), SystemId.collab("aligned", cfg.rounds, other)]
     ids += [SystemId(strat) for strat in cfg.eval.strategies if strat not in ("weak_only", "strong_only", "collaborate")]
     return [loop_system(cfg, sid) for sid in ids]
@@ -264,7 +264,7 @@ def loop_system(cfg: ExperimentConfig, sid: SystemId) -> "System":
         method = cfg.align.method if sid.weak == "aligned" else "sft_positive"
         weak = weak_model(cfg, run.aligned_adapter(sid.round, method))
     uses_format = sid.strategy not in ("weak_only", "strong_only")
-    fmt = (sid.draft_format or cfg.feedback.draft_format) if uses_format else None
+    fmt = (sid.draft_format or cfg.collaboration.draft_format) if uses_format else None
     return System(sid.name, sid.strategy, fmt, weak)
 
 

@@ -18,7 +18,7 @@ from pydantic import BaseModel
 from cowest.config import FeedbackConfig
 from cowest.feedback import FeedbackRecord
 from cowest.layout import FAULTS_FILE, PAIRS_FILE, PAIRS_PLOT, PAIRS_STATS
-from cowest.models.hf import render_plain  # the layout the hf backend prompts a template-less weak model with
+from cowest.models.text import render_plain  # the layout the hf backend prompts a template-less weak model with
 from cowest.records import Message, PreferencePair, write_jsonl
 
 Scored = tuple[str, float]  # a distinct draft text and its Δ

@@ -46,7 +46,7 @@ def bootstrap_rationales(samples: list[Sample], backend: Backend, cfg: Experimen
     params = role_params.model_copy(update={"n": s.rationale_samples, "temperature": s.rationale_temperature,
                                             "seed": s.seed})
     todo = [x for x in samples if not (x.rationale or "").strip()]
-    prompts = [draft_messages(x, "cot", cfg.eval.prompts) for x in todo]
+    prompts = [draft_messages(x, "cot", cfg.collaboration.prompts) for x in todo]
     found: dict[str, str] = {}
     for sample, gens in zip(todo, backend.generate(prompts, params) if prompts else []):
         for g in gens:

@@ -2,8 +2,8 @@
 
 The served model drafts with the weak model (aligned when an adapter is given or the run folder has one) from the
 last user message, then the strong model reads question + draft and writes the reply. This module holds the model
-side (`Collaboration`: backends, prompts, the draft and answer calls) and the command; the HTTP side is
-`cowest.serve_app`, the request it accepts `cowest.serve_request`.
+side (`Collaboration`: backends, prompts, the draft and answer calls) and the bearer token; the HTTP side is
+`cowest.serve_app`, the request it accepts `cowest.serve_request`, the command `cowest.cli.serve`.
 
 Draft and non-streamed answer calls block, so the app runs them in its own thread pool; local backends (llama.cpp,
 transformers) are not safe to call from two threads at once, so each is guarded by a lock, while an
@@ -13,7 +13,6 @@ async (the SDK's AsyncOpenAI), so a client that leaves cancels it and closes the
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import ipaddress
 import os
@@ -22,9 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, AsyncGenerator, AsyncIterator
 
-from cowest.config import ExperimentConfig, ModelConfig, validate_config
+from cowest.config import ExperimentConfig, ModelConfig
 from cowest.errors import ConfigError, CowestError, require
-from cowest.models.openai_backend import parse_retry_after
+from cowest.models.openai_backend import malformed_backoff_s
 from cowest.records import Generation, Message, Sample, SamplingParams
 from cowest.routing.routers import ANSWERLESS_FORMATS
 
@@ -57,10 +56,6 @@ class UpstreamError(CowestError):
     the kind of failure only: no upstream URL or body reaches a client."""
 
 
-STREAM_BACKOFF_S = 0.5
-STREAM_BACKOFF_MAX_S = 30.0
-
-
 def _delta(chunk: Any) -> Delta | None:
     choice = chunk.choices[0] if getattr(chunk, "choices", None) else None
     if choice is None:
@@ -71,20 +66,22 @@ def _delta(chunk: Any) -> Delta | None:
     return Delta(text, choice.finish_reason) if text or choice.finish_reason else None
 
 
-def _upstream_failure(e: BaseException) -> tuple[bool, float | None] | None:
-    """(retryable, seconds the server asked to wait) for a failed stream, classified as the non-streaming backend
-    does: 429, 408, 409, 5xx, timeouts, dropped connections, error events and torn chunks are retried; other
-    client errors are not. None: not an upstream failure (a bug, to re-raise)."""
+def _is_upstream_failure(e: BaseException) -> bool:
+    """Whether `e` is the endpoint's failure (an HTTP status, a timeout, a dropped connection, an error event, a
+    torn chunk, an early end) rather than a bug, which re-raises."""
     import httpx
 
     openai = require("openai", "openai")
-    if isinstance(e, openai.APIStatusError):
-        status = e.status_code
-        ra = parse_retry_after(e.response.headers) if status in (429, 503) else None
-        return status == 429 or status >= 500 or status in (408, 409), ra
-    if isinstance(e, (openai.APIError, httpx.HTTPError, ValueError)):
-        return True, None
-    return None
+    return isinstance(e, (openai.APIError, httpx.HTTPError, ValueError))
+
+
+def _open_failed(e: BaseException) -> UpstreamError:
+    """The error of a stream the SDK could not open, after its retries (a client error is not retried)."""
+    openai = require("openai", "openai")
+    status = e.status_code if isinstance(e, openai.APIStatusError) else None
+    retried = status is None or status in (408, 409, 429) or status >= 500
+    return UpstreamError(f"strong model: request {'gave up after its retries' if retried else 'failed'} "
+                         f"({type(e).__name__})")
 
 
 class TruncatedStream(ValueError):
@@ -141,26 +138,26 @@ class Collaboration:
         if cfg.route.serve:  # a missing learned router fails before any model loads
             from cowest.routing.checks import check_route
 
-            check_route(cfg, cfg.feedback.draft_format)
+            check_route(cfg, cfg.collaboration.draft_format)
         weak = _wrap(load_backend(wcfg), wcfg)
         strong = _wrap(load_backend(scfg), scfg)
         router = None
         if cfg.route.serve:
             from cowest.routing.serve_route import ServeRoute
 
-            router = ServeRoute.build(cfg, weak, cfg.feedback.draft_format)
+            router = ServeRoute.build(cfg, weak, cfg.collaboration.draft_format)
         return cls(cfg, weak, strong, strong_cfg=scfg if remote else None,
                    adapter=str(adapter_path) if adapter_path else None, router=router)
 
     @property
     def draft_format(self) -> str:
-        return self.cfg.feedback.draft_format
+        return self.cfg.collaboration.draft_format
 
     def sample(self, question: str, request_id: str) -> Sample:
         return Sample(id=request_id, task="serve", family="qa", question=question, answers=[])
 
     def draft(self, sample: Sample) -> Generation:
-        msgs = draft_prompt(sample, self.draft_format, self.cfg.eval.prompts)
+        msgs = draft_prompt(sample, self.draft_format, self.cfg.collaboration.prompts)
         answerless = self.draft_format in ANSWERLESS_FORMATS
         params = self.router.draft_params(self.cfg.generation.weak) if self.router and not answerless \
             else self.cfg.generation.weak
@@ -180,8 +177,8 @@ class Collaboration:
         from cowest.tasks.prompts import refine_messages, solo_messages
 
         if route == "strong":
-            return solo_messages(sample, self.cfg.eval.prompts)
-        return refine_messages(sample, draft, self.draft_format, self.cfg.eval.prompts)
+            return solo_messages(sample, self.cfg.collaboration.prompts)
+        return refine_messages(sample, draft, self.draft_format, self.cfg.collaboration.prompts)
 
     def strong_params(self, max_tokens: int | None, temperature: float | None,
                       top_p: float | None = None) -> SamplingParams:
@@ -205,29 +202,31 @@ class Collaboration:
         """Deltas of the strong answer from its OpenAI-compatible endpoint (`stream=True`, async: closing this
         generator, or cancelling the task awaiting it, closes the upstream connection).
 
-        Opening the stream and reading up to its first text is retried like a non-streaming request
-        (`max_retries` of the strong model, backoff, Retry-After); past the first text a failure raises
-        `UpstreamError` (the answer cannot be taken back)."""
+        Opening the stream is retried by the openai SDK (`max_retries` of the strong model: 429 honouring
+        Retry-After, 408, 409, 5xx, timeouts, dropped connections, with its backoff). A stream that opened but
+        broke before its first text (an error event, a torn chunk, an early end) is opened again, as the
+        non-streaming backend retries a malformed 2xx body, with the same budget. Past the first text a failure
+        raises `UpstreamError` (the answer cannot be taken back)."""
         assert self.strong_cfg is not None
         attempts = self.strong_cfg.max_retries + 1
         for attempt in range(1, attempts + 1):
-            stream = None
             try:
                 stream = await self._open_stream(messages, params)
+            except Exception as e:  # noqa: BLE001 - classified: anything else is a bug and re-raises
+                if not _is_upstream_failure(e):
+                    raise
+                raise _open_failed(e) from None
+            try:
                 pending = [d async for d in _deltas(stream, until_text=True)]
                 break
             except Exception as e:  # noqa: BLE001 - classified: anything else is a bug and re-raises
-                if stream is not None:
-                    await stream.close()
-                failure = _upstream_failure(e)
-                if failure is None:
+                await stream.close()
+                if not _is_upstream_failure(e):
                     raise
-                retryable, wait_s = failure
-                if not retryable or attempt == attempts:
-                    what = "failed" if not retryable else f"gave up after {attempts} attempts"
-                    raise UpstreamError(f"strong model: request {what} ({type(e).__name__})") from None
-                await asyncio.sleep(min(STREAM_BACKOFF_MAX_S, wait_s or STREAM_BACKOFF_S * 2 ** (attempt - 1)))
-        assert stream is not None  # the loop breaks only once the stream is open
+                if attempt == attempts:
+                    raise UpstreamError(f"strong model: stream broke before its first text {attempts} times "
+                                        f"({type(e).__name__})") from None
+                await asyncio.sleep(malformed_backoff_s(attempt))
         try:
             for d in pending:
                 yield d
@@ -235,7 +234,7 @@ class Collaboration:
                 async for d in _deltas(stream):
                     yield d
         except Exception as e:  # noqa: BLE001 - mid-answer: the app tells the client with an error event
-            if _upstream_failure(e) is None:
+            if not _is_upstream_failure(e):
                 raise
             raise UpstreamError(f"strong model failed mid-answer ({type(e).__name__})") from None
         finally:
@@ -248,7 +247,7 @@ class Collaboration:
             openai = require("openai", "openai")
             key = os.environ.get(c.api_key_env) or "sk-no-key"  # local servers take any key
             self._stream_client = openai.AsyncOpenAI(api_key=key, base_url=c.base_url, timeout=c.timeout_s,
-                                                     max_retries=0)
+                                                     max_retries=c.max_retries)
         model = c.spec.partition("/")[2]
         return await self._stream_client.chat.completions.create(
             model=model, messages=messages, temperature=params.temperature, top_p=params.top_p,
@@ -304,38 +303,3 @@ def server_token(cfg: ExperimentConfig, insecure_no_auth: bool) -> str | None:
     if not is_loopback(cfg.serve.host):
         raise ConfigError(f"serve: --insecure-no-auth is only allowed on a loopback host, not '{cfg.serve.host}'")
     return None
-
-
-def cmd_serve(args: argparse.Namespace) -> int:
-    from cowest.cli import config_from_args
-    from cowest.serve_app import build_app
-
-    cfg = config_from_args(args)
-    if args.host or args.port is not None:  # validated like the config: a bad --port is a one-line error
-        data = cfg.model_dump()
-        data["serve"].update({k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None})
-        cfg = validate_config(data, source="--host/--port")
-    token = server_token(cfg, args.insecure_no_auth)
-    uvicorn = require("uvicorn", "serve")
-    collab = Collaboration.load(cfg, args.adapter)
-    app = build_app(collab, token=token)
-    try:
-        uvicorn.run(app, host=cfg.serve.host, port=cfg.serve.port, log_level="warning", access_log=False)
-    finally:
-        collab.close()
-    return 0
-
-
-def add_serve_command(sub: argparse._SubParsersAction) -> None:
-    """`cowest serve CONFIG [KEY=VALUE ...] [--host H] [--port P] [--adapter DIR] [--insecure-no-auth]`."""
-    from cowest.cli import add_config_args
-
-    p = sub.add_parser("serve", help="serve the collaboration as an OpenAI-compatible endpoint (/v1/chat/completions)")
-    add_config_args(p)
-    p.add_argument("--host", default=None, help="bind address (default: serve.host, 127.0.0.1)")
-    p.add_argument("--port", type=int, default=None, help="port (default: serve.port, 8000)")
-    p.add_argument("--adapter", default=None,
-                   help="weak model adapter (default: the run folder's latest round<r>/align/adapter, else none)")
-    p.add_argument("--insecure-no-auth", action="store_true",
-                   help="serve without a bearer token (loopback hosts only)")
-    p.set_defaults(func=cmd_serve)

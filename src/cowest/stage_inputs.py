@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from cowest.config import (AlignConfig, EvalConfig, ExperimentConfig, FeedbackConfig, GenerationConfig, ModelConfig,
+from cowest.config import (AlignConfig, CollaborationConfig, EvalConfig, ExperimentConfig, FeedbackConfig, GenerationConfig, ModelConfig,
                            SFTConfig, TaskConfig, flatten)
 from cowest.records import SamplingParams
 from cowest.routing.config import RouteConfig
@@ -28,6 +28,16 @@ RUN_SETTINGS = ("concurrency", "timeout_s", "max_retries", "n_threads", "batch_s
 HOW_RUN = ("engine", "dtype")
 """ModelConfig fields that choose how a local model runs: inputs of stages that generate with it, not of training."""
 EVAL_ONLY_TASK_KEYS = ("eval_split", "eval_limit")
+
+
+def _task(t: TaskConfig, *, for_eval: bool = True) -> dict[str, Any]:
+    """The task's keys, its options validated with the defaults filled in (so that an option set later to its
+    default, or left out, records the same as before: `task.options.cop_base: null`)."""
+    from cowest.tasks.base import task_options
+
+    out = t.model_dump(mode="json", exclude=set() if for_eval else set(EVAL_ONLY_TASK_KEYS))
+    out["options"] = task_options(t).model_dump(mode="json")
+    return out
 
 
 def _model(m: ModelConfig | None, *, generates: bool = True) -> dict[str, Any] | None:
@@ -69,8 +79,8 @@ class SFTInputs(Inputs):
     """The task's fields that select and label the training rows (all but the eval split and limit)."""
     weak: dict[str, Any] = Field(alias="models.weak")
     sft: SFTConfig = Field(alias="sft")
-    draft_format: str = Field(alias="feedback.draft_format")
-    prompts: dict[str, str] = Field(alias="eval.prompts")
+    draft_format: str = Field(alias="collaboration.draft_format")
+    prompts: dict[str, str] = Field(alias="collaboration.prompts")
     weak_sampling: SamplingParams | None = _optional("generation.weak")
     strong: dict[str, Any] | None = _optional("models.strong")
     strong_sampling: SamplingParams | None = _optional("generation.strong")
@@ -78,9 +88,9 @@ class SFTInputs(Inputs):
     @classmethod
     def of(cls, cfg: ExperimentConfig) -> "SFTInputs":
         source = cfg.sft.rationales
-        return cls(task=cfg.task.model_dump(mode="json", exclude=set(EVAL_ONLY_TASK_KEYS)),
+        return cls(task=_task(cfg.task, for_eval=False),
                    weak=_model(cfg.models.weak, generates=source == "weak"), sft=cfg.sft,
-                   draft_format=cfg.feedback.draft_format, prompts=cfg.eval.prompts,
+                   draft_format=cfg.collaboration.draft_format, prompts=cfg.collaboration.prompts,
                    weak_sampling=cfg.generation.weak if source == "weak" else None,
                    strong=_model(cfg.models.strong) if source == "strong" else None,
                    strong_sampling=cfg.generation.strong if source == "strong" else None)
@@ -127,11 +137,12 @@ class EvalInputs(Inputs):
     which adapters exist (rounds, the control)."""
 
     upstream: AlignInputs
-    task: TaskConfig = Field(alias="task")
+    task: dict[str, Any] = Field(alias="task")
     weak: dict[str, Any] = Field(alias="models.weak")
     strong: dict[str, Any] = Field(alias="models.strong")
     judge: dict[str, Any] | None = Field(alias="models.judge")
     eval: EvalConfig = Field(alias="eval")
+    collaboration: CollaborationConfig = Field(alias="collaboration")
     align: dict[str, Any] = Field(alias="align")
     rounds: int = Field(alias="rounds")
     route: RouteConfig = Field(alias="route")
@@ -139,8 +150,9 @@ class EvalInputs(Inputs):
 
     @classmethod
     def of(cls, cfg: ExperimentConfig) -> "EvalInputs":
-        return cls(upstream=AlignInputs.of(cfg), task=cfg.task, weak=_model(cfg.models.weak),
+        return cls(upstream=AlignInputs.of(cfg), task=_task(cfg.task), weak=_model(cfg.models.weak),
                    strong=_model(cfg.models.strong), judge=_model(cfg.models.judge), eval=cfg.eval,
+                   collaboration=cfg.collaboration,
                    align=_align(cfg.align, with_control=True), rounds=cfg.rounds, route=cfg.route)
 
 

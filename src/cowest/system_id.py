@@ -46,7 +46,7 @@ class SystemId:
     round: int | None = None
     """The round of an aligned or sft_positive weak model."""
     draft_format: str | None = None
-    """Set only when it is not the run's feedback.draft_format."""
+    """Set only when it is not the run's collaboration.draft_format."""
 
     @classmethod
     def weak_sft(cls) -> "SystemId":

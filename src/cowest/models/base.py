@@ -31,7 +31,7 @@ PROVIDERS.register("hf", "cowest.models.hf:HFBackend")
 PROVIDERS.register("llamacpp", "cowest.models.llamacpp:LlamaCppBackend")
 PROVIDERS.register("openai", "cowest.models.openai_backend:OpenAIBackend")
 PROVIDERS.register("mock", "cowest.models.mock:MockBackend")
-PROVIDERS.register("embedded", "cowest.models.embedded:load_embedded")
+PROVIDERS.register("embedded", "cowest.models.embedded_backend:load_embedded")
 
 
 def split_spec(spec: str) -> tuple[str, str]:

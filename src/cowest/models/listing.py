@@ -6,7 +6,6 @@ A missing model prints the exact pip command that installs it.
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 
 from cowest.errors import CowestError
@@ -85,17 +84,3 @@ def format_table(rows: list[dict], verify: bool) -> str:
 def models_table(verify: bool = False) -> str:
     """The table `cowest models` prints; with `verify`, every installed model is SHA-256-checked first."""
     return format_table(model_rows(verify), verify)
-
-
-def cmd_models(args: argparse.Namespace) -> int:
-    """Print the embedded models; exit 1 when `--verify` finds an installed model whose hash is wrong."""
-    rows = model_rows(verify=args.verify)
-    print(format_table(rows, args.verify))
-    return 1 if any(r["state"] == "BAD" for r in rows) else 0
-
-
-def add_models_command(sub: argparse._SubParsersAction) -> None:
-    """Register `cowest models [--verify]` on the CLI's subparsers."""
-    p = sub.add_parser("models", help="embedded models (role, files, size, installed/verified) and backends")
-    p.add_argument("--verify", action="store_true", help="SHA-256-check every installed embedded model")
-    p.set_defaults(func=cmd_models)

@@ -26,15 +26,14 @@ import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
 from cowest.config import ModelConfig
 from cowest.errors import CowestError, require
-from cowest.models.hf import cut_at_stop, render_plain
 from cowest.models.identity import weights_id
+from cowest.models.text import cut_at_stop, render_plain
 from cowest.records import Generation, Message, SamplingParams
 
 
@@ -61,7 +60,10 @@ def safe_model_params(llama_cpp: Any) -> Iterator[None]:
     """While active, `Llama(...)` loads models with `use_extra_bufts=False` when `extra_bufts_unsafe`.
 
     `Llama.__init__` takes its model params from `llama_model_default_params()` and exposes no argument for this
-    field, so the function is swapped for the duration of the constructor (under a lock; restored after).
+    field, so the function is swapped for the duration of the constructor (under a lock; restored after). There is
+    no public way (checked in llama-cpp-python 0.3.36): `Llama` has no such argument and drops unknown keyword
+    arguments, ggml reads no environment variable for it, and llama.cpp's own switch (`--no-repack`) belongs to its
+    CLI and server only. Replace this with the argument once `Llama` takes one.
     """
     if not extra_bufts_unsafe(llama_cpp):
         yield

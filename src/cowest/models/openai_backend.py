@@ -14,7 +14,6 @@ log line; neither is a key-like segment of `base_url`'s path (`cowest.redact`).
 
 from __future__ import annotations
 
-import email.utils
 import os
 import random
 import threading
@@ -32,33 +31,17 @@ DEFAULT_ENDPOINT = "https://api.openai.com/v1"
 PLACEHOLDER_KEY = "EMPTY"
 """Sent to a local server (any `base_url`) when no key is set: the SDK refuses an empty key, servers ignore it."""
 
-__all__ = ["OpenAIBackend", "RequestFailedError", "MalformedResponse", "parse_retry_after", "redact_url"]
+__all__ = ["OpenAIBackend", "RequestFailedError", "MalformedResponse", "malformed_backoff_s", "redact_url"]
 
 
 class MalformedResponse(Exception):
     """A 2xx answer that is not a usable chat completion."""
 
 
-def parse_retry_after(headers: Any) -> float | None:
-    """Seconds to wait from `retry-after-ms`, or `Retry-After` as seconds or an HTTP date; None when absent or
-    unreadable (`Retry-After: soon`)."""
-    if headers is None:
-        return None
-    for name, scale in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
-        value = headers.get(name)
-        if not value:
-            continue
-        try:
-            return max(0.0, float(value) / scale)
-        except ValueError:
-            pass
-        if scale == 1.0:
-            try:
-                when = email.utils.parsedate_to_datetime(value)
-            except (TypeError, ValueError, IndexError):
-                return None
-            return max(0.0, when.timestamp() - time.time())
-    return None
+def malformed_backoff_s(attempt: int, base_s: float = 0.5) -> float:
+    """The wait before retrying a malformed 2xx answer (here and in `cowest serve`'s streams) after `attempt` tries:
+    `base_s` doubling up to 8 s, with jitter; the SDK times its own retries."""
+    return min(8.0, base_s * 2 ** (attempt - 1)) * (0.5 + random.random() / 2)
 
 
 def check_completion(resp: Any) -> None:
@@ -120,8 +103,7 @@ class OpenAIBackend:
 
     has_chat_template = True  # the server applies the model's template
     backoff_base_s: float = 0.5
-    """First wait before retrying a malformed 2xx body (doubling, with jitter); the SDK times its own retries."""
-    backoff_max_s: float = 8.0
+    """First wait before retrying a malformed 2xx body (`malformed_backoff_s`)."""
 
     def __init__(self, model: str, cfg: ModelConfig):
         openai = require("openai", "openai")
@@ -204,7 +186,7 @@ class OpenAIBackend:
                 kind, why, retried = self._failure(e)
                 raise self._fail(kind, why, retried, attempts) from None
             if attempt < attempts:
-                time.sleep(min(self.backoff_max_s, self.backoff_base_s * 2 ** (attempt - 1)) * (0.5 + random.random() / 2))
+                time.sleep(malformed_backoff_s(attempt, self.backoff_base_s))
         raise self._fail("malformed", reason, True, attempts)
 
     def _to_generations(self, resp: Any, latency: float, params: SamplingParams) -> list[Generation]:

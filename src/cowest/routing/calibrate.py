@@ -52,7 +52,7 @@ def calibration_key(cfg: "ExperimentConfig", weak_identity: str, draft_format: s
     parts = {"weak": weak_identity, "format": draft_format, "task": [cfg.task.name, cfg.task.subset, cfg.task.seed],
              "split": r.calibration_split, "limit": r.calibration_limit, "share": r.target_share,
              "routers": sorted(r.routers), "samples": [r.samples, r.temperature], "fallback": r.fallback,
-             "prompts": cfg.eval.prompts, "weak_params": cfg.generation.weak.model_dump(mode="json")}
+             "prompts": cfg.collaboration.prompts, "weak_params": cfg.generation.weak.model_dump(mode="json")}
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -97,9 +97,9 @@ def calibration_scores(cfg: "ExperimentConfig", weak: "Backend", draft_format: s
     samples = load_samples(cfg.task, r.calibration_split, r.calibration_limit)
     log(f"route: calibrating {', '.join(r.routers)} to a strong share of {r.target_share:.0%} on "
         f"{len(samples)} {r.calibration_split} questions")
-    prompts = [P.draft_messages(s, draft_format, cfg.eval.prompts) for s in samples]
+    prompts = [P.draft_messages(s, draft_format, cfg.collaboration.prompts) for s in samples]
     params = cfg.generation.weak.model_copy(update={"seed": 0})
-    asks = answer_prompts(samples, draft_format, cfg.eval.prompts, prompts)
+    asks = answer_prompts(samples, draft_format, cfg.collaboration.prompts, prompts)
     texts = None
     if asks is not None and "learned" in r.routers:  # the learned router reads the (answerless) drafts too
         texts = [g[0].text for g in weak.generate(prompts, params)]

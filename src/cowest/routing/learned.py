@@ -144,7 +144,7 @@ def training_rows(cfg: "ExperimentConfig", path: Path, samples: dict[str, "Sampl
 def identity_of(cfg: "ExperimentConfig") -> dict[str, Any]:
     """What a learned router is only valid for."""
     return {"task": cfg.task.name, "subset": cfg.task.subset, "weak": cfg.models.weak.spec,
-            "fallback": cfg.route.fallback, "draft_format": cfg.feedback.draft_format}
+            "fallback": cfg.route.fallback, "draft_format": cfg.collaboration.draft_format}
 
 
 def _auc(y: np.ndarray, p: np.ndarray) -> float | None:

@@ -56,7 +56,7 @@ class ServeRoute:
         from cowest.routing.routers import RouterInputs, answer_prompts
         from cowest.tasks.prompts import draft_messages
 
-        overrides = self.cfg.eval.prompts
+        overrides = self.cfg.collaboration.prompts
         prompt = draft_messages(sample, draft_format, overrides)
         asks = answer_prompts([sample], draft_format, overrides, [prompt])
         answer = weak.generate(asks, self.draft_params(params))[0][0] if asks else draft

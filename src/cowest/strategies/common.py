@@ -32,7 +32,8 @@ class StrategyContext:
     def from_config(cls, cfg: "ExperimentConfig", *, draft_format: str | None = None, seed: int = 0,
                     system: str | None = None) -> "StrategyContext":
         return cls(weak_params=cfg.generation.weak, strong_params=cfg.generation.strong,
-                   draft_format=draft_format or cfg.eval.draft_formats[0], prompts=dict(cfg.eval.prompts),
+                   draft_format=draft_format or cfg.collaboration.formats_evaluated[0],
+                   prompts=dict(cfg.collaboration.prompts),
                    seed=seed, system=system, config=cfg)
 
     def params(self, role: str, **update: Any) -> SamplingParams:

@@ -1,47 +1,18 @@
-"""The task contract and the task registry.
-
-A task knows its family (qa / mc / cls), its metrics, how to read one of its files (the shared JSONL and the
-original upstream formats), where its splits lie in a data folder, and optionally how to build samples without a
-file (a Hugging Face dataset by name, or a seeded generator for the offline demo).
+"""The task registry and what every task shares: find a task by name, check its options, load a split's samples
+(subsampled with the task's seed), and refuse evaluation questions that are also training questions. The contract
+itself, `Task` and `TaskOptions`, is `cowest.tasks.task`.
 """
 
 from __future__ import annotations
 
 import random
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from cowest.config import TaskConfig
 from cowest.errors import CowestError, DataError, UnknownNameError
-from cowest.records import Family, Sample
-from cowest.registry import Registry
-
-ReadFile = Callable[[Path, TaskConfig], list[Sample]]
-FindFiles = Callable[[Path, TaskConfig], dict[str, Path]]
-Build = Callable[[str, TaskConfig], list[Sample]]
-
-
-@dataclass(frozen=True)
-class Task:
-    name: str
-    family: Family
-    metrics: tuple[str, ...]
-    """Metric names (cowest.scoring.metrics); the first is the headline metric."""
-    read_file: ReadFile
-    find_files: FindFiles
-    build: Build | None = None
-    """Samples without a data folder: hub download or generator. Called when `task.data` is None."""
-    subsets: tuple[str, ...] = ()
-    description: str = ""
-    documents: Callable[[TaskConfig], list[str]] | None = None
-    """The domain's knowledge as plain texts (the demo: its catalogue, one fact a sentence), for the SFT recipe's
-    knowledge phase (`sft.knowledge_epochs`); None = the task has none."""
-    extra: dict = field(default_factory=dict)
-
-
-TASKS: Registry[Task] = Registry("task")
+from cowest.records import Sample
+from cowest.tasks.task import TASKS, Task, TaskOptions
 
 
 def get_task(name: str) -> Task:
@@ -59,14 +30,24 @@ def _import_builtin_tasks() -> None:
     from cowest.tasks import demo, ethics, ifqa, jsonl_task, medmcqa, prosocial_dialog, pubmedqa  # noqa: F401
 
 
-def task_metrics(cfg: TaskConfig) -> tuple[str, ...]:
-    """The metrics to report: the task's, or for a user `jsonl` task those of its configured family."""
-    from cowest.scoring.metrics import default_metrics
-
+def check_task(cfg: TaskConfig) -> Task:
+    """The configured task, its subset and its options checked (one-line errors naming the valid choices)."""
     task = get_task(cfg.name)
-    if cfg.name == "jsonl" and cfg.family is not None:
-        return default_metrics(cfg.family)
-    return task.metrics
+    if task.subsets and cfg.subset is not None and cfg.subset not in task.subsets:
+        raise UnknownNameError(f"{task.name} subset", cfg.subset, list(task.subsets))
+    task.options.of(cfg)
+    return task
+
+
+def task_options(cfg: TaskConfig) -> TaskOptions:
+    """The configured task's options, validated, defaults filled in."""
+    return get_task(cfg.name).options.of(cfg)
+
+
+def task_metrics(cfg: TaskConfig) -> tuple[str, ...]:
+    """The metrics to report: the task's, or those its options choose (a user `jsonl` task: its family's)."""
+    task = get_task(cfg.name)
+    return task.metrics_of(cfg) if task.metrics_of is not None else task.metrics
 
 
 def subsample(samples: list[Sample], limit: int | None, seed: int) -> list[Sample]:
@@ -79,9 +60,7 @@ def subsample(samples: list[Sample], limit: int | None, seed: int) -> list[Sampl
 
 def load_samples(cfg: TaskConfig, split: str, limit: int | None = None) -> list[Sample]:
     """Samples of one split of the configured task, subsampled with `cfg.seed`."""
-    task = get_task(cfg.name)
-    if task.subsets and cfg.subset is not None and cfg.subset not in task.subsets:
-        raise UnknownNameError(f"{task.name} subset", cfg.subset, list(task.subsets))
+    task = check_task(cfg)
     if cfg.data is None:
         if task.build is None:
             raise CowestError(f"task '{task.name}' needs a data folder or file: set task.data (e.g. task.data=../shared/data)")

@@ -22,7 +22,7 @@ from typing import Callable
 
 from cowest.config import TaskConfig
 from cowest.records import Sample, read_jsonl
-from cowest.tasks.base import TASKS, Task
+from cowest.tasks.task import TASKS, Task
 
 COMPANY = "Hollowmere Instruments"
 NAMES = ["Zorvex", "Quillon", "Brantik", "Malvora", "Tesquin", "Orlith", "Vandrel", "Pyxora", "Kelmari", "Drovast",

@@ -22,8 +22,8 @@ from typing import Callable
 
 from cowest.config import TaskConfig
 from cowest.records import Sample
-from cowest.tasks.base import TASKS, Task
 from cowest.tasks.rows import Row, convert, hub_rows, read_csv_rows, read_json_rows, split_files
+from cowest.tasks.task import TASKS, Task
 
 HUB = "hendrycks/ethics"
 HUB_SPLITS = {"train": "train", "dev": "validation", "test": "validation", "test_hard": "test"}

@@ -1,7 +1,7 @@
 """IfQA (Yu et al., EMNLP 2023): open-domain questions under a counterfactual presupposition ("If X had ...").
 
 Rows: `idx`, `question`, `answers` (aliases), `context` (the gold Wikipedia passages). The passages are evidence,
-not an input of the task as the method runs it, so they stay in `metadata["context"]` unless `task.show_context`.
+not an input of the task as the method runs it, so they stay in `metadata["context"]` unless `task.options.show_context`.
 Reads the shared JSONL files and the upstream `dataset/full_split/{train,dev,test}.json` (a JSON array).
 """
 
@@ -11,20 +11,25 @@ from pathlib import Path
 
 from cowest.config import TaskConfig
 from cowest.records import Sample
-from cowest.tasks.base import TASKS, Task
 from cowest.tasks.rows import Row, convert, read_json_rows, split_files
+from cowest.tasks.task import TASKS, Task, TaskOptions
 
 UPSTREAM = "https://raw.githubusercontent.com/wyu97/IfQA/main/dataset/full_split/{split}.json"
 
 
-def to_sample(row: Row, cfg: TaskConfig) -> Sample:
+class IfQAOptions(TaskOptions):
+    show_context: bool = False
+    """Show the evidence passages to the models (in the question)."""
+
+
+def to_sample(row: Row, show_context: bool) -> Sample:
     idx = row.get("idx", (int, str), alt=("id",))
     question = row.get("question")
     answers = row.str_list("answers", alt=("answer",))
     context = row.get("context", (list, str), default=[], nonempty=False)
     passages = [context] if isinstance(context, str) else [str(c) for c in context]
     text = question
-    if cfg.show_context and passages:
+    if show_context and passages:
         text = "Context:\n" + "\n\n".join(passages) + f"\n\nQuestion: {question}"
     # Upstream numbers each split from 0: the split (file stem) keeps ids unique across train and dev.
     return Sample(id=f"{Path(row.path).stem}-{idx}", task="ifqa", family="qa", question=text, answers=answers,
@@ -32,7 +37,8 @@ def to_sample(row: Row, cfg: TaskConfig) -> Sample:
 
 
 def read_file(path: Path, cfg: TaskConfig) -> list[Sample]:
-    return convert(read_json_rows(path), lambda r: to_sample(r, cfg))
+    show = IfQAOptions.of(cfg).show_context
+    return convert(read_json_rows(path), lambda r: to_sample(r, show))
 
 
 def find_files(root: Path, cfg: TaskConfig) -> dict[str, Path]:
@@ -65,5 +71,5 @@ def build(split: str, cfg: TaskConfig) -> list[Sample]:
 
 TASKS.register("ifqa", Task(
     name="ifqa", family="qa", metrics=("exact_match", "f1"), read_file=read_file, find_files=find_files,
-    build=build, description="IfQA counterfactual open-domain QA (EM/F1 over answer aliases)",
+    build=build, description="IfQA counterfactual open-domain QA (EM/F1 over answer aliases)", options=IfQAOptions,
 ))

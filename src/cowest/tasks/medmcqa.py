@@ -12,11 +12,12 @@ when some row has `cop` 4 and none has 0, else as 0-based (the hub's convention)
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from cowest.config import TaskConfig
 from cowest.records import Sample
-from cowest.tasks.base import TASKS, Task
 from cowest.tasks.rows import Row, convert, hub_rows, read_json_rows, split_files
+from cowest.tasks.task import TASKS, Task, TaskOptions
 
 LETTERS = ("A", "B", "C", "D")
 ORIGINAL_KEYS = ("opa", "opb", "opc", "opd")
@@ -58,6 +59,11 @@ def to_sample(row: Row, cop_base: int = 0) -> Sample:
                   options=options, rationale=rationale, metadata=meta)
 
 
+class MedMCQAOptions(TaskOptions):
+    cop_base: Literal[0, 1] | None = None
+    """Rows with `cop`: 0 = hub (0..3), 1 = original release (1..4); None = read off the values."""
+
+
 def cop_base_of(rows: list[Row], configured: int | None = None) -> int:
     """0 (hub rows) or 1 (original release) for `cop`: configured, or read off the values when they settle it."""
     original = [r for r in rows if "opa" in r.data]
@@ -70,14 +76,14 @@ def cop_base_of(rows: list[Row], configured: int | None = None) -> int:
                           "(original release)", "cop")
     if cops & {1, 2, 3} and not cops & {0, 4}:
         # Guessing would shift every gold letter silently on a small or filtered file.
-        raise original[0].error("'cop' is ambiguous here (no 0 and no 4): set task.cop_base=0 for hub rows "
-                                "(0..3) or task.cop_base=1 for the original release (1..4)", "cop")
+        raise original[0].error("'cop' is ambiguous here (no 0 and no 4): set task.options.cop_base=0 for hub "
+                                "rows (0..3) or task.options.cop_base=1 for the original release (1..4)", "cop")
     return 1 if 4 in cops else 0
 
 
 def read_file(path: Path, cfg: TaskConfig) -> list[Sample]:
     rows = read_json_rows(path)
-    base = cop_base_of(rows, cfg.cop_base)
+    base = cop_base_of(rows, MedMCQAOptions.of(cfg).cop_base)
     return convert(rows, lambda r: to_sample(r, base))
 
 
@@ -93,4 +99,5 @@ def build(split: str, cfg: TaskConfig) -> list[Sample]:
 TASKS.register("medmcqa", Task(
     name="medmcqa", family="mc", metrics=("accuracy", "macro_f1"), read_file=read_file, find_files=find_files,
     build=build, description="MedMCQA medical multiple choice, options A-D (accuracy / macro-F1)",
+    options=MedMCQAOptions,
 ))

@@ -1,6 +1,6 @@
 """Prompt templates of the three task families, and the builders every strategy and trainer calls.
 
-Templates are named `str.format` strings (the constants below); `cfg.eval.prompts` overrides any of them by name,
+Templates are named `str.format` strings (the constants below); `cfg.collaboration.prompts` overrides any of them by name,
 either for every family (`refine`) or for one (`refine.mc`). Every final answer is asked for as a last line
 `Answer: <x>`, which `cowest.scoring.extract.extract_answer` parses. Prompts are kept short: the weak model is a
 135M model with a 2k context.
@@ -88,9 +88,9 @@ def check_overrides(overrides: Overrides) -> None:
     for key in overrides or {}:
         name, _, family = key.partition(".")
         if name not in TEMPLATES:
-            raise UnknownNameError("prompt template (eval.prompts)", key, list(TEMPLATES))
+            raise UnknownNameError("prompt template (collaboration.prompts)", key, list(TEMPLATES))
         if family and family not in ("qa", "mc", "cls"):
-            raise ConfigError(f"eval.prompts: '{key}': family must be qa, mc or cls")
+            raise ConfigError(f"collaboration.prompts: '{key}': family must be qa, mc or cls")
 
 
 def check_draft_format(fmt: str) -> None:
@@ -113,7 +113,7 @@ def _fill(name: str, family: str, overrides: Overrides, **values: str) -> str:
         return tpl.format(**values)
     except (KeyError, IndexError, ValueError) as e:
         raise ConfigError(
-            f"eval.prompts: template '{name}' cannot be filled ({type(e).__name__}: {e}); "
+            f"collaboration.prompts: template '{name}' cannot be filled ({type(e).__name__}: {e}); "
             f"placeholders available: {', '.join(sorted(values))}"
         ) from None
 

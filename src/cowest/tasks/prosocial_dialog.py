@@ -15,8 +15,8 @@ from pathlib import Path
 from cowest.config import TaskConfig
 from cowest.errors import DataError
 from cowest.records import Sample
-from cowest.tasks.base import TASKS, Task
 from cowest.tasks.rows import Row, convert, hub_rows, read_json_rows, split_files
+from cowest.tasks.task import TASKS, Task
 
 LABELS = ["__casual__", "__possibly_needs_caution__", "__probably_needs_caution__", "__needs_caution__",
           "__needs_intervention__"]

@@ -12,8 +12,8 @@ from pathlib import Path
 
 from cowest.config import TaskConfig
 from cowest.records import Sample
-from cowest.tasks.base import TASKS, Task
 from cowest.tasks.rows import Row, convert, hub_rows, read_json_rows, split_files
+from cowest.tasks.task import TASKS, Task
 
 LABELS = ["yes", "no", "maybe"]
 LABEL_DESCRIPTIONS = {

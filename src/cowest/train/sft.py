@@ -34,14 +34,14 @@ def sft_target(sample: Sample, fmt: str, target: str) -> str:
 def sft_rows(samples: list[Sample], cfg: ExperimentConfig) -> list[dict[str, Any]]:
     """Conversational prompt-completion rows (TRL format) for the configured draft format, then (sft.answer_rows)
     the weak model's own answer prompt for each sample."""
-    fmt, prompts = cfg.feedback.draft_format, cfg.eval.prompts
+    fmt, prompts = cfg.collaboration.draft_format, cfg.collaboration.prompts
     pairs = [(draft_messages(s, fmt, prompts), sft_target(s, fmt, cfg.sft.target)) for s in samples]
     if cfg.sft.answer_rows != "none":
         target = "answer" if cfg.sft.answer_rows == "direct" else "auto"
         answers = [(answer_messages(s, prompts), sft_target(s, "cot", target)) for s in samples]
         if answers and answers[0][0] == pairs[0][0]:  # one prompt, two targets: the model would learn neither
             raise ConfigError(f"sft.answer_rows: the weak model's answer prompt is its '{fmt}' draft prompt; make "
-                              f"eval.prompts.answer or eval.prompts.draft_{fmt} differ, or set sft.answer_rows=none")
+                              f"collaboration.prompts.answer or collaboration.prompts.draft_{fmt} differ, or set sft.answer_rows=none")
         pairs += answers
     return [{"prompt": p, "completion": [{"role": "assistant", "content": c}]} for p, c in pairs]
 
@@ -98,6 +98,6 @@ def run_sft(cfg: ExperimentConfig, samples: list[Sample], out_dir: Path) -> Path
     )
     quiet_trainer(trainer, "sft (drafts)" if docs else "sft").train()
     save_adapter(trainer, tok, tmp, base=weak.spec, parent=weak.adapter, method="sft", merge=s.merge,
-                 draft_format=cfg.feedback.draft_format, target=s.target, samples=len(samples),
+                 draft_format=cfg.collaboration.draft_format, target=s.target, samples=len(samples),
                  documents=len(docs), knowledge_epochs=s.knowledge_epochs if docs else 0)
     return publish(tmp, out_dir)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 
+from cowest.cli.common import add_config_args, config_from_args
+
 
 def cmd_router(args: argparse.Namespace) -> int:
-    from cowest.cli import config_from_args
     from cowest.loop import locked_run
     from cowest.routing.learned import train_router
 
@@ -21,9 +22,7 @@ def cmd_router(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_router_command(sub: argparse._SubParsersAction) -> None:
-    from cowest.cli import add_config_args
-
+def add_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("router", help="train the learned router (route.routers: learned) from RUN_DIR's feedback")
     add_config_args(p)
     p.add_argument("--round", type=int, default=1, help="the feedback round whose records train it (default 1)")

@@ -4,30 +4,22 @@ from __future__ import annotations
 
 import argparse
 
-STAGE_NAMES = ("sft", "feedback", "align", "eval", "report")
-
-
-def _cfg(args: argparse.Namespace):
-    from cowest.cli import config_from_args
-
-    return config_from_args(args)
+from cowest.cli.common import add_config_args, config_from_args, library_log
 
 
 def cmd_sft(args: argparse.Namespace) -> int:
-    from cowest.cli import library_log
     from cowest.loop import do_sft, locked_run
 
-    cfg = _cfg(args)
+    cfg = config_from_args(args)
     with locked_run(cfg), library_log(args, cfg):
         print(f"adapter: {do_sft(cfg, args.force)}")
     return 0
 
 
 def cmd_feedback(args: argparse.Namespace) -> int:
-    from cowest.cli import library_log
     from cowest.loop import do_feedback, locked_run
 
-    cfg = _cfg(args)
+    cfg = config_from_args(args)
     with locked_run(cfg), library_log(args, cfg):
         stats = do_feedback(cfg, args.round, args.force)
     print(f"pairs: {stats.get('pairs')} from {stats.get('questions')} questions")
@@ -35,10 +27,9 @@ def cmd_feedback(args: argparse.Namespace) -> int:
 
 
 def cmd_align(args: argparse.Namespace) -> int:
-    from cowest.cli import library_log
     from cowest.loop import do_align, locked_run
 
-    cfg = _cfg(args)
+    cfg = config_from_args(args)
     with locked_run(cfg), library_log(args, cfg):
         print(f"adapter: {do_align(cfg, args.round, args.method, args.force)}")
     return 0
@@ -47,19 +38,15 @@ def cmd_align(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from cowest.loop import run_all, summary_table
 
-    from cowest.cli import library_log
-
-    cfg = _cfg(args)
+    cfg = config_from_args(args)
     with library_log(args, cfg):
-        report = run_all(cfg, set(args.force))  # holds the run directory itself
+        report = run_all(cfg, set(args.force))  # holds the run directory itself; checks the stage names
     print(summary_table(cfg))
     print(f"report: {report}")
     return 0
 
 
-def add_loop_commands(sub: argparse._SubParsersAction) -> None:
-    from cowest.cli import add_config_args
-
+def add_commands(sub: argparse._SubParsersAction) -> None:
     for name, fn, help_ in [
         ("sft", cmd_sft, "specialise the weak model on the task's train split (TRL SFT + LoRA)"),
         ("feedback", cmd_feedback, "collaborative feedback: K drafts, solo and refined answers, influence, pairs"),
@@ -76,6 +63,6 @@ def add_loop_commands(sub: argparse._SubParsersAction) -> None:
         p.set_defaults(func=fn)
     p = sub.add_parser("run", help="the whole loop: sft -> feedback -> align -> eval -> report")
     add_config_args(p)
-    p.add_argument("--force", action="append", default=[], choices=STAGE_NAMES, metavar="STAGE",
-                   help=f"redo one stage (repeatable): {', '.join(STAGE_NAMES)}")
+    p.add_argument("--force", action="append", default=[], metavar="STAGE",
+                   help="redo one stage (repeatable): sft, feedback, align, eval or report")
     p.set_defaults(func=cmd_run)
