@@ -87,6 +87,24 @@ def test_how_the_weak_model_runs_is_no_sft_input(tmp_path, change):
             cfg(tmp_path, models={"weak": weak}), "feedback")
 
 
+def test_only_the_prompts_sft_writes_its_rows_with_are_sft_inputs(tmp_path):
+    """A refine prompt tuned after SFT leaves SFT done (it was refused before); feedback, which refines with it,
+    is redone; a changed draft prompt redoes SFT."""
+    def with_prompts(**prompts):
+        return cfg(tmp_path, collaboration={"draft_format": "knowledge", "prompts": prompts})
+
+    st = stage(with_prompts(refine="{question} {draft}"), "sft", tmp_path / "sft")
+    st.begin()
+    st.finish()
+    assert stage(with_prompts(refine="{draft} {question}", **{"refine.mc": "x {draft}"}), "sft",
+                 tmp_path / "sft").begin() is False
+    assert stage_inputs(with_prompts(refine="{draft} {question}"), "feedback") != stage_inputs(
+        with_prompts(refine="{question} {draft}"), "feedback")
+    with pytest.raises(ConfigError, match=r"differing keys: collaboration\.prompts\b"):
+        stage(with_prompts(refine="{question} {draft}", draft_knowledge="{question} Facts:"), "sft",
+              tmp_path / "sft").begin()
+
+
 def test_training_batch_sizes_are_inputs_generation_batch_sizes_are_not(tmp_path):
     base = cfg(tmp_path)
     assert stage_inputs(cfg(tmp_path, sft={"batch_size": 8}), "sft") != stage_inputs(base, "sft")

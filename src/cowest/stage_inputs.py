@@ -62,8 +62,15 @@ class Inputs(BaseModel):
             elif value is not None or not (field.json_schema_extra or {}).get("exclude_if_none"):  # type: ignore[union-attr]
                 key = field.alias or name
                 dumped = value.model_dump(mode="json") if isinstance(value, BaseModel) else value
-                out.update(flatten({key: dumped}) if isinstance(dumped, dict) and dumped else {key: dumped})
+                whole = (field.json_schema_extra or {}).get("whole")  # type: ignore[union-attr]
+                out.update(flatten({key: dumped}) if isinstance(dumped, dict) and dumped and not whole else {key: dumped})
         return dict(sorted(out.items()))
+
+
+def _whole(alias: str) -> Any:
+    """A mapping of optional entries (prompt overrides) recorded as one value: flattened, an entry added where none
+    was would be a key only the new record holds, which `stages.differing_keys` does not compare."""
+    return Field(alias=alias, json_schema_extra={"whole": True})
 
 
 def _optional(alias: str) -> Any:
@@ -80,7 +87,7 @@ class SFTInputs(Inputs):
     weak: dict[str, Any] = Field(alias="models.weak")
     sft: SFTConfig = Field(alias="sft")
     draft_format: str = Field(alias="collaboration.draft_format")
-    prompts: dict[str, str] = Field(alias="collaboration.prompts")
+    prompts: dict[str, str] = _whole("collaboration.prompts")
     weak_sampling: SamplingParams | None = _optional("generation.weak")
     strong: dict[str, Any] | None = _optional("models.strong")
     strong_sampling: SamplingParams | None = _optional("generation.strong")
@@ -90,10 +97,17 @@ class SFTInputs(Inputs):
         source = cfg.sft.rationales
         return cls(task=_task(cfg.task, for_eval=False),
                    weak=_model(cfg.models.weak, generates=source == "weak"), sft=cfg.sft,
-                   draft_format=cfg.collaboration.draft_format, prompts=cfg.collaboration.prompts,
+                   draft_format=cfg.collaboration.draft_format, prompts=_sft_prompts(cfg),
                    weak_sampling=cfg.generation.weak if source == "weak" else None,
                    strong=_model(cfg.models.strong) if source == "strong" else None,
                    strong_sampling=cfg.generation.strong if source == "strong" else None)
+
+
+def _sft_prompts(cfg: ExperimentConfig) -> dict[str, str]:
+    from cowest.tasks.prompts import overrides_of
+    from cowest.train.sft import prompt_names
+
+    return overrides_of(cfg.collaboration.prompts, prompt_names(cfg))
 
 
 class FeedbackInputs(Inputs):
@@ -107,13 +121,15 @@ class FeedbackInputs(Inputs):
     judge: dict[str, Any] | None = Field(alias="models.judge")
     generation: GenerationConfig = Field(alias="generation")
     feedback: FeedbackConfig = Field(alias="feedback")
+    prompts: dict[str, str] = _whole("collaboration.prompts")
+    """Every prompt: the strong model's solo and refine prompts are feedback's own, the rest its drafter's."""
     align: dict[str, Any] | None = _optional("align")
 
     @classmethod
     def of(cls, cfg: ExperimentConfig, rnd: int = 1) -> "FeedbackInputs":
         return cls(upstream=SFTInputs.of(cfg), weak=_model(cfg.models.weak), strong=_model(cfg.models.strong),
                    judge=_model(cfg.models.judge), generation=cfg.generation, feedback=cfg.feedback,
-                   align=_align(cfg.align) if rnd > 1 else None)
+                   prompts=cfg.collaboration.prompts, align=_align(cfg.align) if rnd > 1 else None)
 
 
 def _align(a: AlignConfig, *, with_control: bool = False) -> dict[str, Any]:

@@ -59,6 +59,16 @@ SELF_REFINE = (
     "\"Answer: <{answer_kind}>\"."
 )
 
+FRAME = ("system", "question_qa", "question_mc", "question_cls", "answer_kind_qa", "answer_kind_mc", "answer_kind_cls")
+"""The templates every prompt is framed with, whatever it asks."""
+
+
+def overrides_of(overrides: Overrides, names: tuple[str, ...] | set[str]) -> dict[str, str]:
+    """The overrides of the named templates only (`refine` and its per-family forms like `refine.mc`): what a stage
+    that builds only those prompts depends on."""
+    return {k: v for k, v in (overrides or {}).items() if k.split(".")[0] in names}
+
+
 DRAFT_KINDS = {"cot": "reasoning", "knowledge": "background knowledge", "direct": "answer"}
 
 TEMPLATES: dict[str, str] = {

@@ -31,6 +31,20 @@ def sft_target(sample: Sample, fmt: str, target: str) -> str:
     return draft_target(sample, "direct")  # type: ignore[return-value]
 
 
+def prompt_names(cfg: ExperimentConfig) -> set[str]:
+    """The templates SFT writes its rows with (its stage fingerprint records only their overrides, so a changed
+    refine prompt does not redo SFT): the draft prompt, the answer prompt with `sft.answer_rows`, and the cot draft
+    the bootstrapped rationales are sampled with."""
+    from cowest.tasks.prompts import FRAME
+
+    names = {*FRAME, f"draft_{cfg.collaboration.draft_format}"}
+    if cfg.sft.answer_rows != "none":
+        names.add("answer")
+    if cfg.sft.rationales != "data":
+        names.add("draft_cot")
+    return names
+
+
 def sft_rows(samples: list[Sample], cfg: ExperimentConfig) -> list[dict[str, Any]]:
     """Conversational prompt-completion rows (TRL format) for the configured draft format, then (sft.answer_rows)
     the weak model's own answer prompt for each sample."""
