@@ -55,10 +55,10 @@ def make_lora(base: Path, out: Path, seed: int, parent: Path | None = None) -> P
     torch.manual_seed(seed)
     peft_model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules="all-linear",
                                                   init_lora_weights=False, task_type="CAUSAL_LM"))
-    with torch.no_grad():  # small enough that the model still writes words
+    with torch.no_grad():  # large enough to change greedy replies, small enough that the model still writes words
         for name, p in peft_model.named_parameters():
             if "lora_B" in name:
-                p.mul_(0.05)
+                p.mul_(0.3)
     peft_model.save_pretrained(str(out))
     write_adapter_meta(out, base="embedded/smollm2-135m", parent=parent, method="test")
     return out
@@ -142,7 +142,6 @@ def test_vllm_serves_feedback_and_collaborate_and_loads_a_new_adapter_without_re
     run = RunLayout.of(cfg)
     make_lora(base_folder, run.sft_adapter, seed=0)
     prompt = [[{"role": "user", "content": "Name three colours."}]]
-    greedy = SamplingParams(max_tokens=16, temperature=0.0)
     with locked_run(cfg):
         do_feedback(cfg, 1)
         records = [json.loads(x) for x in (run.feedback_dir(1) / "feedback.jsonl").read_text().splitlines()]
@@ -162,19 +161,23 @@ def test_vllm_serves_feedback_and_collaborate_and_loads_a_new_adapter_without_re
         assert pool is not None and len(pool.servers) == 1
         server = next(iter(pool.servers.values()))
         pid = server.proc.pid
-        sft_backend = load_backend(weak_model(cfg, run.sft_adapter))
-        sft_text = sft_backend.generate(prompt, greedy)[0][0].text
-        sft_backend.close()
+        greedy = SamplingParams(max_tokens=16, temperature=0.0, logprobs=True)
+        replies = {}
+        for name, weak in (("base", cfg.models.weak), ("sft", weak_model(cfg, run.sft_adapter))):
+            backend = load_backend(weak)
+            replies[name] = backend.generate(prompt, greedy)[0][0]
+            backend.close()
+        assert replies["sft"].text != replies["base"].text  # the adapter is applied
 
         # DPO's adapter appears after the server started: loaded at runtime into the same process
         dpo = make_lora(base_folder, run.aligned_adapter(1, "dpo"), seed=1, parent=run.sft_adapter)
         dpo_backend = load_backend(weak_model(cfg, dpo))
         assert dpo_backend.server is server and server.proc.pid == pid and server.alive()
         served = {m["id"] for m in httpx.get(f"{server.url}/v1/models", timeout=10).json()["data"]}
-        assert {sft_backend.served, dpo_backend.served} <= served and len(server.adapters) == 2
-        dpo_text = dpo_backend.generate(prompt, greedy)[0][0].text
+        assert dpo_backend.served in served and len(server.adapters) == 2
+        replies["dpo"] = dpo_backend.generate(prompt, greedy)[0][0]
         dpo_backend.close()
-        assert dpo_text.strip() and dpo_text != sft_text
+        assert replies["dpo"].text.strip() and replies["dpo"].token_logprobs != replies["sft"].token_logprobs
         assert server.alive()  # kept for the rest of the run
     assert not server.alive()  # stopped with the run
     logs = list((run.root / "vllm").glob("*.log"))
