@@ -173,7 +173,9 @@ def test_vllm_serves_feedback_and_collaborate_and_loads_a_new_adapter_without_re
         dpo = make_lora(base_folder, run.aligned_adapter(1, "dpo"), seed=1, parent=run.sft_adapter)
         dpo_backend = load_backend(weak_model(cfg, dpo))
         assert dpo_backend.server is server and server.proc.pid == pid and server.alive()
-        served = {m["id"] for m in httpx.get(f"{server.url}/v1/models", timeout=10).json()["data"]}
+        assert httpx.get(f"{server.url}/v1/models", timeout=10).status_code == 401  # the run's key only
+        served = {m["id"] for m in httpx.get(f"{server.url}/v1/models", headers=server.auth(),
+                                                 timeout=10).json()["data"]}
         assert dpo_backend.served in served and len(server.adapters) == 2
         replies["dpo"] = dpo_backend.generate(prompt, greedy)[0][0]
         dpo_backend.close()
