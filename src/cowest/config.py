@@ -94,10 +94,12 @@ class ModelConfig(Section):
     dropped connections; a malformed 2xx body gets as many)."""
     batch_size: int = Field(8, ge=1)
     """hf / llamacpp: prompts per forward batch."""
-    engine: Literal["auto", "llamacpp", "hf"] = "auto"
+    engine: Literal["auto", "llamacpp", "hf", "vllm"] = "auto"
     """embedded: the local engine. auto = the fastest on this CPU for batches of `batch_size`, measured once per
     model and CPU in a few seconds and cached (cowest.models.calibrate); the run prints which engine it chose and
-    why. An engine named here that is not installed is an error."""
+    why. An engine named here that is not installed is an error. vllm (embedded or hf specs): a local vLLM server
+    from `.venv-vllm` (`bash scripts/setup.sh --vllm`), adapters loaded into it at runtime
+    (cowest.models.vllm_server)."""
     dtype: Literal["auto", "float32", "bfloat16"] = "float32"
     """hf inference: bfloat16 halves memory and, on hardware with native bf16 matmuls (AMX or AVX512-BF16 CPUs,
     GPUs), runs batches several times faster; outputs differ slightly from float32 (and with the batch), so it is

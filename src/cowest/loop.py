@@ -38,9 +38,12 @@ def run_dir(cfg: ExperimentConfig) -> Path:
 
 @contextmanager
 def locked_run(cfg: ExperimentConfig) -> Iterator[Path]:
-    """The run directory, held by this process for the block: a second process on it stops at once."""
+    """The run directory, held by this process for the block: a second process on it stops at once. vLLM servers
+    (`engine: vllm`) started in the block serve every stage in it and stop at its end (logs in `<run dir>/vllm`)."""
+    from cowest.models.vllm_server import serving
+
     path = run_dir(cfg)
-    with exclusive(RunLayout(path).lock, f"run directory {path}"):
+    with exclusive(RunLayout(path).lock, f"run directory {path}"), serving(path / "vllm"):
         yield path
 
 

@@ -58,6 +58,10 @@ def check_model(key: str, m: ModelConfig) -> None:
     from cowest.models.base import split_spec
 
     provider, model = split_spec(m.spec)
+    if m.engine == "vllm":
+        from cowest.models.vllm_server import vllm_python
+
+        vllm_python()  # its venv is made on request (scripts/setup.sh --vllm): say so before any stage starts
     if provider == "embedded":
         from cowest.models.embedded import get_embedded
 

@@ -49,4 +49,8 @@ def split_spec(spec: str) -> tuple[str, str]:
 def load_backend(cfg: ModelConfig) -> Backend:
     """Build the backend a spec names. Heavy libraries are imported here, not at `import cowest`."""
     provider, model = split_spec(cfg.spec)
+    if cfg.engine == "vllm":
+        from cowest.models.vllm_server import VLLMBackend
+
+        return VLLMBackend(cfg)
     return PROVIDERS.get(provider)(model, cfg)

@@ -105,14 +105,15 @@ class OpenAIBackend:
     backoff_base_s: float = 0.5
     """First wait before retrying a malformed 2xx body (`malformed_backoff_s`)."""
 
-    def __init__(self, model: str, cfg: ModelConfig):
+    def __init__(self, model: str, cfg: ModelConfig, *, api_key: str | None = None):
+        """`api_key`: a key held in memory by the caller (a server it started), in place of `cfg.api_key_env`."""
         openai = require("openai", "openai")
         httpx = require("httpx", "openai")
         self._openai = openai
         self.model = model
         self.cfg = cfg
         self.endpoint = redact_url(cfg.base_url or DEFAULT_ENDPOINT)
-        key = os.environ.get(cfg.api_key_env)
+        key = api_key or os.environ.get(cfg.api_key_env)
         if not key:
             if cfg.base_url is None:
                 raise ConfigError(
