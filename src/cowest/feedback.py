@@ -232,27 +232,46 @@ def _generate_chunk(chunk: list[Sample], weak: Backend, strong: Backend, st: _Se
     """K drafts and one solo answer per question, then the strong refinement of each distinct draft, each step
     batched over the whole chunk so local engines and HTTP concurrency are filled."""
     t0 = time.perf_counter()
-    usage = {s.id: Usage.empty() for s in chunk}
     draft_prompts = [prompts.draft_messages(s, st.draft_format, st.overrides) for s in chunk]
-    with st.clock("drafts"):
-        drafts = weak.generate(draft_prompts, st.draft_params)
-    with st.clock("solo"):
-        solos = strong.generate([prompts.solo_messages(s, st.overrides) for s in chunk], st.strong_params)
+    drafts = _sample_drafts(draft_prompts, weak, st)
+    solos = _solo_answers(chunk, strong, st)
     failed = {qi: e for qi in range(len(chunk)) if (e := _first_error([*drafts[qi], *solos[qi]])) is not None}
-    # Identical drafts are refined once: refinement requests are keyed by (question, draft text).
-    unique: list[tuple[int, str]] = []
-    for qi, gens in enumerate(drafts):
-        if qi in failed:
-            continue
-        usage[chunk[qi].id].add("weak", gens)
-        usage[chunk[qi].id].add("strong", solos[qi])
-        unique += [(qi, text) for text in dict.fromkeys(g.text for g in gens)]
+    usage = {s.id: Usage.empty() for s in chunk}
+    for qi in range(len(chunk)):
+        if qi not in failed:
+            usage[chunk[qi].id].add("weak", drafts[qi])
+            usage[chunk[qi].id].add("strong", solos[qi])
+    cut = {qi: {g.text for g in solos[qi] if g.finish_reason == "length"} for qi in range(len(chunk))}
+    refinement = _refine_distinct_drafts(chunk, drafts, strong, st, failed, usage, cut)
+    return _ChunkAnswers(chunk, draft_prompts, drafts, solos, refinement, cut, failed, usage,
+                         (time.perf_counter() - t0) / len(chunk))
+
+
+def _sample_drafts(draft_prompts: list[list[Message]], weak: Backend, st: _Settings) -> list[list[Generation]]:
+    """K drafts y_k ~ weak(x) per question."""
+    with st.clock("drafts"):
+        return weak.generate(draft_prompts, st.draft_params)
+
+
+def _solo_answers(chunk: list[Sample], strong: Backend, st: _Settings) -> list[list[Generation]]:
+    """The strong model's own answer z per question: the baseline every refinement is measured against."""
+    with st.clock("solo"):
+        return strong.generate([prompts.solo_messages(s, st.overrides) for s in chunk], st.strong_params)
+
+
+def _refine_distinct_drafts(chunk: list[Sample], drafts: list[list[Generation]], strong: Backend, st: _Settings,
+                            failed: dict[int, str], usage: dict[str, Usage],
+                            cut: dict[int, set[str]]) -> dict[tuple[int, str], str]:
+    """The strong refinement y*_k of each distinct draft of the questions not yet failed, keyed by (question index,
+    draft text). A failed refinement fails its question in `failed`; usage and cut replies are added in place."""
+    # Identical drafts are refined once (K samples of a sharp policy often repeat), hence the key by draft text.
+    unique = [(qi, text) for qi, gens in enumerate(drafts) if qi not in failed
+              for text in dict.fromkeys(g.text for g in gens)]
     with st.clock("refine"):
         refined = strong.generate(
             [prompts.refine_messages(chunk[qi], text, st.draft_format, st.overrides) for qi, text in unique],
             st.strong_params)
     refinement: dict[tuple[int, str], str] = {}
-    cut = {qi: {g.text for g in solos[qi] if g.finish_reason == "length"} for qi in range(len(chunk))}
     for (qi, text), gens in zip(unique, refined):
         if gens[0].error is not None:
             failed.setdefault(qi, gens[0].error)
@@ -261,8 +280,7 @@ def _generate_chunk(chunk: list[Sample], weak: Backend, strong: Backend, st: _Se
         refinement[(qi, text)] = gens[0].text
         if gens[0].finish_reason == "length":
             cut[qi].add(gens[0].text)
-    return _ChunkAnswers(chunk, draft_prompts, drafts, solos, refinement, cut, failed, usage,
-                         (time.perf_counter() - t0) / len(chunk))
+    return refinement
 
 
 def _score_question(ans: _ChunkAnswers, qi: int, st: _Settings) -> FeedbackRecord:
@@ -312,45 +330,82 @@ def run_feedback(
     written (the next run retries it) but charged to `budget` (default: `cfg.max_failed_share` of the samples),
     which stops the run past its share; `faults.json` beside feedback.jsonl counts faults per kind.
     `timings`, when given, accumulates wall seconds per step: drafts, solo, refine, evaluate."""
+    st = _settings(cfg, judge, timings)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / FEEDBACK_FILE
+    done = load_done(path)
+    todo = [s for s in samples if s.id not in done]
+    out = _Writer(path, budget or FailureBudget("feedback", len(samples), cfg.max_failed_share),
+                  FaultLog(out_dir, [weak, strong, judge]), progress)
+    out.skipped(len(samples) - len(todo))
+    for start in range(0, len(todo), chunk_size):
+        ans = _generate_chunk(todo[start : start + chunk_size], weak, strong, st)
+        for qi, sample in enumerate(ans.samples):
+            record = _record_of(ans, qi, st)
+            if record is None:
+                out.failed(sample.id, ans.failed[qi])
+            else:
+                out.write(record)
+        out.end_chunk()
+    return path
+
+
+def _settings(cfg: ExperimentConfig, judge: Backend | None, timings: dict[str, float] | None) -> _Settings:
     fb = cfg.feedback
-    st = _Settings(
+    return _Settings(
         draft_format=cfg.collaboration.draft_format, overrides=cfg.collaboration.prompts,
         draft_params=cfg.generation.weak.model_copy(update={"n": fb.k, "temperature": fb.temperature,
                                                             "top_p": fb.top_p}),
         strong_params=cfg.generation.strong.model_copy(update={"n": 1}), evaluator=EVALUATORS.get(fb.evaluator),
         ctx=EvalContext(judge=judge, judge_params=cfg.generation.judge.model_copy(update={"n": 1})),
         clock=_Clock(timings if timings is not None else {}))
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / FEEDBACK_FILE
-    done = load_done(path)
-    todo = [s for s in samples if s.id not in done]
-    budget = budget or FailureBudget("feedback", len(samples), cfg.max_failed_share)
-    faults = FaultLog(out_dir, [weak, strong, judge])
-    if progress:
-        progress.update(len(samples) - len(todo))
-    for start in range(0, len(todo), chunk_size):
-        ans = _generate_chunk(todo[start : start + chunk_size], weak, strong, st)
-        for qi, sample in enumerate(ans.samples):
-            record = None
-            if qi not in ans.failed:
-                try:
-                    record = _score_question(ans, qi, st)
-                except QuestionFailed as e:
-                    ans.failed[qi] = str(e)
-            if record is None:  # written nowhere: charged to the budget (which may stop the run) and retried later
-                if progress:
-                    progress.update(1, failed=1, faults=faults.current(budget.failed)["faults_total"])
-                try:
-                    budget.fail(sample.id, ans.failed[qi])
-                finally:
-                    faults.write(budget.failed)
-                continue
-            append_jsonl(path, record)
-            budget.ok(sample.id)
-            if progress:
-                hits = sum(record.requests.values()) - sum(record.calls.values())
-                progress.update(1, tokens=sum(record.tokens.values()), cache_hits=hits)
-        counts = faults.write(budget.failed)
-        if progress:
-            progress.update(0, faults=counts["faults_total"])
-    return path
+
+
+def _record_of(ans: _ChunkAnswers, qi: int, st: _Settings) -> FeedbackRecord | None:
+    """Question `qi`'s record, or None when one of its requests failed for good (the error is then in `ans.failed`)."""
+    if qi in ans.failed:
+        return None
+    try:
+        return _score_question(ans, qi, st)
+    except QuestionFailed as e:
+        ans.failed[qi] = str(e)
+        return None
+
+
+@dataclass
+class _Writer:
+    """Where each question's outcome goes: its record to feedback.jsonl, a failure to the budget and faults.json,
+    both to the progress line."""
+
+    path: Path
+    budget: FailureBudget
+    faults: FaultLog
+    progress: "Progress | None"
+
+    def skipped(self, n: int) -> None:
+        """Questions done by an earlier run."""
+        if self.progress:
+            self.progress.update(n)
+
+    def write(self, record: FeedbackRecord) -> None:
+        # Appended at once, so a killed run resumes with this question done.
+        append_jsonl(self.path, record)
+        self.budget.ok(record.question_id)
+        if self.progress:
+            hits = sum(record.requests.values()) - sum(record.calls.values())
+            self.progress.update(1, tokens=sum(record.tokens.values()), cache_hits=hits)
+
+    def failed(self, question_id: str, error: str) -> None:
+        """Written nowhere, so the next run retries it; charged to the budget, which may stop the run (raising),
+        and faults.json is written either way."""
+        if self.progress:
+            self.progress.update(1, failed=1, faults=self.faults.current(self.budget.failed)["faults_total"])
+        try:
+            self.budget.fail(question_id, error)
+        finally:
+            self.faults.write(self.budget.failed)
+
+    def end_chunk(self) -> None:
+        counts = self.faults.write(self.budget.failed)
+        if self.progress:
+            self.progress.update(0, faults=counts["faults_total"])

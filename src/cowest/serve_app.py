@@ -179,99 +179,151 @@ def build_app(collab: Collaboration, *, token: str | None, log: Any = None) -> A
         srv.pool.shutdown(wait=False, cancel_futures=True)
 
     app = fastapi.FastAPI(title="cowest", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
-    app.state.server = srv
+    app.state.server = srv  # the handlers below find their Server here
     app.add_middleware(AccessLog, server=srv)
-
-    @app.get("/health")
-    async def health(request: Request) -> dict:
-        """Liveness for anyone; the load figures only with the token."""
-        if token is None or not srv.authorized(request.headers.get("authorization")):
-            return {"status": "ok"}
-        return {"status": "ok", "model": srv.s.model_name, "in_flight": srv.in_flight,
-                "max_concurrent": srv.s.max_concurrent, "routes": dict(srv.routes)}
-
-    @app.get("/v1/models")
-    async def models(request: Request) -> Any:
-        if not srv.authorized(request.headers.get("authorization")):
-            return _unauthorized()
-        return {"object": "list", "data": [{"id": srv.s.model_name, "object": "model", "created": 0,
-                                            "owned_by": "cowest"}]}
-
-    @app.post("/v1/chat/completions")
-    async def chat(request: Request) -> Any:
-        if not srv.authorized(request.headers.get("authorization")):
-            return _unauthorized()
-        try:
-            req = parse_chat(await read_body(request, srv.s.max_request_bytes))
-            if req.model != srv.s.model_name:
-                raise Refusal(404, f"model '{req.model[:100]}' does not exist; this server serves "
-                                   f"'{srv.s.model_name}'", "model_not_found", param="model")
-            question = req.question
-            if req.prompt_chars > srv.s.max_prompt_chars:
-                raise Refusal(400, f"prompt of {req.prompt_chars} characters is over the limit of "
-                                   f"{srv.s.max_prompt_chars}", "context_length_exceeded", param="messages")
-            slot = srv.acquire()
-        except Refusal as r:
-            request.state.info["refused"] = r.body["error"]["code"]
-            return JSONResponse(r.body, status_code=r.status, headers=r.headers)
-        return await _answer(srv, request, req, question, slot)
-
+    app.add_api_route("/health", health, methods=["GET"])
+    app.add_api_route("/v1/models", models, methods=["GET"])
+    app.add_api_route("/v1/chat/completions", chat, methods=["POST"])
     return app
+
+
+def _server(request: Request) -> Server:
+    srv: Server = request.app.state.server
+    return srv
+
+
+async def health(request: Request) -> dict:
+    """Liveness for anyone; the load figures only with the token."""
+    srv = _server(request)
+    if srv.token is None or not srv.authorized(request.headers.get("authorization")):
+        return {"status": "ok"}
+    return {"status": "ok", "model": srv.s.model_name, "in_flight": srv.in_flight,
+            "max_concurrent": srv.s.max_concurrent, "routes": dict(srv.routes)}
+
+
+async def models(request: Request) -> Any:
+    srv = _server(request)
+    if not srv.authorized(request.headers.get("authorization")):
+        return _unauthorized()
+    return {"object": "list", "data": [{"id": srv.s.model_name, "object": "model", "created": 0,
+                                        "owned_by": "cowest"}]}
+
+
+async def chat(request: Request) -> Any:
+    srv = _server(request)
+    if not srv.authorized(request.headers.get("authorization")):
+        return _unauthorized()
+    try:
+        req = parse_chat(await read_body(request, srv.s.max_request_bytes))
+        question = _admissible_question(srv, req)
+        slot = srv.acquire()
+    except Refusal as r:
+        request.state.info["refused"] = r.body["error"]["code"]
+        return JSONResponse(r.body, status_code=r.status, headers=r.headers)
+    return await _answer(srv, request, req, question, slot)
+
+
+def _admissible_question(srv: Server, req: ChatRequest) -> str:
+    """The request's question; Refusal for another model's name, a request with no question or one too long."""
+    if req.model != srv.s.model_name:
+        raise Refusal(404, f"model '{req.model[:100]}' does not exist; this server serves "
+                           f"'{srv.s.model_name}'", "model_not_found", param="model")
+    question = req.question
+    if req.prompt_chars > srv.s.max_prompt_chars:
+        raise Refusal(400, f"prompt of {req.prompt_chars} characters is over the limit of "
+                           f"{srv.s.max_prompt_chars}", "context_length_exceeded", param="messages")
+    return question
 
 
 async def _answer(srv: Server, request: Request, req: ChatRequest, question: str, slot: Slot) -> Any:
     """Draft, then answer (streamed or whole), holding `slot`: released here, or handed to the stream or to a
     model call that is still running."""
-    collab, info, rid = srv.collab, request.state.info, request.state.rid
-    deadline = time.monotonic() + srv.s.timeout_s
-    info["stream"] = req.stream
-    if srv.s.log_prompts:
-        info["question"] = question
-    params = collab.strong_params(req.max_completion_tokens or req.max_tokens, req.temperature, req.top_p)
-    loop = asyncio.get_running_loop()
-    sample = collab.sample(question, rid)
-    keep = False  # True once the slot has passed to a running model call or to the stream
+    turn = _Turn(srv, request, req, question, slot)
     try:
-        work: asyncio.Future[Any] = loop.run_in_executor(srv.pool, collab.draft_and_route, sample)
         try:
-            draft, choice = await _until(request, work, deadline - time.monotonic())
-            info["draft_tokens"] = draft.completion_tokens
-            info.update(route=choice.route, routes=srv.count_route(choice.route))
-            streams = req.stream and collab.streams and choice.route != "weak"
-            if choice.route == "weak":  # the router kept the weak model's answer: no strong call
-                answer = choice.weak_answer or draft
-            elif not streams:
-                work = loop.run_in_executor(srv.pool, collab.answer, sample, draft.text, params, choice.route)
-                answer = await _until(request, work, deadline - time.monotonic())
+            draft, choice = await turn.draft()
+            streams = req.stream and srv.collab.streams and choice.route != "weak"
+            answer = None if streams else await turn.whole_answer(draft, choice)
         except (ClientGone, TimeoutError) as e:
-            slot.release_when_done(work)
-            keep = True
-            return _gone_or_timeout(e, info, srv.s.timeout_s)
+            turn.release_when_work_ends()
+            return _gone_or_timeout(e, turn.info, srv.s.timeout_s)
         except Exception as e:  # noqa: BLE001 - a backend failure is the server's error, not the client's
-            return _upstream_failed(e, info)
-        extra = _route_fields(choice, collab, draft if req.want_draft else None)
+            return _upstream_failed(e, turn.info)
+        extra = _route_fields(choice, srv.collab, draft if req.want_draft else None)
+        if answer is None:
+            return await turn.stream(draft, choice, extra)
+        return turn.respond(answer, choice, extra)
+    finally:
+        if not turn.keep:
+            slot.release()
+
+
+class _Turn:
+    """One admitted chat request on its way to an answer: its model calls run in the server's worker threads, each
+    awaited until the client leaves or `serve.timeout_s` runs out."""
+
+    def __init__(self, srv: Server, request: Request, req: ChatRequest, question: str, slot: Slot):
+        self.srv, self.request, self.req, self.slot = srv, request, req, slot
+        self.collab, self.info, self.rid = srv.collab, request.state.info, request.state.rid
+        self.deadline = time.monotonic() + srv.s.timeout_s
+        self.info["stream"] = req.stream
+        if srv.s.log_prompts:
+            self.info["question"] = question
+        self.params = self.collab.strong_params(req.max_completion_tokens or req.max_tokens, req.temperature,
+                                                req.top_p)
+        self.sample = self.collab.sample(question, self.rid)
+        self.work: asyncio.Future[Any] | None = None
+        self.keep = False
+        """True once the slot has passed to a running model call or to the stream."""
+
+    async def _in_worker(self, fn: Any, *args: Any) -> Any:
+        self.work = asyncio.get_running_loop().run_in_executor(self.srv.pool, fn, *args)
+        return await _until(self.request, self.work, self.deadline - time.monotonic())
+
+    def release_when_work_ends(self) -> None:
+        """The client left or time ran out while a model call runs: a blocking call cannot be interrupted, so the
+        slot returns when its thread ends."""
+        assert self.work is not None
+        self.slot.release_when_done(self.work)
+        self.keep = True
+
+    async def draft(self) -> tuple[Any, Any]:
+        """The weak model's draft and the router's choice of route."""
+        draft, choice = await self._in_worker(self.collab.draft_and_route, self.sample)
+        self.info["draft_tokens"] = draft.completion_tokens
+        self.info.update(route=choice.route, routes=self.srv.count_route(choice.route))
+        return draft, choice
+
+    async def whole_answer(self, draft: Any, choice: Any) -> Any:
+        if choice.route == "weak":  # the router kept the weak model's answer: no strong call
+            return choice.weak_answer or draft
+        return await self._in_worker(self.collab.answer, self.sample, draft.text, self.params, choice.route)
+
+    async def stream(self, draft: Any, choice: Any, extra: dict[str, Any]) -> Any:
+        """The strong model's answer streamed; the slot passes to the stream once it has started."""
+        response = await _start_stream(self.srv, self.request,
+                                       self.collab.answer_messages(self.sample, draft.text, choice.route),
+                                       self.params, extra, self.slot, self.deadline)
+        self.keep = isinstance(response, StreamingResponse)
+        if self.keep:
+            response.headers[ROUTE_HEADER] = choice.route
+        return response
+
+    def respond(self, answer: Any, choice: Any, extra: dict[str, Any]) -> Any:
+        """A whole answer: a chat.completion, or (asked to stream from a model that does not) one SSE chunk."""
+        self.info.update(prompt_tokens=answer.prompt_tokens, completion_tokens=answer.completion_tokens)
         headers = {ROUTE_HEADER: choice.route}
-        if streams:
-            response = await _start_stream(srv, request, collab.answer_messages(sample, draft.text, choice.route),
-                                           params, extra, slot, deadline)
-            keep = isinstance(response, StreamingResponse)
-            if keep:
-                response.headers[ROUTE_HEADER] = choice.route
-            return response
-        info.update(prompt_tokens=answer.prompt_tokens, completion_tokens=answer.completion_tokens)
-        if req.stream:  # a local strong model (or the weak answer): the whole answer as one chunk
-            return StreamingResponse(_sse(rid, srv.s.model_name, _one(answer.text, answer.finish_reason), extra),
+        model = self.srv.s.model_name
+        if self.req.stream:
+            return StreamingResponse(_sse(self.rid, model, _one(answer.text, answer.finish_reason), extra),
                                      media_type="text/event-stream", headers=headers)
         return JSONResponse({
-            "id": rid, "object": "chat.completion", "created": int(time.time()), "model": srv.s.model_name,
+            "id": self.rid, "object": "chat.completion", "created": int(time.time()), "model": model,
             "choices": [{"index": 0, "message": {"role": "assistant", "content": answer.text},
                          "finish_reason": _finish(answer.finish_reason), "logprobs": None}],
             "usage": {"prompt_tokens": answer.prompt_tokens, "completion_tokens": answer.completion_tokens,
                       "total_tokens": answer.prompt_tokens + answer.completion_tokens},
             **extra}, headers=headers)
-    finally:
-        if not keep:
-            slot.release()
 
 
 async def _start_stream(srv: Server, request: Request, messages: list, params: Any, extra: dict, slot: Slot,
