@@ -172,30 +172,28 @@ def bench_raw(b, alias: str, tokens: int) -> dict:
 
 
 def stage_prompts(n: int) -> list[list[dict]]:
-    """The strong model's solo prompts for the first n questions of the demo task's dev split."""
+    """The strong model's solo prompts for n questions of the demo task's dev split, as `cowest eval
+    task.eval_limit=n` loads them (the split grows past its 100 questions to hold n distinct ones)."""
     from cowest.config import TaskConfig
     from cowest.tasks import load_samples
     from cowest.tasks.prompts import solo_messages
 
-    samples = load_samples(TaskConfig(name="demo"), "dev")
-    return [solo_messages(samples[i % len(samples)]) for i in range(n)]
+    samples = load_samples(TaskConfig(name="demo", eval_limit=n), "dev", n)
+    assert len({s.question for s in samples}) == n, "the demo's dev split repeats a question"
+    return [solo_messages(s) for s in samples]
 
 
 def bench_stage(alias: str, dtype: str, n: int, batch: int, modes: list[str], tokens: int = 96) -> list[dict]:
     """Stage-shaped generation, once per batching mode on one loaded model: waste, time and useful tok/s."""
-    from cowest.models.hf_refill import RefillGenerator, supports_refill
-
-    cfg = ModelConfig(spec=f"hf/{gguf_path(alias)}", batch_size=batch, dtype=dtype, batching="static")
+    cfg = ModelConfig(spec=f"hf/{gguf_path(alias)}", batch_size=batch, dtype=dtype, batching="continuous")
     b = load_backend(cfg)
+    continuous = b.refill  # built by the backend as `batching: continuous` (the default) builds it
+    assert continuous is not None, "continuous batching does not serve this model"
     b.generate([[{"role": "user", "content": "Say hello."}]], SamplingParams(max_tokens=4))  # warm-up
     work = stage_prompts(n)
     rows = []
     for mode in modes:
-        if mode == "continuous":
-            assert supports_refill(b.model) is None
-            b.refill = RefillGenerator(b.model, pad_id=b.tok.pad_token_id, eos=b._eos, batch_size=batch)
-        else:
-            b.refill = None
+        b.refill = continuous if mode == "continuous" else None  # static: one `generate` per batch of `batch`
         b.decode_stats = type(b.decode_stats)()
         t0 = time.perf_counter()
         out = b.generate(work, SamplingParams(max_tokens=tokens))
@@ -290,6 +288,9 @@ def main() -> None:
     args = ap.parse_args()
     if args.stage:
         return main_stage(args)
+    from bench_io import load_average
+
+    load = load_average()
     rows = []
     roofs = {}
     for alias in args.models:
@@ -310,8 +311,10 @@ def main() -> None:
         bufts = (" llama.cpp ran with its extra buffer types off (no AMX, no weight repacking): this wheel has AMX "
                  "kernels, which crash on this machine (see cowest.models.llamacpp)." if extra_bufts_unsafe(llama_cpp)
                  else " llama.cpp ran with its default extra buffer types (weight repacking on).")
-    text = (f"### Local generation speed ({when}, {machine()})\n\n"
-            f"`python benchmarks/generation.py` — greedy, max {args.tokens} new tokens per prompt, batch = prompts "
+    text = (f"### Local generation speed ({when}, {machine()}, load average {load} at start, {load_average()} at "
+            "end)\n\n"
+            f"`python benchmarks/generation.py --models {' '.join(args.models)} --backends {' '.join(args.backends)} "
+            f"--batches {' '.join(map(str, args.batches))} --tokens {args.tokens}` — greedy, max {args.tokens} new tokens per prompt, batch = prompts "
             "per `generate` call, tok/s = completion tokens / wall time of the call (prompt evaluation included).\n"
             "The llamacpp backend decodes one prompt at a time (llama-cpp-python's high-level API has no "
             "multi-sequence batching); hf runs the batch left-padded in one `generate` (hf-bf16: the same with "
@@ -328,6 +331,24 @@ def main() -> None:
         record("generation.py", text)
 
 
+def goal_lines(rows: list[dict], share_goal: float = 0.7, speedup_goal: float = 2.0) -> list[str]:
+    """Issue 14's goal figures, met or not: useful tok/s at >= 0.7 of the roofline ceiling of the batch size, and
+    the stage >= 2x faster than before (static batching, the shipped configuration when the issue was filed)."""
+    by = {r["mode"]: r for r in rows}
+    out = []
+    for r in rows:
+        frac = r["tps"] / r["ceiling"]
+        out.append(f"- {r['mode']}: useful tokens at {frac:.2f} of the roofline ceiling ({r['ceiling']:.0f} tok/s at "
+                   f"batch {r['batch']}): goal >= {share_goal} **{'met' if frac >= share_goal else 'not met'}**.")
+    if "static" in by:
+        for mode, r in by.items():
+            if mode != "static":
+                x = by["static"]["wall"] / r["wall"]
+                out.append(f"- {mode} against static (before): {x:.2f}x faster ({by['static']['wall']:.0f} s -> "
+                           f"{r['wall']:.0f} s): goal >= {speedup_goal}x **{'met' if x >= speedup_goal else 'not met'}**.")
+    return out
+
+
 def main_stage(args: argparse.Namespace) -> None:
     from bench_io import load_average
 
@@ -339,14 +360,23 @@ def main_stage(args: argparse.Namespace) -> None:
         rows.append(bench_stage_vllm(args.stage_model, args.stage_dtype, args.stage, args.stage_batch))
     for r in rows:
         r["ceiling"] = roof[(args.stage_dtype, args.stage_batch)][1]
-    text = (f"### Stage-shaped generation: padding waste, static against continuous batching "
-            f"({datetime.date.today().isoformat()}, {machine()}, load average {load} at start)\n\n"
-            f"`python benchmarks/generation.py --stage {args.stage}` — the hf engine on the strong model's solo "
-            "prompts for the demo task's dev questions, greedy, max 96 new tokens, one `generate` call. Useful "
+    text = (f"### Stage-shaped generation: {args.stage} dev questions, before (static) and after (continuous) "
+            f"({datetime.date.today().isoformat()}, {machine()}, load average {load} at start, {load_average()} "
+            "at end)\n\n"
+            f"`python benchmarks/generation.py --stage {args.stage} --stage-model {args.stage_model} --stage-dtype "
+            f"{args.stage_dtype} --stage-batch {args.stage_batch} --stage-batching {' '.join(args.stage_batching)}`"
+            " — the eval stage's strong calls: the strong model's solo prompts for the demo task's dev questions "
+            f"as `cowest eval task.eval_limit={args.stage}` loads them (distinct questions), greedy, max 96 new "
+            "tokens, one `generate` call. static = before: what the shipped configs ran when issue 14 was filed "
+            "(hf engine, static batching: one `generate` per batch, every row runs until the batch's longest "
+            "reply ends); continuous = after: what `engine: auto` runs now on this CPU (hf bfloat16, `batching: "
+            "continuous`: finished rows leave, waiting prompts join); vllm server = `engine: vllm` (a local vLLM CPU "
+            f"server in its own venv, {args.stage_batch} requests in flight, its start-up not timed). Useful "
             "tokens are the replies' tokens; row-steps computed count every batch row of every forward pass that "
-            "yields a token (static: rows x the batch's longest reply, EOS included); prompt tokens prefilled "
-            "include left padding. Roofline: the same run's bf16/fp32 matmul of the model's MLP shape with batch "
-            "rows; share = useful tok/s over that ceiling. Run alone under the CPU lock.\n\n" + stage_table(rows))
+            "yields a token; prompt tokens prefilled include left padding. Roofline: the same run's "
+            f"{args.stage_dtype} matmul of the model's MLP shape with batch rows; share = useful tok/s over that "
+            "ceiling. Run alone under the CPU lock.\n\n" + stage_table(rows) + "\n\nGoal figures (issue 14):\n"
+            + "\n".join(goal_lines(rows)))
     print()
     print(text)
     if args.record:

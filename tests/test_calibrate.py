@@ -4,6 +4,7 @@ CPU identity and the cache's staleness, bad input, and one real calibration of t
 from __future__ import annotations
 
 import json
+import sys
 
 import pytest
 
@@ -121,6 +122,19 @@ def test_explicit_engine_and_dtype_are_kept_and_checked(models_dir, monkeypatch,
     assert (c.engine, c.dtype) == ("hf", "float32")
 
 
+def test_auto_without_llama_cpp_falls_back_and_says_so(models_dir, monkeypatch):
+    monkeypatch.setitem(sys.modules, "llama_cpp", None)  # installed or not, it does not import
+    assert not calibrate.engine_installed("llamacpp")
+    monkeypatch.setattr(calibrate, "engine_installed", lambda e: e == "hf")
+    for ident, rates, batch, want in ((cpu_identity(EPYC_BF16, threads=2), BF16_CPU, 1, "bfloat16"),
+                                      (cpu_identity(EPYC_AVX2, threads=2), AVX2_CPU, 8, "float32")):
+        script = Script(rates)
+        c = pick(str(models_dir), "auto", "auto", batch, measurer=script, ident=ident)
+        assert (c.engine, c.dtype) == ("hf", want)
+        assert all(e == "hf" for call in script.calls for e, _, _ in call)  # llama.cpp is not measured
+        assert "llama.cpp is not installed" in c.reason and "pip install -e '.[llamacpp]'" in c.reason
+
+
 def test_unreadable_calibration_is_measured_again(models_dir, capsys):
     path = calibrate.calibration_path(str(models_dir))
     path.parent.mkdir(parents=True)
@@ -158,3 +172,11 @@ def test_real_calibration_of_smollm2(tmp_path, monkeypatch):
         assert b.identity.startswith(c.engine)
     finally:
         b.close()
+
+
+def test_a_test_needing_llama_cpp_skips_naming_it_and_its_install_command(monkeypatch):
+    from engines import needs_llama_cpp
+
+    monkeypatch.setitem(sys.modules, "llama_cpp", None)
+    with pytest.raises(pytest.skip.Exception, match=r"llama_cpp is not installed; run: pip install -e '\.\[llamacpp\]'"):
+        needs_llama_cpp()

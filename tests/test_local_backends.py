@@ -6,6 +6,7 @@ Run under the shared CPU lock: `flock /tmp/cowest-cpu.lock pytest tests/test_loc
 from __future__ import annotations
 
 import pytest
+from engines import needs_llama_cpp
 
 from cowest.config import ModelConfig
 from cowest.models.base import load_backend
@@ -21,7 +22,7 @@ WHY = [{"role": "user", "content": "Why is the sky blue? One sentence."}]
 
 @pytest.fixture(scope="module")
 def smol_cpp():
-    pytest.importorskip("llama_cpp")
+    needs_llama_cpp()
     b = load_backend(ModelConfig(spec=f"llamacpp/{gguf_path('smollm2-135m')}", n_ctx=1024))
     yield b
     b.close()
@@ -79,7 +80,7 @@ def test_llamacpp_length_stop_and_logprobs(smol_cpp):
 
 @pytest.mark.parametrize("alias", ["qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b"])  # the demo's and the default strong
 def test_llamacpp_qwen_strong_models_generate(alias):
-    pytest.importorskip("llama_cpp")
+    needs_llama_cpp()
     b = load_backend(ModelConfig(spec=f"embedded/{alias}", engine="llamacpp", n_ctx=512))
     try:
         g = b.generate([CAPITAL], SamplingParams(max_tokens=8))[0][0]
@@ -115,7 +116,7 @@ def test_hf_sampling_is_reproducible(smol_hf):
 
 
 def test_llamacpp_rejects_peft_folder_and_missing_file(tmp_path):
-    pytest.importorskip("llama_cpp")
+    needs_llama_cpp()
     from cowest.errors import CowestError
 
     with pytest.raises(CowestError, match="not a GGUF LoRA file; PEFT adapter folders load with hf/"):

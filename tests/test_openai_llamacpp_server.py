@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from engines import needs_llama_cpp
 
 from cowest.config import ModelConfig
 from cowest.models.cache import CachedBackend
@@ -31,8 +32,8 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    pytest.importorskip("llama_cpp")
-    pytest.importorskip("sse_starlette")
+    needs_llama_cpp()
+    needs_llama_cpp("sse_starlette")
     httpx = pytest.importorskip("httpx")
     port = free_port()
     log = tmp_path_factory.mktemp("server") / "server.log"

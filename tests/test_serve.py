@@ -19,6 +19,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from engines import needs_llama_cpp
 
 openai = pytest.importorskip("openai")
 uvicorn = pytest.importorskip("uvicorn")
@@ -231,7 +232,7 @@ def test_cli_refuses_to_start_without_token(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def real_server(tmp_path_factory: pytest.TempPathFactory):
-    pytest.importorskip("llama_cpp")
+    needs_llama_cpp()
     tmp = tmp_path_factory.mktemp("serve")
     cfg = tmp / "serve.yaml"
     cfg.write_text(f"run_dir: {tmp / 'run'}\nmodels:\n  strong: {{spec: embedded/qwen2.5-coder-0.5b}}\n"

@@ -4,6 +4,7 @@ import math
 
 
 import pytest
+from engines import needs_llama_cpp
 
 from cowest.config import ModelConfig
 from cowest.models.mock import MockBackend
@@ -108,7 +109,7 @@ def test_names_and_roles():
 
 @pytest.mark.slow
 def test_collaborate_with_embedded_models_via_llamacpp(tmp_path, shared_data):
-    pytest.importorskip("llama_cpp")
+    needs_llama_cpp()
     from cowest.config import TaskConfig
     from cowest.models.base import load_backend
     from cowest.models.embedded import gguf_path

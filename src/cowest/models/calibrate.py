@@ -77,9 +77,20 @@ def native_bf16(ident: dict[str, Any]) -> bool:
 
 
 def engine_installed(engine: str) -> bool:
+    """Whether the engine can run here. llama_cpp is imported (it is light): an installed package whose native
+    library does not load counts as absent, so `auto` falls back instead of failing at load time."""
     module, _ = ENGINE_EXTRAS[engine]
-    return importlib.util.find_spec(module) is not None and (
-        engine != "hf" or importlib.util.find_spec("torch") is not None)
+    if engine == "llamacpp":
+        try:
+            importlib.import_module(module)
+        except (ImportError, OSError, RuntimeError):
+            return False
+        return True
+    return importlib.util.find_spec(module) is not None and importlib.util.find_spec("torch") is not None
+
+
+LLAMACPP_ABSENT = ("llama.cpp is not installed (llama_cpp does not import), the faster engine for single requests "
+                   "and on CPUs without native bf16; add it with: pip install -e '.[llamacpp]'")
 
 
 # --- the choice (pure logic) ---------------------------------------------------------------------------------
@@ -330,8 +341,9 @@ def pick(source: str, engine: str, dtype: str, batch: int, *, threads: int | Non
             f", dtype {dtype}" if engine == "hf" else "") + " set in the config")
     if engines == ["llamacpp"]:
         return Choice(engine="llamacpp", dtype="gguf", reason="the only candidate: transformers is not installed")
+    absent = engine == "auto" and is_gguf and "llamacpp" not in engines
     if engines == ["hf"] and len(dtypes) == 1:  # nothing to measure
-        why = [] if engine != "auto" else ["llama.cpp is not installed" if is_gguf else "not a GGUF file"]
+        why = [] if engine != "auto" else [LLAMACPP_ABSENT if absent else "not a GGUF file"]
         if dtype == "auto":
             why.append(f"this CPU has no native bf16 ({ident['cpu']})")
         return Choice(engine="hf", dtype=dtypes[0], reason=f"the only candidate: {', '.join(why) or 'set'}")
@@ -346,7 +358,10 @@ def pick(source: str, engine: str, dtype: str, batch: int, *, threads: int | Non
         write_cached(path, ident, have, Path(str(source)).name)
         log(f"calibration took {time.perf_counter() - t0:.1f} s, saved in {path}")
     usable = [m for m in have if m.engine in engines and (m.engine == "llamacpp" or m.dtype in dtypes)]
-    return choose(usable, batch, cpu_key(ident))
+    choice = choose(usable, batch, cpu_key(ident))
+    if absent:
+        choice.reason += f"; {LLAMACPP_ABSENT}"
+    return choice
 
 
 def engine_record(backend: Any) -> dict[str, Any]:
