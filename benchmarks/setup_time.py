@@ -101,6 +101,25 @@ def setup_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def verdict(engines: list[dict], setups: list[dict], batch: int) -> str:
+    """The reading: what skipping llama.cpp saves at set-up against what it costs batched and single requests."""
+    kept_b = [r["picks"][batch][2] for r in engines]
+    kept_1 = [r["picks"][1][2] for r in engines]
+    span = lambda xs: f"{min(xs):.2f}" + (f"-{max(xs):.2f}" if f"{min(xs):.2f}" != f"{max(xs):.2f}" else "")  # noqa: E731
+    walls = {r["llama_cpp"]: r["wall"] for r in setups}
+    saved = (f"skipping the compile saves {walls[True] - walls[False]:.0f} s of a fresh set-up "
+             f"({walls[True]:.0f} s -> {walls[False]:.0f} s; pip caches the wheel, so only the first set-up on a "
+             "machine pays it)" if len(walls) == 2 else "")
+    lost = (f"without llama.cpp, batched stages (batch {batch}) keep {span(kept_b)} of their "
+            f"speed and single requests (batch 1: `cowest serve`, which runs each request alone) keep "
+            f"{span(kept_1)}")
+    if min(kept_1) < 0.9 or min(kept_b) < 0.9:
+        return (f"Reading: {saved}; but {lost}, so the default set-up keeps llama.cpp; `bash scripts/setup.sh "
+                "--no-llamacpp` skips it where only batched stages matter (`engine: auto` then picks transformers "
+                "and says why).")
+    return f"Reading: {saved}, and {lost}: the default set-up can skip llama.cpp on this CPU."
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
@@ -111,16 +130,17 @@ def main() -> None:
     ap.add_argument("--record", action="store_true", help="write the tables into BENCHMARKS.md")
     args = ap.parse_args()
     parts = [f"### Set-up time and what llama.cpp buys ({datetime.date.today().isoformat()}, {machine()})\n"]
+    engines, setups = [], []
     if not args.no_engines:
         load = load_average()
-        rows = engine_picks(args.models, args.batch)
+        engines = rows = engine_picks(args.models, args.batch)
         parts += [f"Engines (load average {load} before, {load_average()} after): a fresh calibration "
                   "(`cowest.models.calibrate.measure`: decode steps, llama.cpp one prompt at a time, transformers on "
                   "a model of the checkpoint's shape) and the engine `engine: auto` picks from it, with llama.cpp "
                   "installed and without it; \"speed kept\" = the best tok/s without llama.cpp over the best with "
                   "it.\n", engines_table(rows, args.batch), ""]
     if not args.no_setup:
-        rows = []
+        setups = rows = []
         for v in args.variants:
             rows.append(time_setup(VARIANTS[v]))
             print(rows[-1], flush=True)
@@ -128,6 +148,8 @@ def main() -> None:
                   "so llama-cpp-python compiles from source) and an empty COWEST_MODELS_DIR; torch's CPU wheel from "
                   "the environment's find-links, everything else downloaded. Run alone under the CPU lock.\n",
                   setup_table(rows)]
+    if engines and setups:
+        parts += ["", verdict(engines, setups, args.batch)]
     text = "\n".join(parts)
     print(text)
     if args.record:

@@ -122,9 +122,12 @@ def test_explicit_engine_and_dtype_are_kept_and_checked(models_dir, monkeypatch,
     assert (c.engine, c.dtype) == ("hf", "float32")
 
 
-def test_auto_without_llama_cpp_falls_back_and_says_so(models_dir, monkeypatch):
+def test_llama_cpp_that_does_not_import_is_not_installed(monkeypatch):
     monkeypatch.setitem(sys.modules, "llama_cpp", None)  # installed or not, it does not import
     assert not calibrate.engine_installed("llamacpp")
+
+
+def test_auto_without_llama_cpp_falls_back_and_says_so(models_dir, monkeypatch):
     monkeypatch.setattr(calibrate, "engine_installed", lambda e: e == "hf")
     for ident, rates, batch, want in ((cpu_identity(EPYC_BF16, threads=2), BF16_CPU, 1, "bfloat16"),
                                       (cpu_identity(EPYC_AVX2, threads=2), AVX2_CPU, 8, "float32")):
