@@ -23,7 +23,7 @@ import pytest
 openai = pytest.importorskip("openai")
 uvicorn = pytest.importorskip("uvicorn")
 
-from cowest.config import ExperimentConfig  # noqa: E402
+from cowest.core.config import ExperimentConfig  # noqa: E402
 from cowest.models.mock import MockBackend  # noqa: E402
 from cowest.serve import Collaboration, is_loopback, server_token  # noqa: E402
 from cowest.serve_app import build_app  # noqa: E402
@@ -282,7 +282,7 @@ def test_real_round_trip_with_openai_client(real_server) -> None:
 def test_stream_through_an_openai_strong_endpoint(monkeypatch: pytest.MonkeyPatch) -> None:
     """An `openai/` strong model streams: here the upstream is another cowest server (an OpenAI-compatible endpoint
     itself), so the outer server's answer arrives as the upstream's SSE deltas."""
-    from cowest.config import ModelConfig
+    from cowest.core.config import ModelConfig
     from cowest.models.base import load_backend
 
     with Served(mock_collab(MockBackend("answer:Answer: 42"))) as upstream:
@@ -379,8 +379,8 @@ def test_client_sampling_values_are_clamped_and_passed() -> None:
                                            ("serve.timeout_s=0", "serve.timeout_s"),
                                            ("serve.max_tokens=0", "serve.max_tokens")])
 def test_serve_config_ranges_are_one_line_errors(override: str, key: str) -> None:
-    from cowest.config import load_config
-    from cowest.errors import ConfigError
+    from cowest.core.config import load_config
+    from cowest.core.errors import ConfigError
 
     with pytest.raises(ConfigError) as e:
         load_config(None, [override])
@@ -396,7 +396,7 @@ def test_cli_bad_port_is_a_one_line_error() -> None:
 
 
 def test_upstream_urls_and_adapter_paths_never_reach_clients(monkeypatch: pytest.MonkeyPatch) -> None:
-    from cowest.config import ModelConfig
+    from cowest.core.config import ModelConfig
     from cowest.models.base import load_backend
 
     scfg = ModelConfig(spec="openai/secret-model", base_url="http://127.0.0.1:9/v1/internal-route", max_retries=0)

@@ -36,7 +36,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, AsyncGenerator, AsyncIterator
 
-from cowest.errors import require
+from cowest.core.errors import require
 
 require("fastapi", "serve")
 from fastapi import Request  # noqa: E402 - at module level: FastAPI resolves the handlers' string annotations here
