@@ -421,3 +421,36 @@ def test_client_gone_mid_upload_is_logged_as_499_not_500() -> None:
             time.sleep(0.1)
         rows = log_rows(s, 1)
     assert [r["status"] for r in rows] == [499]
+
+
+def test_sampling_settings_the_strong_model_refuses_are_a_400_and_take_no_slot() -> None:
+    """top_p 0 lies in OpenAI's range but not in the strong model's settings: the client gets a one-line 400 naming
+    the field, and (one slot) the next request is still answered; before, each such request kept its slot for good."""
+    h = {"Authorization": f"Bearer {TOKEN}"}
+    with Served(mock_collab(max_concurrent=1)) as s:
+        for _ in range(2):
+            r = httpx.post(s.url + "/v1/chat/completions", json=ask(top_p=0), headers=h)
+            assert r.status_code == 400, r.text
+            assert r.json()["error"]["param"] == "top_p" and "top_p" in r.json()["error"]["message"]
+        assert httpx.post(s.url + "/v1/chat/completions", json=ask(), headers=h).status_code == 200
+        wait_in_flight(s, 0)
+
+
+def test_a_failure_between_admission_and_answer_gives_the_slot_back() -> None:
+    """Anything that raises after the slot is taken (here the request's sample, scripted to fail once) releases it:
+    a JSON 500 for that request, then (one slot) the next is answered."""
+    collab = mock_collab(max_concurrent=1)
+    real_sample, failures = collab.sample, [RuntimeError("scripted failure")]
+
+    def sample_failing_once(question: str, request_id: str) -> object:
+        if failures:
+            raise failures.pop()
+        return real_sample(question, request_id)
+
+    collab.sample = sample_failing_once  # type: ignore[method-assign]
+    h = {"Authorization": f"Bearer {TOKEN}"}
+    with Served(collab) as s:
+        r = httpx.post(s.url + "/v1/chat/completions", json=ask(), headers=h)
+        assert r.status_code == 500 and r.json()["error"]["type"] == "server_error" and not failures
+        assert httpx.post(s.url + "/v1/chat/completions", json=ask(), headers=h).status_code == 200
+        wait_in_flight(s, 0)
