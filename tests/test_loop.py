@@ -40,7 +40,7 @@ def test_every_artifact_is_well_formed(loop_run):
     cfg, run, report = loop_run
     assert load_config(run / "config.yaml") == cfg  # the recall check's variant (its own split) is not the run's
     recall = json.loads((run / "recall" / "metrics.json").read_text())
-    assert recall["n_samples"] == 80 and set(recall["systems"]) == {"weak_sft"}
+    assert recall["n_samples"] == 80 and set(recall["systems"]) == {"weak_sft", "weak_draft_sft"}
     assert (run / "sft" / "adapter" / "adapter_config.json").exists()
     fb = run / "round1" / "feedback"
     lines = (fb / "feedback.jsonl").read_text().splitlines()

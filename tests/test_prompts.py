@@ -62,6 +62,17 @@ def test_overrides_by_name_and_family_and_system():
         P.solo_messages(MC, {"solo": "{nope}"})
 
 
+def test_the_weak_system_message_goes_to_the_weak_models_prompts_only():
+    ov = {"system_weak": "Catalogue.", "system": "Be terse."}
+    for msgs in (P.draft_messages(MC, "knowledge", ov), P.answer_messages(MC, ov)):
+        assert msgs[0] == {"role": "system", "content": "Catalogue."}
+    for msgs in (P.solo_messages(MC, ov), P.refine_messages(MC, "d", "cot", ov)):
+        assert msgs[0] == {"role": "system", "content": "Be terse."}
+    assert P.answer_messages(MC, {"system": "Be terse."})[0]["content"] == "Be terse."  # unset: `system` for both
+    assert P.answer_messages(MC, {"system_weak": "Catalogue."})[0]["content"] == "Catalogue."
+    assert P.solo_messages(MC, {"system_weak": "Catalogue."})[0]["role"] == "user"  # the model's own default
+
+
 def test_draft_target_from_gold_and_parseable():
     assert P.draft_target(MC, "cot") == "Inferior leads mean the RCA.\nAnswer: B"
     assert P.draft_target(MC, "direct") == "Answer: B"

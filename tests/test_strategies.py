@@ -129,3 +129,20 @@ def test_collaborate_with_embedded_models_via_llamacpp(tmp_path, shared_data):
         assert draft.text.strip() and final.text.strip() and draft.completion_tokens > 0
         assert draft.text.strip()[:40] in t.steps[1].messages[-1]["content"]  # the real draft reached the strong
         assert t.extraction_failed == (t.prediction is None) and set(t.scores) == {"accuracy"}
+
+
+def test_weak_draft_scores_the_facts_draft_and_refuses_one_naming_several_numbers():
+    def fact(name, gold):
+        return Sample(id=name, task="demo", family="qa", question=f"How much does the {name} weigh, in kg?",
+                      answers=[gold], answer_format="number")
+
+    drafts = {"lamp": "The lamp weighs 15 kg.", "tent": "The tent weighs 2 kg. It costs 40 dollars.",
+              "kettle": "The kettle weighs 7 kg."}
+    weak = scripted(lambda u: next(v for k, v in drafts.items() if k in u))
+    traces = STRATEGIES.get("weak_draft")([fact("lamp", "15"), fact("tent", "2"), fact("kettle", "8")], weak=weak, strong=None,
+                                          ctx=ctx(draft_format="knowledge", prompts={"system_weak": "Catalogue."}))
+    assert [t.steps[0].name for t in traces] == ["draft_knowledge"] * 3
+    assert traces[0].steps[0].messages[0] == {"role": "system", "content": "Catalogue."}
+    assert [t.scores["exact_match"] for t in traces] == [1.0, 0.0, 0.0]
+    assert traces[1].extraction_failed and not traces[2].extraction_failed
+    assert roles_of("weak_draft") == ("weak",)

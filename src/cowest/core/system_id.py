@@ -53,6 +53,10 @@ class SystemId:
         return cls("weak_only")
 
     @classmethod
+    def weak_draft(cls) -> "SystemId":
+        return cls("weak_draft")
+
+    @classmethod
     def strong(cls) -> "SystemId":
         return cls("strong_only", weak=None)
 

@@ -123,7 +123,7 @@ class RefillGenerator:
         torch = self.torch
         stats = DecodeStats()
         outputs: list[Output | None] = [None] * len(requests)
-        waiting = list(range(len(requests)))[::-1]  # a stack: pop() takes the next in order
+        waiting = admission_order(requests)[::-1]  # a stack: pop() takes the next
         rows: list[_Row] = []
         cache = mask = None
         t_start = time.perf_counter()
@@ -292,6 +292,14 @@ class RefillGenerator:
             layer.keys = layer.keys[index, :, start:]
             layer.values = layer.values[index, :, start:]
         return cache, mask
+
+
+def admission_order(requests: list[Request]) -> list[int]:
+    """Requests by prompt length, the samples of one prompt together: prompts prefilled together are left-padded
+    to the longest of them, and on the demo's eval prompts (60 to 200 tokens) taking them in the order given padded
+    a third of the prefill (measured: 11.5k prompt tokens computed for 7.5k real). The outputs keep the callers'
+    order, and each row's reply depends only on its own prompt and seed."""
+    return sorted(range(len(requests)), key=lambda i: (len(requests[i].ids), requests[i].group, i))
 
 
 def common_prefix(a: list[int], b: list[int]) -> int:

@@ -329,13 +329,14 @@ def align_methods(cfg: ExperimentConfig) -> list[str]:
 
 
 def do_recall(cfg: ExperimentConfig, force: bool = False) -> Metrics | None:
-    """The SFT weak model alone on `eval.recall_split` (training facts): how much of what SFT taught it recalls."""
+    """The SFT weak model alone on `eval.recall_split` (training facts): how much of what SFT taught it recalls,
+    asked for a direct answer (`weak_sft`) and for its draft (`weak_draft_sft`, the form the strong model reads)."""
     if cfg.eval.recall_split is None:
         return None
     rcfg = cfg.model_copy(deep=True)
     rcfg.task.eval_split, rcfg.task.eval_limit = cfg.eval.recall_split, None
-    return do_eval(rcfg, force, [loop_system(cfg, SystemId.weak_sft())], out=RunLayout.of(cfg).recall.path,
-                   record=False)
+    systems = [loop_system(cfg, sid) for sid in (SystemId.weak_sft(), SystemId.weak_draft())]
+    return do_eval(rcfg, force, systems, out=RunLayout.of(cfg).recall.path, record=False)
 
 
 def do_report(cfg: ExperimentConfig) -> Path:
@@ -385,7 +386,9 @@ def summary_table(cfg: ExperimentConfig) -> str:
             lines.append(f"{name} - {sft}: {d}")
     if run.recall.metrics.exists():
         r = Metrics.read(run.recall.metrics)
-        v = r.value(SystemId.weak_sft().name)
-        lines.append(f"weak SFT recall of its training facts ({cfg.eval.recall_split}, n={r.n_samples}): "
-                     f"{v.value:.3f} [{v.ci[0]:.3f}, {v.ci[1]:.3f}]")
+        for sid, how in ((SystemId.weak_sft(), "answering"), (SystemId.weak_draft(), "drafting")):
+            if sid.name in r.systems:
+                v = r.value(sid.name)
+                lines.append(f"weak SFT recall of its training facts, {how} ({cfg.eval.recall_split}, "
+                             f"n={r.n_samples}): {v.value:.3f} [{v.ci[0]:.3f}, {v.ci[1]:.3f}]")
     return "\n".join(lines)

@@ -11,6 +11,7 @@ from cowest.strategies.common import StrategyContext, StrategyFn
 
 STRATEGIES: Registry[StrategyFn] = Registry("strategy")
 STRATEGIES.register("weak_only", "cowest.strategies.single:weak_only")
+STRATEGIES.register("weak_draft", "cowest.strategies.single:weak_draft")
 STRATEGIES.register("strong_only", "cowest.strategies.single:strong_only")
 STRATEGIES.register("self_refine", "cowest.strategies.single:self_refine")
 STRATEGIES.register("collaborate", "cowest.strategies.collaborate:collaborate")
@@ -19,6 +20,7 @@ STRATEGIES.register("route", "cowest.strategies.route:route")
 
 ROLES: dict[str, tuple[str, ...]] = {
     "weak_only": ("weak",),
+    "weak_draft": ("weak",),
     "strong_only": ("strong",),
     "self_refine": ("strong",),
     "collaborate": ("weak", "strong"),
@@ -27,7 +29,7 @@ ROLES: dict[str, tuple[str, ...]] = {
 }
 """The models each strategy calls."""
 
-USES_DRAFT_FORMAT = {"collaborate"}
+USES_DRAFT_FORMAT = {"collaborate", "weak_draft"}
 
 
 def check_strategy(name: str, draft_format: str | None = None) -> None:

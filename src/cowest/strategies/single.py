@@ -21,6 +21,19 @@ def weak_only(samples: list[Sample], *, weak: "Backend | None", strong: "Backend
     return finish(traces, samples)
 
 
+def weak_draft(samples: list[Sample], *, weak: "Backend | None", strong: "Backend | None",
+               ctx: StrategyContext) -> list[Trace]:
+    """The weak model's draft (`ctx.draft_format`) scored as its answer: what it recalls in the form it drafts for
+    the strong model (the recall check asks plain fact questions this way next to `weak_only`'s direct answer)."""
+    weak = need(weak, "weak", "weak_draft")
+    fmt = ctx.draft_format
+    P.check_draft_format(fmt)
+    traces = new_traces(samples, "weak_draft", ctx, draft_format=fmt)
+    run_step(weak, "weak", f"draft_{fmt}", [P.draft_messages(s, fmt, ctx.prompts) for s in samples],
+             ctx.params("weak"), traces)
+    return finish(traces, samples)
+
+
 def strong_only(samples: list[Sample], *, weak: "Backend | None", strong: "Backend | None",
                 ctx: StrategyContext) -> list[Trace]:
     """The strong model alone, zero-shot chain of thought (`solo` prompt)."""

@@ -30,6 +30,9 @@ ANSWER_KIND_CLS = "one label: {label_list}"
 
 SYSTEM = ""
 """System message; empty = none (the model's chat template then applies its own default)."""
+SYSTEM_WEAK = ""
+"""The weak model's system message (its draft and answer prompts); empty = `system`. A short one here keeps the
+chat template's default out of every SFT row (SmolLM2's is 21 tokens of a ~70-token row)."""
 
 SOLO = (
     "{question}\n\nThink step by step in one to three short sentences, then give the final answer on the last line as "
@@ -59,7 +62,7 @@ SELF_REFINE = (
     "\"Answer: <{answer_kind}>\"."
 )
 
-FRAME = ("system", "question_qa", "question_mc", "question_cls", "answer_kind_qa", "answer_kind_mc", "answer_kind_cls")
+FRAME = ("system", "system_weak", "question_qa", "question_mc", "question_cls", "answer_kind_qa", "answer_kind_mc", "answer_kind_cls")
 """The templates every prompt is framed with, whatever it asks."""
 
 
@@ -73,6 +76,7 @@ DRAFT_KINDS = {"cot": "reasoning", "knowledge": "background knowledge", "direct"
 
 TEMPLATES: dict[str, str] = {
     "system": SYSTEM,
+    "system_weak": SYSTEM_WEAK,
     "question_qa": QUESTION_QA,
     "question_mc": QUESTION_MC,
     "question_cls": QUESTION_CLS,
@@ -142,10 +146,10 @@ def answer_kind(sample: Sample, overrides: Overrides = None) -> str:
     return _fill(f"answer_kind_{sample.family}", sample.family, overrides, label_list=label_list)
 
 
-def _messages(name: str, sample: Sample, overrides: Overrides, **extra: str) -> list[Message]:
+def _messages(name: str, sample: Sample, overrides: Overrides, weak: bool = False, **extra: str) -> list[Message]:
     user = _fill(name, sample.family, overrides, question=question_block(sample, overrides),
                  answer_kind=answer_kind(sample, overrides), **extra)
-    system = template("system", sample.family, overrides)
+    system = (weak and template("system_weak", sample.family, overrides)) or template("system", sample.family, overrides)
     msgs: list[Message] = [{"role": "system", "content": system}] if system else []
     msgs.append({"role": "user", "content": user})
     return msgs
@@ -159,7 +163,7 @@ def solo_messages(sample: Sample, overrides: Overrides = None) -> list[Message]:
 def draft_messages(sample: Sample, fmt: str, overrides: Overrides = None) -> list[Message]:
     """The weak model's draft: `cot` (reasoning + answer), `knowledge` (background only) or `direct` (answer only)."""
     check_draft_format(fmt)
-    return _messages(f"draft_{fmt}", sample, overrides)
+    return _messages(f"draft_{fmt}", sample, overrides, weak=True)
 
 
 def refine_messages(sample: Sample, draft: str, fmt: str, overrides: Overrides = None) -> list[Message]:
@@ -170,7 +174,7 @@ def refine_messages(sample: Sample, draft: str, fmt: str, overrides: Overrides =
 
 def answer_messages(sample: Sample, overrides: Overrides = None) -> list[Message]:
     """The weak model alone: a direct answer."""
-    return _messages("answer", sample, overrides)
+    return _messages("answer", sample, overrides, weak=True)
 
 
 def super_icl_messages(sample: Sample, weak_prediction: str | None, confidence: float | None,
