@@ -12,7 +12,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from cowest.results import Metrics
+from cowest.core.results import Metrics
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -52,7 +52,7 @@ def load_average() -> str:
 
 
 def ci(v: Any) -> str:
-    """A metric value with its CI: a `cowest.results.MetricValue` or its dict."""
+    """A metric value with its CI: a `cowest.core.results.MetricValue` or its dict."""
     value, (lo, hi) = (v["value"], v["ci"]) if isinstance(v, dict) else (v.value, v.ci)
     return f"{value:.3f} [{lo:.3f}, {hi:.3f}]"
 

@@ -18,9 +18,9 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from cowest.config import ModelConfig
+from cowest.core.config import ModelConfig
 from cowest.models.base import load_backend
-from cowest.records import Sample, SamplingParams
+from cowest.core.records import Sample, SamplingParams
 from cowest.strategies import STRATEGIES, StrategyContext
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -65,7 +65,7 @@ def draft_facts(run: Path, cfg: dict) -> list[str]:
     """Per collaboration system: how many drafts state every fact the question needs, how many state a false one
     (a sentence that is not in the catalogue), and how often the strong model was right given all the facts. This
     separates the weak model's share of the errors (missing or wrong facts) from the strong model's (a wrong step)."""
-    from cowest.config import TaskConfig
+    from cowest.core.config import TaskConfig
     from cowest.tasks import demo
 
     task = TaskConfig.model_validate(cfg["task"])

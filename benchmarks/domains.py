@@ -1,7 +1,7 @@
 """Weak alone, strong alone and collaboration (each draft format) on the three domains' dev splits.
 
 Uses configs/eval_{ifqa,medmcqa,ethics}.yaml with the embedded models (n samples each, default 200), runs
-`cowest.evaluate.run_eval` into runs/bench-domains/<task> (resumable: rerun to continue), and prints one table
+`cowest.pipeline.evaluate.run_eval` into runs/bench-domains/<task> (resumable: rerun to continue), and prints one table
 with 95% bootstrap CIs; `--record` appends it to BENCHMARKS.md. Load models only under the shared CPU lock.
 
     flock /tmp/cowest-cpu.lock python benchmarks/domains.py [--n 200] [--strong embedded/qwen2.5-coder-0.5b]
@@ -15,8 +15,8 @@ import datetime
 import sys
 from pathlib import Path
 
-from cowest.config import load_config
-from cowest.evaluate import System, run_eval
+from cowest.core.config import load_config
+from cowest.pipeline.evaluate import System, run_eval
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))

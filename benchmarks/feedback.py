@@ -1,6 +1,6 @@
 """Collaborative feedback at benchmark size: wall time per step, strong calls per pair, positive share, pairs.
 
-Runs `cowest.feedback.run_feedback` on n IfQA train questions (seeded subsample of ../shared/data) with the embedded
+Runs `cowest.pipeline.feedback.run_feedback` on n IfQA train questions (seeded subsample of ../shared/data) with the embedded
 models: the weak model drafts K chain-of-thought drafts at temperature 1 (llama.cpp; the base SmolLM2, not an SFT
 model, so the benchmark isolates the feedback stage), the strong model answers alone and refines every distinct
 draft, the metric evaluator (token F1) scores both. Resumable (rerun to continue). Load models only under the CPU
@@ -18,12 +18,12 @@ import sys
 import time
 from pathlib import Path
 
-from cowest.config import ModelConfig, load_config
-from cowest.feedback import load_done, run_feedback
+from cowest.core.config import ModelConfig, load_config
+from cowest.pipeline.feedback import load_done, run_feedback
 from cowest.models.base import load_backend
 from cowest.models.cache import open_backend
-from cowest.pairs import write_pairs
-from cowest.progress import Progress
+from cowest.pipeline.pairs import write_pairs
+from cowest.core.progress import Progress
 from cowest.tasks.base import load_samples
 
 ROOT = Path(__file__).resolve().parents[1]

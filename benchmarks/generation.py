@@ -35,10 +35,10 @@ from pathlib import Path
 
 import sys
 
-from cowest.config import ModelConfig
+from cowest.core.config import ModelConfig
 from cowest.models.base import load_backend
 from cowest.models.embedded import gguf_path
-from cowest.records import SamplingParams
+from cowest.core.records import SamplingParams
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -176,7 +176,7 @@ def bench_raw(b, alias: str, tokens: int) -> dict:
 def stage_prompts(n: int) -> list[list[dict]]:
     """The strong model's solo prompts for n questions of the demo task's dev split, as `cowest eval
     task.eval_limit=n` loads them (the split grows past its 100 questions to hold n distinct ones)."""
-    from cowest.config import TaskConfig
+    from cowest.core.config import TaskConfig
     from cowest.tasks import load_samples
     from cowest.tasks.prompts import solo_messages
 

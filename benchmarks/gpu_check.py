@@ -1,4 +1,4 @@
-"""GPU check of the training recipes: a few SFT and DPO steps of `cowest.train.sft.run_sft` / `cowest.train.dpo.run_dpo`
+"""GPU check of the training recipes: a few SFT and DPO steps of `cowest.pipeline.train.sft.run_sft` / `cowest.pipeline.train.dpo.run_dpo`
 on a RANDOMLY INITIALISED model with the weak model's architecture (SmolLM2-135M: Llama, 30 layers, hidden 576,
 9 heads / 3 kv heads, intermediate 1536, vocab 49152, tied embeddings), so nothing has to be downloaded or carried.
 
@@ -77,12 +77,12 @@ def main(argv: list[str] | None = None) -> None:
         os.environ["CUDA_VISIBLE_DEVICES"] = ""  # before torch is imported: device_kwargs() then picks use_cpu
     import torch
 
-    from cowest.config import ExperimentConfig
-    from cowest.records import PreferencePair, write_jsonl
+    from cowest.core.config import ExperimentConfig
+    from cowest.core.records import PreferencePair, write_jsonl
     from cowest.tasks.base import load_samples
     from cowest.tasks.prompts import draft_messages, draft_target
-    from cowest.train.dpo import run_dpo
-    from cowest.train.sft import run_sft
+    from cowest.pipeline.train.dpo import run_dpo
+    from cowest.pipeline.train.sft import run_sft
 
     cfg = ExperimentConfig()
     cfg.task.name = "demo"

@@ -21,11 +21,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from cowest.config import ExperimentConfig, load_config
-from cowest.layout import RunLayout
-from cowest.loop import run_all
-from cowest.results import Metrics
-from cowest.system_id import SystemId
+from cowest.core.config import ExperimentConfig, load_config
+from cowest.core.layout import RunLayout
+from cowest.pipeline.loop import run_all
+from cowest.core.results import Metrics
+from cowest.core.system_id import SystemId
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -40,7 +40,7 @@ def train_runtime(log: Path) -> float:
 def dpo_comparison(cfg: ExperimentConfig, tmp: Path, epochs: float) -> list[str]:
     """cowest's DPO recipe and the plain TRL script on round 1's pairs, same settings, one after the other."""
     from cowest.models.hf_loading import convert_gguf, resolve_source
-    from cowest.train.dpo import load_pairs, run_dpo
+    from cowest.pipeline.train.dpo import load_pairs, run_dpo
 
     cfg = cfg.model_copy(update={"align": cfg.align.model_copy(update={"epochs": epochs})})
     run = RunLayout.of(cfg)

@@ -21,8 +21,8 @@ import json
 import sys
 from pathlib import Path
 
-from cowest.config import load_config
-from cowest.loop import run_all
+from cowest.core.config import load_config
+from cowest.pipeline.loop import run_all
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))

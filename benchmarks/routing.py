@@ -3,7 +3,7 @@ domains, with the embedded models, and the share of always-collaborate quality k
 
 Per domain, in RUN/<domain> (resumable: every step skips or continues what is done; rerun to continue):
 1. feedback records to train the learned router: the demo runs its loop's `sft` and round-1 `feedback` stages (the
-   SFT weak model drafts); IfQA and MedMCQA (configs/eval_*.yaml, no SFT) run `cowest.feedback.run_feedback` with
+   SFT weak model drafts); IfQA and MedMCQA (configs/eval_*.yaml, no SFT) run `cowest.pipeline.feedback.run_feedback` with
    the base weak model on `--feedback-questions` train questions;
 2. `cowest router` (the learned router, with its held-out accuracy against a constant);
 3. eval on the dev split of the strong model alone, the collaboration and `route` (routers learned, confidence,
@@ -25,9 +25,9 @@ import sys
 import time
 from pathlib import Path
 
-from cowest.config import ExperimentConfig, ModelConfig, load_config
-from cowest.errors import CowestError
-from cowest.evaluate import System, run_eval
+from cowest.core.config import ExperimentConfig, ModelConfig, load_config
+from cowest.core.errors import CowestError
+from cowest.pipeline.evaluate import System, run_eval
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -39,19 +39,19 @@ ROUTE = ["route.routers=[learned,confidence,agreement]", "route.strong_share=0.5
 
 def feedback_records(cfg: ExperimentConfig, domain: str, n_questions: int) -> ModelConfig | None:
     """Write round-1 feedback records; return the weak model the eval should use (None = the config's)."""
-    from cowest.layout import RunLayout
-    from cowest.loop import do_feedback, do_sft, weak_model
+    from cowest.core.layout import RunLayout
+    from cowest.pipeline.loop import do_feedback, do_sft, weak_model
 
     layout = RunLayout.of(cfg)
     if domain == "demo":
         do_sft(cfg)
         do_feedback(cfg, 1)
         return weak_model(cfg, layout.sft_adapter)
-    from cowest.faults import TolerantBackend
-    from cowest.feedback import run_feedback
+    from cowest.core.faults import TolerantBackend
+    from cowest.pipeline.feedback import run_feedback
     from cowest.models.base import load_backend
     from cowest.models.cache import open_backend
-    from cowest.progress import Progress
+    from cowest.core.progress import Progress
     from cowest.tasks.base import load_samples, subsample
 
     samples = subsample(load_samples(cfg.task, cfg.task.train_split), n_questions, cfg.task.seed)
@@ -68,7 +68,7 @@ def feedback_records(cfg: ExperimentConfig, domain: str, n_questions: int) -> Mo
 
 
 def run_domain(domain: str, args: argparse.Namespace) -> tuple[list[str], dict]:
-    from cowest.report import render_report
+    from cowest.pipeline.report import render_report
     from cowest.routing.curve import route_runs, summarize_run
     from cowest.routing.learned import train_router
 

@@ -26,7 +26,7 @@ import httpx
 import uvicorn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-from cowest.config import ExperimentConfig  # noqa: E402
+from cowest.core.config import ExperimentConfig  # noqa: E402
 from cowest.models.mock import MockBackend  # noqa: E402
 from cowest.serve import Collaboration  # noqa: E402
 from cowest.serve_app import build_app  # noqa: E402

@@ -31,7 +31,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from cowest.layout import FEEDBACK_FILE, RunLayout
+from cowest.core.layout import FEEDBACK_FILE, RunLayout
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))

@@ -19,8 +19,8 @@ import sys
 import time
 from pathlib import Path
 
-from cowest.config import load_config
-from cowest.evaluate import System, run_eval
+from cowest.core.config import load_config
+from cowest.pipeline.evaluate import System, run_eval
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))

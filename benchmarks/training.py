@@ -50,13 +50,13 @@ def main() -> None:
     ap.add_argument("--record", action="store_true", help="write the table into BENCHMARKS.md")
     args = ap.parse_args()
 
-    from cowest.config import ExperimentConfig
+    from cowest.core.config import ExperimentConfig
     from cowest.models.hf_loading import load_model_and_tokenizer, resolve_source
-    from cowest.records import PreferencePair, write_jsonl
+    from cowest.core.records import PreferencePair, write_jsonl
     from cowest.tasks import demo
     from cowest.tasks.prompts import draft_messages, draft_target
-    from cowest.train.dpo import run_dpo
-    from cowest.train.sft import run_sft
+    from cowest.pipeline.train.dpo import run_dpo
+    from cowest.pipeline.train.sft import run_sft
 
     source = resolve_source(args.weak)
     load_model_and_tokenizer(source)  # convert a GGUF once, outside the timings
@@ -72,7 +72,7 @@ def main() -> None:
         write_jsonl(tmp / "pairs.jsonl", pairs)
         for precision in args.precision:
             os.environ["COWEST_TRAIN_PRECISION"] = precision
-            from cowest.train.common import train_precision
+            from cowest.pipeline.train.common import train_precision
 
             used = train_precision()
             for batch in args.batch:

@@ -9,7 +9,7 @@ from typing import Any, Callable
 
 import pytest
 
-from cowest.config import ExperimentConfig, validate_config
+from cowest.core.config import ExperimentConfig, validate_config
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"

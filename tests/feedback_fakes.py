@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import time
 
-from cowest.records import Generation, SamplingParams
+from cowest.core.records import Generation, SamplingParams
 
 
 class FakeWeak:

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from cowest.config import ModelConfig
+from cowest.core.config import ModelConfig
 from cowest.models.cache import CachedBackend, ResponseCache, open_backend, request_key, use_cache
-from cowest.records import Generation, SamplingParams
+from cowest.core.records import Generation, SamplingParams
 
 
 class CountingBackend:

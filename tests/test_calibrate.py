@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from cowest.errors import ConfigError
+from cowest.core.errors import ConfigError
 from cowest.models import calibrate
 from cowest.models.calibrate import Measurement, choose, cpu_identity, cpu_key, native_bf16, pick
 
@@ -151,7 +151,7 @@ def test_unreadable_calibration_is_measured_again(models_dir, capsys):
 def test_real_calibration_of_smollm2(tmp_path, monkeypatch):
     """Measures llama.cpp and transformers on this machine (seconds), caches it, and loads the chosen engine."""
     pytest.importorskip("torch")
-    from cowest.config import ModelConfig
+    from cowest.core.config import ModelConfig
     from cowest.models.base import load_backend
 
     monkeypatch.setenv("COWEST_MODELS_DIR", str(tmp_path / "models"))

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cowest.config import ExperimentConfig, diff_keys, dump_config, load_config, parse_overrides, validate_config
-from cowest.errors import ConfigError
+from cowest.core.config import ExperimentConfig, diff_keys, dump_config, load_config, parse_overrides, validate_config
+from cowest.core.errors import ConfigError
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -234,7 +234,7 @@ def test_a_base_url_with_a_fragment_is_refused(url: str) -> None:
 def test_a_key_in_the_base_url_path_is_redacted_in_what_is_written(tmp_path: Path) -> None:
     """Issue 13 item 10: config.yaml and the stage's inputs.json never hold a key-like path segment."""
     from cowest.models.identity import __name__ as _  # noqa: F401 - the package imports
-    from cowest.stage_inputs import stage_inputs
+    from cowest.pipeline.stage_inputs import stage_inputs
 
     secret = "sk-proj-A1b2C3d4E5f6G7h8I9j0"
     url = f"https://gateway.example/v1/{secret}/openai"

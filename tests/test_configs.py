@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from cowest.config import load_config
-from cowest.evaluate import check_systems, default_systems
+from cowest.core.config import load_config
+from cowest.pipeline.evaluate import check_systems, default_systems
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((ROOT / "configs").rglob("*.yaml"))

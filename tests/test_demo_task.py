@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from cowest.config import TaskConfig
-from cowest.errors import UnknownNameError
-from cowest.records import write_jsonl
+from cowest.core.config import TaskConfig
+from cowest.core.errors import UnknownNameError
+from cowest.core.records import write_jsonl
 from cowest.tasks import demo
 
 
@@ -132,7 +132,7 @@ def test_answers_are_closed_form_and_the_question_says_which():
 
 
 def test_a_leaked_dev_question_stops_the_run():
-    from cowest.errors import DataError
+    from cowest.core.errors import DataError
     from cowest.tasks.base import check_disjoint
 
     train = demo.build("train", TaskConfig())

@@ -4,12 +4,12 @@ import json
 
 import pytest
 
-from cowest.config import ModelConfig, validate_config
-from cowest.errors import UnknownNameError
-from cowest.evaluate import ModelPool, System, default_systems, run_eval
-from cowest.layout import EvalDir
-from cowest.records import Trace, read_jsonl
-from cowest.results import Metrics, signed
+from cowest.core.config import ModelConfig, validate_config
+from cowest.core.errors import UnknownNameError
+from cowest.pipeline.evaluate import ModelPool, System, default_systems, run_eval
+from cowest.core.layout import EvalDir
+from cowest.core.records import Trace, read_jsonl
+from cowest.core.results import Metrics, signed
 
 
 def trace_path(out, system, seed):
@@ -164,7 +164,7 @@ def test_a_metrics_file_of_before_the_version_field_reads_as_version_1(tmp_path)
 
 
 def test_chunk_size_gives_local_engines_several_batches_and_servers_their_concurrency():
-    from cowest.evaluate import chunk_size
+    from cowest.pipeline.evaluate import chunk_size
 
     def cfg(weak, strong):
         return validate_config({"task": {"name": "demo"}, "models": {"weak": weak, "strong": strong}})

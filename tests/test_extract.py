@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cowest.records import Sample
+from cowest.core.records import Sample
 from cowest.scoring.extract import answer_segment, extract_answer
 
 MC = Sample(id="1", task="t", family="mc", question="q", answers=["B"],
@@ -112,11 +112,11 @@ def test_a_truncated_reply_gives_only_a_finished_marked_answer(text: str, sample
 def test_metrics_re_read_answers_from_trace_texts(tmp_path) -> None:
     """A trace file written under older rules (here: a guessed answer in a cut-off reply) is scored by the current
     rules when metrics are computed."""
-    from cowest.config import ExperimentConfig
-    from cowest.evaluate import System
-    from cowest.layout import EvalDir
-    from cowest.records import Generation, Step, Trace, append_jsonl
-    from cowest.summary import summarize
+    from cowest.core.config import ExperimentConfig
+    from cowest.pipeline.evaluate import System
+    from cowest.core.layout import EvalDir
+    from cowest.core.records import Generation, Step, Trace, append_jsonl
+    from cowest.pipeline.summary import summarize
 
     cfg = ExperimentConfig.model_validate({"task": {"name": "demo"}, "run_dir": str(tmp_path)})
     cut = Generation(text="Reasoning about it.\n4", finish_reason="length")

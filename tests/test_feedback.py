@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from cowest.config import ExperimentConfig, FeedbackConfig
-from cowest.errors import DataError
-from cowest.feedback import FeedbackRecord, load_done, run_feedback
-from cowest.pairs import build_pairs, write_pairs
-from cowest.records import Generation, PreferencePair, Sample, read_jsonl
+from cowest.core.config import ExperimentConfig, FeedbackConfig
+from cowest.core.errors import DataError
+from cowest.pipeline.feedback import FeedbackRecord, load_done, run_feedback
+from cowest.pipeline.pairs import build_pairs, write_pairs
+from cowest.core.records import Generation, PreferencePair, Sample, read_jsonl
 from cowest.scoring.judge import parse_judge_score
 
 from feedback_fakes import FakeJudge, FakeStrong, FakeWeak
@@ -190,9 +190,9 @@ import sys
 from pathlib import Path
 sys.path.insert(0, {tests!r})
 from feedback_fakes import FakeStrong, FakeWeak
-from cowest.config import ExperimentConfig, FeedbackConfig
-from cowest.feedback import run_feedback
-from cowest.records import Sample
+from cowest.core.config import ExperimentConfig, FeedbackConfig
+from cowest.pipeline.feedback import run_feedback
+from cowest.core.records import Sample
 c = ExperimentConfig(); c.feedback = FeedbackConfig(k=3)
 samples = [Sample(id=f"q{{i}}", task="t", family="qa", question=f"Q{{i}}?", answers=["a" if i % 2 else "b"])
            for i in range(40)]

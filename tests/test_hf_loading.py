@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from cowest.errors import ConfigError, CowestError
+from cowest.core.errors import ConfigError, CowestError
 from cowest.models import hf_loading
 from cowest.models.hf_loading import adapter_chain, load_model_and_tokenizer, resolve_source, write_adapter_meta
 

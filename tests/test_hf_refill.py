@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import pytest
 
-from cowest.config import ModelConfig
+from cowest.core.config import ModelConfig
 from cowest.models.base import load_backend
 from cowest.models.embedded import gguf_path
-from cowest.records import SamplingParams
+from cowest.core.records import SamplingParams
 
 pytestmark = pytest.mark.slow
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from cowest.config import ExperimentConfig
-from cowest.layout import RunLayout
-from cowest.system_id import SystemId
+from cowest.core.config import ExperimentConfig
+from cowest.core.layout import RunLayout
+from cowest.core.system_id import SystemId
 
 
 def test_the_paths_are_those_of_existing_run_directories(tmp_path: Path) -> None:
@@ -40,7 +40,7 @@ def test_serve_finds_the_latest_aligned_adapter_past_the_configs_rounds(tmp_path
 
 
 def test_every_loop_system_name_reads_back_as_its_id() -> None:
-    from cowest.loop import eval_systems
+    from cowest.pipeline.loop import eval_systems
 
     cfg = ExperimentConfig.model_validate({
         "rounds": 2, "align": {"sft_positive_control": True},
@@ -64,7 +64,7 @@ def test_names_the_loop_does_not_build_have_no_id(name: str) -> None:
 
 
 def test_summary_table_reads_the_aligned_difference_with_its_sign(tmp_path: Path, make_config) -> None:
-    from cowest.loop import summary_table
+    from cowest.pipeline.loop import summary_table
 
     cfg = make_config()
     sys_ = lambda v: {"strategy": "collaborate", "metrics": {"em": {"value": v, "ci": [v - 0.1, v + 0.1]}}}  # noqa: E731
@@ -83,8 +83,8 @@ def test_a_run_directory_records_what_produced_it(tmp_path: Path, make_config) -
 
     import pydantic
 
-    from cowest.loop import entered
-    from cowest.stages import stage
+    from cowest.pipeline.loop import entered
+    from cowest.pipeline.stages import stage
 
     cfg = make_config()
     with entered(cfg, stage(cfg, "sft", tmp_path / "sft"), False):
@@ -98,7 +98,7 @@ def test_a_run_directory_records_what_produced_it(tmp_path: Path, make_config) -
 def test_later_rounds_draft_with_and_align_from_the_previous_rounds_adapter(make_config) -> None:
     """rounds > 1 with align.reference=previous and the sft_positive control: which stages run, in which order, and
     which upstream files each one is fingerprinted on (pure logic: nothing trains)."""
-    from cowest.loop import planned_stages
+    from cowest.pipeline.loop import planned_stages
 
     cfg = make_config(rounds=2, align={"reference": "previous", "sft_positive_control": True})
     stages = planned_stages(cfg)

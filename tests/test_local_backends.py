@@ -8,10 +8,10 @@ from __future__ import annotations
 import pytest
 from engines import needs_llama_cpp
 
-from cowest.config import ModelConfig
+from cowest.core.config import ModelConfig
 from cowest.models.base import load_backend
 from cowest.models.embedded import gguf_path
-from cowest.records import SamplingParams
+from cowest.core.records import SamplingParams
 
 pytestmark = pytest.mark.slow
 
@@ -117,7 +117,7 @@ def test_hf_sampling_is_reproducible(smol_hf):
 
 def test_llamacpp_rejects_peft_folder_and_missing_file(tmp_path):
     needs_llama_cpp()
-    from cowest.errors import CowestError
+    from cowest.core.errors import CowestError
 
     with pytest.raises(CowestError, match="not a GGUF LoRA file; PEFT adapter folders load with hf/"):
         load_backend(ModelConfig(spec=f"llamacpp/{gguf_path('smollm2-135m')}", adapter=str(tmp_path)))

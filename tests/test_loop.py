@@ -9,9 +9,9 @@ import json
 
 import pytest
 
-from cowest.config import load_config
-from cowest.errors import ConfigError
-from cowest.records import PreferencePair, read_jsonl
+from cowest.core.config import load_config
+from cowest.core.errors import ConfigError
+from cowest.core.records import PreferencePair, read_jsonl
 
 pytestmark = pytest.mark.slow
 
@@ -28,7 +28,7 @@ TINY = [
 
 @pytest.fixture(scope="module")
 def loop_run(tmp_path_factory):
-    from cowest.loop import run_all
+    from cowest.pipeline.loop import run_all
 
     run = tmp_path_factory.mktemp("loop")
     cfg = load_config("configs/demo.yaml", [f"run_dir={run}", *TINY])
@@ -78,7 +78,7 @@ def test_dpo_adapter_changed_the_weak_model(loop_run):
 
 
 def test_rerun_skips_every_stage_and_a_changed_config_is_refused(loop_run, capfd):
-    from cowest.loop import do_sft, run_all
+    from cowest.pipeline.loop import do_sft, run_all
 
     cfg, run, _ = loop_run
     capfd.readouterr()

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cowest.errors import UnknownNameError
-from cowest.records import Sample
+from cowest.core.errors import UnknownNameError
+from cowest.core.records import Sample
 from cowest.scoring.metrics import (METRICS, CI, bootstrap_ci, compute, em_score, extraction_failures, f1_score,
                                     macro_f1, normalize_answer, paired_bootstrap, per_sample)
 

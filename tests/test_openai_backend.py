@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 from fault_server import FaultServer
 
-from cowest.config import ModelConfig
+from cowest.core.config import ModelConfig
 from cowest.models.cache import CachedBackend
-from cowest.faults import PartialFailure, TolerantBackend
+from cowest.core.faults import PartialFailure, TolerantBackend
 from cowest.models.openai_backend import OpenAIBackend, RequestFailedError
-from cowest.redact import redact_url
-from cowest.records import SamplingParams
+from cowest.core.redact import redact_url
+from cowest.core.records import SamplingParams
 
 pytest.importorskip("openai")
 
@@ -154,7 +154,7 @@ def test_api_key_never_reaches_cache_run_dir_or_logs(tmp_path: Path, monkeypatch
 
 def test_missing_key_without_base_url_names_the_variable(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.delenv("COWEST_TEST_NO_SUCH_KEY", raising=False)
-    from cowest.errors import ConfigError
+    from cowest.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match="COWEST_TEST_NO_SUCH_KEY"):
         OpenAIBackend("gpt-x", ModelConfig(spec="openai/gpt-x", api_key_env="COWEST_TEST_NO_SUCH_KEY"))

@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 from engines import needs_llama_cpp
 
-from cowest.config import ModelConfig
+from cowest.core.config import ModelConfig
 from cowest.models.cache import CachedBackend
 from cowest.models.embedded import gguf_path
 from cowest.models.openai_backend import OpenAIBackend
-from cowest.records import SamplingParams
+from cowest.core.records import SamplingParams
 
 pytestmark = pytest.mark.slow
 

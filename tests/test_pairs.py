@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from cowest.config import FeedbackConfig
-from cowest.feedback import load_done
-from cowest.pairs import build_pairs, write_pairs
+from cowest.core.config import FeedbackConfig
+from cowest.pipeline.feedback import load_done
+from cowest.pipeline.pairs import build_pairs, write_pairs
 
 
 def _row(qid: str, solo: float, drafts: list[tuple[str, float]], requests: dict[str, int]) -> dict:

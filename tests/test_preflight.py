@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from cowest.config import ExperimentConfig, TaskConfig
-from cowest.errors import CowestError
+from cowest.core.config import ExperimentConfig, TaskConfig
+from cowest.core.errors import CowestError
 from cowest.tasks.base import load_samples
 
 
@@ -45,7 +45,7 @@ def sft_spy(monkeypatch):
     def started(*args, **kw):
         raise AssertionError("SFT started before the run's inputs were checked")
 
-    monkeypatch.setattr("cowest.train.sft.run_sft", started)
+    monkeypatch.setattr("cowest.pipeline.train.sft.run_sft", started)
 
 
 @pytest.mark.parametrize("overrides, message", [
@@ -57,7 +57,7 @@ def sft_spy(monkeypatch):
     ({"eval__strategies": ["weak_only", "no_such_strategy"]}, r"no_such_strategy"),
 ])
 def test_run_checks_every_stage_before_the_first(tmp_path, sft_spy, overrides, message):
-    from cowest.loop import run_all
+    from cowest.pipeline.loop import run_all
 
     cfg = loop_config(tmp_path, **overrides)
     with pytest.raises(CowestError, match=message):
@@ -68,7 +68,7 @@ def test_run_checks_every_stage_before_the_first(tmp_path, sft_spy, overrides, m
 
 def test_run_refuses_a_changed_later_stage_before_sft(tmp_path, sft_spy):
     """An eval folder of another config is refused before SFT runs, and config.yaml keeps the old config."""
-    from cowest.loop import eval_stage, eval_systems, run_all
+    from cowest.pipeline.loop import eval_stage, eval_systems, run_all
 
     old = loop_config(tmp_path)
     st = eval_stage(old, Path(old.run_dir) / "eval", eval_systems(old))
@@ -82,7 +82,7 @@ def test_run_refuses_a_changed_later_stage_before_sft(tmp_path, sft_spy):
 
 
 def test_run_stops_on_an_eval_question_that_is_a_training_question(tmp_path, sft_spy):
-    from cowest.loop import run_all
+    from cowest.pipeline.loop import run_all
 
     cfg = loop_config(tmp_path)
     dev = Path(cfg.task.data) / "ethics" / "commonsense" / "dev.jsonl"

@@ -2,7 +2,7 @@
 
 import io
 
-from cowest.progress import Progress
+from cowest.core.progress import Progress
 
 
 class FakeTTY(io.StringIO):

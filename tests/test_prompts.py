@@ -2,8 +2,8 @@
 
 import pytest
 
-from cowest.errors import ConfigError, UnknownNameError
-from cowest.records import Sample
+from cowest.core.errors import ConfigError, UnknownNameError
+from cowest.core.records import Sample
 from cowest.scoring.extract import extract_answer
 from cowest.tasks import prompts as P
 

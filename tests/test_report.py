@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from cowest.config import validate_config
-from cowest.evaluate import run_eval
-from cowest.report import render_report
+from cowest.core.config import validate_config
+from cowest.pipeline.evaluate import run_eval
+from cowest.pipeline.report import render_report
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -56,7 +56,7 @@ def test_report_compares_samples_on_the_summarys_scores_not_the_trace_files(run_
     """Issue 15 item 3: one scorer. Trace files keep the scores they were written with; after a rule change they
     disagree with metrics.json, and report.md must follow metrics.json (here: stale scores that say the strong
     model got every sample right)."""
-    from cowest.layout import EvalDir
+    from cowest.core.layout import EvalDir
 
     trace = EvalDir(run_dir / "eval").trace("strong_only", 0)
     rows = [json.loads(x) for x in trace.read_text().splitlines()]
@@ -78,9 +78,9 @@ def test_report_tolerates_missing_files_and_several_runs(run_dir, tmp_path):
 
 
 def test_round_trend_flags_a_round_that_made_things_worse():
-    from cowest.report import round_trend_section
+    from cowest.pipeline.report import round_trend_section
 
-    from cowest.results import Metrics
+    from cowest.core.results import Metrics
 
     sys_ = lambda v: {"strategy": "collaborate", "metrics": {"em": {"value": v, "ci": [v - 0.1, v + 0.1]}}}  # noqa: E731
     m = Metrics.model_validate({"task": "demo", "n_samples": 10, "metrics": ["em"], "headline": "em",
@@ -130,7 +130,7 @@ def test_training_diagnostics_warn_when_the_chosen_log_probability_falls(run_dir
 
 
 def test_sft_positive_control_is_a_row_of_the_results_table(run_dir):
-    from cowest.loop import eval_systems
+    from cowest.pipeline.loop import eval_systems
 
     cfg = validate_config({"run_dir": str(run_dir), "align": {"sft_positive_control": True}})
     names = [s.name for s in eval_systems(cfg)]

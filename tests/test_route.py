@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cowest.config import ExperimentConfig, ModelConfig, TaskConfig, load_config
-from cowest.errors import ConfigError, CowestError
+from cowest.core.config import ExperimentConfig, ModelConfig, TaskConfig, load_config
+from cowest.core.errors import ConfigError, CowestError
 from cowest.models.mock import MockBackend
-from cowest.records import Generation, Sample, SamplingParams, append_jsonl
+from cowest.core.records import Generation, Sample, SamplingParams, append_jsonl
 from cowest.routing.calibrate import calibrate, threshold_for_share
 from cowest.routing.routers import answer_span_logprob
 from cowest.strategies import STRATEGIES, StrategyContext
@@ -192,7 +192,7 @@ def test_calibration_hits_the_share_on_dev_is_saved_and_reused(tmp_path: Path) -
 def write_feedback(path: Path, samples: list[Sample]) -> None:
     """Scripted feedback: a draft that says 'unsure' is wrong and its refinement right (the strong model helps);
     a draft that says 'certain' is right, and so is its refinement (it does not)."""
-    from cowest.feedback import DraftFeedback, FeedbackRecord
+    from cowest.pipeline.feedback import DraftFeedback, FeedbackRecord
 
     path.parent.mkdir(parents=True, exist_ok=True)
     for k, s in enumerate(samples):
@@ -268,8 +268,8 @@ def test_router_command_trains_and_reports(tmp_path: Path, capsys: pytest.Captur
 
 
 def test_route_eval_report_curve_and_costs(tmp_path: Path) -> None:
-    from cowest.evaluate import System, run_eval
-    from cowest.report import render_report
+    from cowest.pipeline.evaluate import System, run_eval
+    from cowest.pipeline.report import render_report
     from cowest.routing.learned import feedback_path, train_router
 
     rules = tmp_path / "weak.json"  # the weak model is unsure (and wrong) on sums, certain elsewhere
@@ -287,8 +287,8 @@ def test_route_eval_report_curve_and_costs(tmp_path: Path) -> None:
     m = run_eval(cfg, tmp_path / "run" / "eval", systems)
     route = m.systems["route"]
     assert route.strategy == "route"
-    from cowest.layout import EvalDir
-    from cowest.traces import read_traces
+    from cowest.core.layout import EvalDir
+    from cowest.core.traces import read_traces
 
     traces = read_traces(EvalDir(tmp_path / "run" / "eval").trace("route", 0))
     decisions = [t.metadata["route"]["decision"] for t in traces]
@@ -327,8 +327,8 @@ def test_price_table_naming_an_unknown_model_is_refused_by_key() -> None:
 
 
 def test_costs_per_role_and_per_correct_answer_by_hand() -> None:
-    from cowest.costs import eval_costs, feedback_costs
-    from cowest.feedback import FeedbackRecord
+    from cowest.pipeline.costs import eval_costs, feedback_costs
+    from cowest.pipeline.feedback import FeedbackRecord
 
     cfg = load_config(None, ["models.strong.spec=openai/gpt-4o",
                              "prices={openai/gpt-4o: {input: 2.5, output: 10.0}}"])

@@ -8,11 +8,11 @@ import logging
 import os
 import warnings
 
-from cowest.config import validate_config
-from cowest.library_output import library_output
-from cowest.progress import Progress
-from cowest.results import Metrics
-from cowest.summary import cut_warnings
+from cowest.core.config import validate_config
+from cowest.cli.library_output import library_output
+from cowest.core.progress import Progress
+from cowest.core.results import Metrics
+from cowest.pipeline.summary import cut_warnings
 
 
 def _metrics(strong_cut: int, weak_cut: int, calls: int = 100) -> Metrics:

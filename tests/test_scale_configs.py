@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from cowest.config import load_config
+from cowest.core.config import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 SCALE = ROOT / "configs" / "scale"

@@ -24,7 +24,7 @@ from engines import needs_llama_cpp
 openai = pytest.importorskip("openai")
 uvicorn = pytest.importorskip("uvicorn")
 
-from cowest.config import ExperimentConfig  # noqa: E402
+from cowest.core.config import ExperimentConfig  # noqa: E402
 from cowest.models.mock import MockBackend  # noqa: E402
 from cowest.serve import Collaboration, is_loopback, server_token  # noqa: E402
 from cowest.serve_app import build_app  # noqa: E402
@@ -283,7 +283,7 @@ def test_real_round_trip_with_openai_client(real_server) -> None:
 def test_stream_through_an_openai_strong_endpoint(monkeypatch: pytest.MonkeyPatch) -> None:
     """An `openai/` strong model streams: here the upstream is another cowest server (an OpenAI-compatible endpoint
     itself), so the outer server's answer arrives as the upstream's SSE deltas."""
-    from cowest.config import ModelConfig
+    from cowest.core.config import ModelConfig
     from cowest.models.base import load_backend
 
     with Served(mock_collab(MockBackend("answer:Answer: 42"))) as upstream:
@@ -380,8 +380,8 @@ def test_client_sampling_values_are_clamped_and_passed() -> None:
                                            ("serve.timeout_s=0", "serve.timeout_s"),
                                            ("serve.max_tokens=0", "serve.max_tokens")])
 def test_serve_config_ranges_are_one_line_errors(override: str, key: str) -> None:
-    from cowest.config import load_config
-    from cowest.errors import ConfigError
+    from cowest.core.config import load_config
+    from cowest.core.errors import ConfigError
 
     with pytest.raises(ConfigError) as e:
         load_config(None, [override])
@@ -397,7 +397,7 @@ def test_cli_bad_port_is_a_one_line_error() -> None:
 
 
 def test_upstream_urls_and_adapter_paths_never_reach_clients(monkeypatch: pytest.MonkeyPatch) -> None:
-    from cowest.config import ModelConfig
+    from cowest.core.config import ModelConfig
     from cowest.models.base import load_backend
 
     scfg = ModelConfig(spec="openai/secret-model", base_url="http://127.0.0.1:9/v1/internal-route", max_retries=0)
@@ -422,3 +422,36 @@ def test_client_gone_mid_upload_is_logged_as_499_not_500() -> None:
             time.sleep(0.1)
         rows = log_rows(s, 1)
     assert [r["status"] for r in rows] == [499]
+
+
+def test_sampling_settings_the_strong_model_refuses_are_a_400_and_take_no_slot() -> None:
+    """top_p 0 lies in OpenAI's range but not in the strong model's settings: the client gets a one-line 400 naming
+    the field, and (one slot) the next request is still answered; before, each such request kept its slot for good."""
+    h = {"Authorization": f"Bearer {TOKEN}"}
+    with Served(mock_collab(max_concurrent=1)) as s:
+        for _ in range(2):
+            r = httpx.post(s.url + "/v1/chat/completions", json=ask(top_p=0), headers=h)
+            assert r.status_code == 400, r.text
+            assert r.json()["error"]["param"] == "top_p" and "top_p" in r.json()["error"]["message"]
+        assert httpx.post(s.url + "/v1/chat/completions", json=ask(), headers=h).status_code == 200
+        wait_in_flight(s, 0)
+
+
+def test_a_failure_between_admission_and_answer_gives_the_slot_back() -> None:
+    """Anything that raises after the slot is taken (here the request's sample, scripted to fail once) releases it:
+    a JSON 500 for that request, then (one slot) the next is answered."""
+    collab = mock_collab(max_concurrent=1)
+    real_sample, failures = collab.sample, [RuntimeError("scripted failure")]
+
+    def sample_failing_once(question: str, request_id: str) -> object:
+        if failures:
+            raise failures.pop()
+        return real_sample(question, request_id)
+
+    collab.sample = sample_failing_once  # type: ignore[method-assign]
+    h = {"Authorization": f"Bearer {TOKEN}"}
+    with Served(collab) as s:
+        r = httpx.post(s.url + "/v1/chat/completions", json=ask(), headers=h)
+        assert r.status_code == 500 and r.json()["error"]["type"] == "server_error" and not failures
+        assert httpx.post(s.url + "/v1/chat/completions", json=ask(), headers=h).status_code == 200
+        wait_in_flight(s, 0)

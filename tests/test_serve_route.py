@@ -11,10 +11,10 @@ import pytest
 openai = pytest.importorskip("openai")
 pytest.importorskip("uvicorn")
 
-from cowest.config import ExperimentConfig, ModelConfig  # noqa: E402
-from cowest.errors import CowestError  # noqa: E402
+from cowest.core.config import ExperimentConfig, ModelConfig  # noqa: E402
+from cowest.core.errors import CowestError  # noqa: E402
 from cowest.models.mock import MockBackend  # noqa: E402
-from cowest.records import Generation  # noqa: E402
+from cowest.core.records import Generation  # noqa: E402
 from cowest.routing.serve_route import ServeRoute  # noqa: E402
 from cowest.serve import Collaboration  # noqa: E402
 from test_serve import TOKEN, Served, log_rows  # noqa: E402

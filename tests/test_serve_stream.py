@@ -16,7 +16,7 @@ import pytest
 openai = pytest.importorskip("openai")
 pytest.importorskip("uvicorn")
 
-from cowest.config import ExperimentConfig, ModelConfig  # noqa: E402
+from cowest.core.config import ExperimentConfig, ModelConfig  # noqa: E402
 from cowest.models.base import load_backend  # noqa: E402
 from cowest.models.mock import MockBackend  # noqa: E402
 from cowest.serve import Collaboration  # noqa: E402

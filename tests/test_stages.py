@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from cowest.config import ExperimentConfig
-from cowest.errors import ConfigError, CowestError
-from cowest.stage_inputs import stage_inputs
-from cowest.stages import stage
+from cowest.core.config import ExperimentConfig
+from cowest.core.errors import ConfigError, CowestError
+from cowest.pipeline.stage_inputs import stage_inputs
+from cowest.pipeline.stages import stage
 
 
 def cfg(tmp_path, **kw) -> ExperimentConfig:
@@ -131,7 +131,7 @@ def test_a_record_of_an_earlier_version_is_compared_on_the_keys_it_holds(tmp_pat
 
 
 def test_eval_refuses_traces_of_another_config(tmp_path):
-    from cowest.loop import do_eval
+    from cowest.pipeline.loop import do_eval
 
     c = cfg(tmp_path, task={"name": "demo", "eval_limit": 2},
             models={"weak": {"spec": "mock/answer:Answer: 1"}, "strong": {"spec": "mock/answer:Answer: 2"}},

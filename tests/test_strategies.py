@@ -6,12 +6,12 @@ import math
 import pytest
 from engines import needs_llama_cpp
 
-from cowest.config import ModelConfig
+from cowest.core.config import ModelConfig
 from cowest.models.mock import MockBackend
-from cowest.records import Sample, SamplingParams
+from cowest.core.records import Sample, SamplingParams
 from cowest.strategies import STRATEGIES, StrategyContext, check_strategy, roles_of
 from cowest.strategies.common import confidence
-from cowest.errors import UnknownNameError
+from cowest.core.errors import UnknownNameError
 
 OPTS = {"A": "alpha", "B": "beta", "C": "gamma", "D": "delta"}
 
@@ -83,7 +83,7 @@ def test_super_icl_puts_prediction_and_logprob_confidence_in_the_prompt():
 
 
 def test_confidence_is_geometric_mean_probability():
-    from cowest.records import Generation
+    from cowest.core.records import Generation
 
     assert confidence(Generation(text="x", token_logprobs=[math.log(0.25), math.log(1.0)])) == pytest.approx(0.5)
     assert confidence(Generation(text="x")) is None
@@ -110,7 +110,7 @@ def test_names_and_roles():
 @pytest.mark.slow
 def test_collaborate_with_embedded_models_via_llamacpp(tmp_path, shared_data):
     needs_llama_cpp()
-    from cowest.config import TaskConfig
+    from cowest.core.config import TaskConfig
     from cowest.models.base import load_backend
     from cowest.models.embedded import gguf_path
     from cowest.tasks.base import load_samples

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from cowest.config import TaskConfig
-from cowest.errors import ConfigError, CowestError, DataError, UnknownNameError
+from cowest.core.config import TaskConfig
+from cowest.core.errors import ConfigError, CowestError, DataError, UnknownNameError
 from cowest.tasks.base import get_task, load_samples, task_names
 
 DATA = Path(__file__).parents[1].parent / "shared" / "data"

@@ -11,14 +11,14 @@ import shutil
 
 import pytest
 
-from cowest.config import AlignConfig, DPOLoss, ExperimentConfig, validate_config
-from cowest.errors import ConfigError, CowestError, DataError
-from cowest.records import PreferencePair, Sample, write_jsonl
+from cowest.core.config import AlignConfig, DPOLoss, ExperimentConfig, validate_config
+from cowest.core.errors import ConfigError, CowestError, DataError
+from cowest.core.records import PreferencePair, Sample, write_jsonl
 from cowest.tasks import demo
 from cowest.tasks.prompts import draft_messages, draft_target
-from cowest.train.dpo import load_pairs, loss_kwargs, positive_rows, run_dpo, run_sft_positive
-from cowest.train.common import device_kwargs
-from cowest.train.sft import sft_rows, sft_target
+from cowest.pipeline.train.dpo import load_pairs, loss_kwargs, positive_rows, run_dpo, run_sft_positive
+from cowest.pipeline.train.common import device_kwargs
+from cowest.pipeline.train.sft import sft_rows, sft_target
 
 TINY = {"max_steps": 2, "batch_size": 2, "max_length": 256, "lora_r": 8, "lora_alpha": 16}
 
@@ -121,9 +121,9 @@ def test_train_precision_follows_the_hardware(monkeypatch):
     pytest.importorskip("torch")
     import torch
 
-    from cowest.errors import ConfigError
+    from cowest.core.errors import ConfigError
     from cowest.models import calibrate
-    from cowest.train.common import device_kwargs, train_precision
+    from cowest.pipeline.train.common import device_kwargs, train_precision
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.delenv("COWEST_TRAIN_PRECISION", raising=False)
@@ -152,7 +152,7 @@ class ScriptedDrafter:
         self.replies, self.asked, self.params = replies, [], None
 
     def generate(self, prompts, params):
-        from cowest.records import Generation
+        from cowest.core.records import Generation
 
         self.params = params
         out = []
@@ -175,7 +175,7 @@ def _label_only() -> list[Sample]:
 
 
 def test_bootstrapped_rationales_keep_only_reasoning_that_reaches_the_gold_label(tmp_path):
-    from cowest.rationales import bootstrap_rationales
+    from cowest.pipeline.rationales import bootstrap_rationales
 
     replies = {
         "Claim 1": [("Breaks are owed for work done.\nAnswer: unreasonable", "stop"),  # wrong label
@@ -204,9 +204,9 @@ def test_bootstrapped_rationales_keep_only_reasoning_that_reaches_the_gold_label
 
 
 def test_rationales_from_the_strong_model_through_its_backend(tmp_path):
-    from cowest.config import validate_config
-    from cowest.rationales import with_rationales
-    from cowest.stage_inputs import stage_inputs
+    from cowest.core.config import validate_config
+    from cowest.pipeline.rationales import with_rationales
+    from cowest.pipeline.stage_inputs import stage_inputs
 
     rules = tmp_path / "rules.json"
     rules.write_text(json.dumps([["Claim 1", "Resting after work is fair.\nAnswer: reasonable"],
@@ -286,7 +286,7 @@ def _logits(model, tok, sample: Sample):
 
 @pytest.fixture(scope="module")
 def sft_dir(tmp_path_factory, base):
-    from cowest.train.sft import run_sft
+    from cowest.pipeline.train.sft import run_sft
 
     return run_sft(_cfg(), _samples(4), tmp_path_factory.mktemp("run") / "adapter")
 
@@ -309,7 +309,7 @@ def test_sft_saves_adapter_log_and_changes_the_model(sft_dir, base):
     assert not sft_dir.with_name("adapter.partial").exists()
     meta = json.loads((sft_dir / "cowest_adapter.json").read_text())
     assert meta["method"] == "sft" and meta["parent"] is None and meta["base"] == "embedded/smollm2-135m"
-    from cowest.train.common import train_precision
+    from cowest.pipeline.train.common import train_precision
 
     assert meta["precision"] == train_precision()  # bf16 autocast where the hardware has native bf16, recorded
     steps = [json.loads(line) for line in (sft_dir / "train_log.jsonl").read_text().splitlines()]
@@ -327,7 +327,7 @@ def test_dpo_on_top_of_sft(dpo_dir, sft_dir, base, tmp_path):
     assert (dpo_dir / "adapter_model.safetensors").exists()
     meta = json.loads((dpo_dir / "cowest_adapter.json").read_text())
     assert meta["method"] == "dpo" and (dpo_dir / meta["parent"]).resolve() == sft_dir.resolve()
-    from cowest.train.common import train_precision
+    from cowest.pipeline.train.common import train_precision
 
     assert meta["precision"] == train_precision("dpo")
     logs = [json.loads(line) for line in (dpo_dir / "train_log.jsonl").read_text().splitlines()]

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from cowest.errors import ConfigError, CowestError
+from cowest.core.errors import ConfigError, CowestError
 from cowest.models import vllm_server
 from cowest.models.vllm_server import vllm_python
 
@@ -65,7 +65,7 @@ def make_lora(base: Path, out: Path, seed: int, parent: Path | None = None) -> P
 
 
 def test_missing_venv_names_the_setup_command(monkeypatch, tmp_path):
-    from cowest.config import ModelConfig
+    from cowest.core.config import ModelConfig
     from cowest.models.base import load_backend
 
     monkeypatch.setenv(vllm_server.VENV_ENV, str(tmp_path / "nowhere"))
@@ -123,12 +123,12 @@ def test_adapter_chain_becomes_one_exact_lora(base_folder, tmp_path, monkeypatch
 def test_vllm_serves_feedback_and_collaborate_and_loads_a_new_adapter_without_restart(base_folder, make_config):
     import httpx
 
-    from cowest.layout import RunLayout
-    from cowest.loop import do_eval, do_feedback, locked_run, loop_system, weak_model
+    from cowest.core.layout import RunLayout
+    from cowest.pipeline.loop import do_eval, do_feedback, locked_run, loop_system, weak_model
     from cowest.models.base import load_backend
-    from cowest.records import SamplingParams
-    from cowest.system_id import SystemId
-    from cowest.traces import read_traces
+    from cowest.core.records import SamplingParams
+    from cowest.core.system_id import SystemId
+    from cowest.core.traces import read_traces
 
     cfg = make_config(
         task={"name": "demo", "train_limit": 2, "eval_limit": 3},

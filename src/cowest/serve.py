@@ -21,10 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, AsyncGenerator, AsyncIterator
 
-from cowest.config import ExperimentConfig, ModelConfig
-from cowest.errors import ConfigError, CowestError, require
+from cowest.core.config import ExperimentConfig, ModelConfig
+from cowest.core.errors import ConfigError, CowestError, require
 from cowest.models.openai_backend import malformed_backoff_s
-from cowest.records import Generation, Message, Sample, SamplingParams
+from cowest.core.records import Generation, Message, Sample, SamplingParams
 from cowest.routing.routers import ANSWERLESS_FORMATS
 
 
@@ -129,7 +129,7 @@ class Collaboration:
         adapter_path = Path(adapter) if adapter else (None if remote_weak else latest_aligned_adapter(cfg))
         if adapter_path is not None and not (adapter_path / "adapter_config.json").exists():
             raise CowestError(f"--adapter {adapter_path}: not a PEFT adapter folder (no adapter_config.json)")
-        from cowest.loop import weak_model
+        from cowest.pipeline.loop import weak_model
 
         # One request at a time: `engine: auto` / `dtype: auto` choose what is fastest at batch 1.
         wcfg = weak_model(cfg, adapter_path).model_copy(update={"batch_size": 1})
@@ -277,7 +277,7 @@ def draft_prompt(sample: Sample, fmt: str, overrides: dict[str, str] | None) -> 
 def latest_aligned_adapter(cfg: ExperimentConfig) -> Path | None:
     """The aligned adapter (align.method) of the highest round that has one (a run may have gone past
     cfg.rounds), else None."""
-    from cowest.layout import RunLayout
+    from cowest.core.layout import RunLayout
 
     return RunLayout.of(cfg).latest_aligned_adapter(cfg.align.method)
 

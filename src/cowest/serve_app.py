@@ -36,7 +36,10 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, AsyncGenerator, AsyncIterator
 
-from cowest.errors import require
+from pydantic import ValidationError
+
+from cowest.core.errors import require
+from cowest.core.records import SamplingParams
 
 require("fastapi", "serve")
 from fastapi import Request  # noqa: E402 - at module level: FastAPI resolves the handlers' string annotations here
@@ -51,10 +54,12 @@ class ClientGone(Exception):
 
 
 class Slot:
-    """One of the `serve.max_concurrent` places; released once, whichever path gets there first."""
+    """One of the `serve.max_concurrent` places; released once, whichever path gets there first. `passed` once a
+    running model call or a stream has taken it over (and releases it when it ends)."""
 
     def __init__(self, server: "Server"):
         self._server, self._held = server, True
+        self.passed = False
 
     def release(self, *_: Any) -> None:
         with self._server.lock:
@@ -69,6 +74,7 @@ class Slot:
                 f.exception()
             self.release()
         fut.add_done_callback(done)
+        self.passed = True
 
 
 class Server:
@@ -216,11 +222,16 @@ async def chat(request: Request) -> Any:
     try:
         req = parse_chat(await read_body(request, srv.s.max_request_bytes))
         question = _admissible_question(srv, req)
+        params = _strong_params(srv, req)
         slot = srv.acquire()
     except Refusal as r:
         request.state.info["refused"] = r.body["error"]["code"]
         return JSONResponse(r.body, status_code=r.status, headers=r.headers)
-    return await _answer(srv, request, req, question, slot)
+    try:  # from here on the slot returns on every path, unless a model call or the stream has taken it over
+        return await _answer(srv, request, req, question, params, slot)
+    finally:
+        if not slot.passed:
+            slot.release()
 
 
 def _admissible_question(srv: Server, req: ChatRequest) -> str:
@@ -235,46 +246,51 @@ def _admissible_question(srv: Server, req: ChatRequest) -> str:
     return question
 
 
-async def _answer(srv: Server, request: Request, req: ChatRequest, question: str, slot: Slot) -> Any:
-    """Draft, then answer (streamed or whole), holding `slot`: released here, or handed to the stream or to a
-    model call that is still running."""
-    turn = _Turn(srv, request, req, question, slot)
+def _strong_params(srv: Server, req: ChatRequest) -> SamplingParams:
+    """The strong model's settings with the client's values; Refusal (400, naming the field) for a value in
+    OpenAI's range that the strong model's settings refuse (top_p 0)."""
     try:
-        try:
-            draft, choice = await turn.draft()
-            streams = req.stream and srv.collab.streams and choice.route != "weak"
-            answer = None if streams else await turn.whole_answer(draft, choice)
-        except (ClientGone, TimeoutError) as e:
-            turn.release_when_work_ends()
-            return _gone_or_timeout(e, turn.info, srv.s.timeout_s)
-        except Exception as e:  # noqa: BLE001 - a backend failure is the server's error, not the client's
-            return _upstream_failed(e, turn.info)
-        extra = _route_fields(choice, srv.collab, draft if req.want_draft else None)
-        if answer is None:
-            return await turn.stream(draft, choice, extra)
-        return turn.respond(answer, choice, extra)
-    finally:
-        if not turn.keep:
-            slot.release()
+        return srv.collab.strong_params(req.max_completion_tokens or req.max_tokens, req.temperature, req.top_p)
+    except ValidationError as e:
+        err = e.errors(include_url=False, include_input=False)[0]
+        field = ".".join(str(x) for x in err["loc"])
+        raise Refusal(400, f"'{field}': {err['msg']}", "invalid_request", param=field) from None
+
+
+async def _answer(srv: Server, request: Request, req: ChatRequest, question: str, params: SamplingParams,
+                  slot: Slot) -> Any:
+    """Draft, then answer (streamed or whole), holding `slot` (the caller releases it unless a model call that
+    is still running or the stream has taken it over)."""
+    turn = _Turn(srv, request, req, question, params, slot)
+    try:
+        draft, choice = await turn.draft()
+        streams = req.stream and srv.collab.streams and choice.route != "weak"
+        answer = None if streams else await turn.whole_answer(draft, choice)
+    except (ClientGone, TimeoutError) as e:
+        turn.release_when_work_ends()
+        return _gone_or_timeout(e, turn.info, srv.s.timeout_s)
+    except Exception as e:  # noqa: BLE001 - a backend failure is the server's error, not the client's
+        return _upstream_failed(e, turn.info)
+    extra = _route_fields(choice, srv.collab, draft if req.want_draft else None)
+    if answer is None:
+        return await turn.stream(draft, choice, extra)
+    return turn.respond(answer, choice, extra)
 
 
 class _Turn:
     """One admitted chat request on its way to an answer: its model calls run in the server's worker threads, each
     awaited until the client leaves or `serve.timeout_s` runs out."""
 
-    def __init__(self, srv: Server, request: Request, req: ChatRequest, question: str, slot: Slot):
-        self.srv, self.request, self.req, self.slot = srv, request, req, slot
+    def __init__(self, srv: Server, request: Request, req: ChatRequest, question: str, params: SamplingParams,
+                 slot: Slot):
+        self.srv, self.request, self.req, self.params, self.slot = srv, request, req, params, slot
         self.collab, self.info, self.rid = srv.collab, request.state.info, request.state.rid
         self.deadline = time.monotonic() + srv.s.timeout_s
         self.info["stream"] = req.stream
         if srv.s.log_prompts:
             self.info["question"] = question
-        self.params = self.collab.strong_params(req.max_completion_tokens or req.max_tokens, req.temperature,
-                                                req.top_p)
         self.sample = self.collab.sample(question, self.rid)
         self.work: asyncio.Future[Any] | None = None
-        self.keep = False
-        """True once the slot has passed to a running model call or to the stream."""
 
     async def _in_worker(self, fn: Any, *args: Any) -> Any:
         self.work = asyncio.get_running_loop().run_in_executor(self.srv.pool, fn, *args)
@@ -285,7 +301,6 @@ class _Turn:
         slot returns when its thread ends."""
         assert self.work is not None
         self.slot.release_when_done(self.work)
-        self.keep = True
 
     async def draft(self) -> tuple[Any, Any]:
         """The weak model's draft and the router's choice of route."""
@@ -304,8 +319,8 @@ class _Turn:
         response = await _start_stream(self.srv, self.request,
                                        self.collab.answer_messages(self.sample, draft.text, choice.route),
                                        self.params, extra, self.slot, self.deadline)
-        self.keep = isinstance(response, StreamingResponse)
-        if self.keep:
+        self.slot.passed = isinstance(response, StreamingResponse)
+        if self.slot.passed:
             response.headers[ROUTE_HEADER] = choice.route
         return response
 

@@ -4,7 +4,7 @@ library module imports it.
 Each subcommand is a small `cmd_<name>(args) -> int` in the module named for it (`data`: tasks and data check,
 `eval_report`: eval and report, `loop`: sft, feedback, align, run, `models`, `serve`, `router`), which registers it with
 `add_commands(sub)`. Library errors (`CowestError`) print as one line `cowest: error: ...` on stderr with exit
-status 2, never a traceback. The package imports only the standard library and `cowest.errors` at import time, so
+status 2, never a traceback. The package imports only the standard library and `cowest.core.errors` at import time, so
 `cowest --help` stays fast: every command imports what it needs.
 
 Config commands share one shape, `cowest <cmd> CONFIG [KEY=VALUE ...]` (`common.add_config_args`).
@@ -17,7 +17,7 @@ import sys
 from typing import Sequence
 
 from cowest.cli import data, eval_report, loop, models, router, serve
-from cowest.errors import CowestError
+from cowest.core.errors import CowestError
 
 COMMAND_MODULES = (data, eval_report, loop, models, serve, router)
 

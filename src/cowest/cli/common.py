@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, ContextManager
 
 if TYPE_CHECKING:
-    from cowest.config import ExperimentConfig
+    from cowest.core.config import ExperimentConfig
 
 
 def add_config_args(p: argparse.ArgumentParser) -> None:
@@ -21,14 +21,14 @@ def add_config_args(p: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
-    from cowest.config import load_config
+    from cowest.core.config import load_config
 
     return load_config(args.config, args.overrides)
 
 
 def library_log(args: argparse.Namespace, cfg: ExperimentConfig) -> ContextManager[Path]:
     """The libraries' console output goes to RUN_DIR/logs/libraries.log while the command runs, unless --verbose."""
-    from cowest.layout import RunLayout
-    from cowest.library_output import library_output
+    from cowest.core.layout import RunLayout
+    from cowest.cli.library_output import library_output
 
     return library_output(RunLayout.of(cfg).libraries_log, getattr(args, "verbose", False))

@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from cowest.errors import CowestError
+from cowest.core.errors import CowestError
 
 
 def cmd_tasks(args: argparse.Namespace) -> int:
     """List every task (family, metrics, subsets); with --data, each split found there and its row count."""
-    from cowest.config import TaskConfig
+    from cowest.core.config import TaskConfig
     from cowest.tasks.base import get_task, task_names
 
     data = Path(args.data) if args.data else None
@@ -54,7 +54,7 @@ def cmd_data_check(args: argparse.Namespace) -> int:
     """Read one file with a task's loader; print the row count (and the gold distribution) or the first error."""
     from collections import Counter
 
-    from cowest.config import TaskConfig
+    from cowest.core.config import TaskConfig
     from cowest.tasks.base import check_task
 
     path = Path(args.file)

@@ -10,8 +10,8 @@ from cowest.cli.common import add_config_args, config_from_args, library_log
 
 def cmd_eval(args: argparse.Namespace) -> int:
     """Evaluate cfg.eval.strategies x draft formats on the eval split; write traces/ and metrics.json."""
-    from cowest.layout import EvalDir, RunLayout
-    from cowest.loop import do_eval, locked_run
+    from cowest.core.layout import EvalDir, RunLayout
+    from cowest.pipeline.loop import do_eval, locked_run
 
     cfg = config_from_args(args)
     folder = EvalDir(Path(args.out)) if args.out else RunLayout.of(cfg).eval
@@ -28,7 +28,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     """Render report.md and plots from one or more run directories, without re-running anything."""
-    from cowest.report import render_report
+    from cowest.pipeline.report import render_report
 
     print(f"wrote {render_report([Path(d) for d in args.run_dirs], Path(args.out) if args.out else None)}")
     return 0

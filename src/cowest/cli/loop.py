@@ -1,4 +1,4 @@
-"""The loop's subcommands: `sft`, `feedback`, `align`, `run`. Argument parsing only; the work is in cowest.loop."""
+"""The loop's subcommands: `sft`, `feedback`, `align`, `run`. Argument parsing only; the work is in cowest.pipeline.loop."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from cowest.cli.common import add_config_args, config_from_args, library_log
 
 
 def cmd_sft(args: argparse.Namespace) -> int:
-    from cowest.loop import do_sft, locked_run
+    from cowest.pipeline.loop import do_sft, locked_run
 
     cfg = config_from_args(args)
     with locked_run(cfg), library_log(args, cfg):
@@ -17,7 +17,7 @@ def cmd_sft(args: argparse.Namespace) -> int:
 
 
 def cmd_feedback(args: argparse.Namespace) -> int:
-    from cowest.loop import do_feedback, locked_run
+    from cowest.pipeline.loop import do_feedback, locked_run
 
     cfg = config_from_args(args)
     with locked_run(cfg), library_log(args, cfg):
@@ -27,7 +27,7 @@ def cmd_feedback(args: argparse.Namespace) -> int:
 
 
 def cmd_align(args: argparse.Namespace) -> int:
-    from cowest.loop import do_align, locked_run
+    from cowest.pipeline.loop import do_align, locked_run
 
     cfg = config_from_args(args)
     with locked_run(cfg), library_log(args, cfg):
@@ -36,7 +36,7 @@ def cmd_align(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from cowest.loop import run_all, summary_table
+    from cowest.pipeline.loop import run_all, summary_table
 
     cfg = config_from_args(args)
     with library_log(args, cfg):

@@ -8,7 +8,7 @@ from cowest.cli.common import add_config_args, config_from_args
 
 
 def cmd_router(args: argparse.Namespace) -> int:
-    from cowest.loop import locked_run
+    from cowest.pipeline.loop import locked_run
     from cowest.routing.learned import train_router
 
     cfg = config_from_args(args)

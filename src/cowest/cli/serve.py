@@ -9,8 +9,8 @@ from cowest.cli.common import add_config_args, config_from_args
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from cowest.config import validate_config
-    from cowest.errors import require
+    from cowest.core.config import validate_config
+    from cowest.core.errors import require
     from cowest.serve import Collaboration, server_token
     from cowest.serve_app import build_app
 

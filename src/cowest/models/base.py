@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
-from cowest.config import ModelConfig
-from cowest.records import Generation, Message, SamplingParams
-from cowest.registry import Registry
+from cowest.core.config import ModelConfig
+from cowest.core.records import Generation, Message, SamplingParams
+from cowest.core.registry import Registry
 
 
 @runtime_checkable
@@ -37,7 +37,7 @@ PROVIDERS.register("embedded", "cowest.models.embedded_backend:load_embedded")
 def split_spec(spec: str) -> tuple[str, str]:
     provider, sep, model = spec.partition("/")
     if not sep or not model:
-        from cowest.errors import ConfigError
+        from cowest.core.errors import ConfigError
 
         raise ConfigError(
             f"model spec '{spec}' is not provider/model; providers: {', '.join(PROVIDERS.names())}"

@@ -15,9 +15,9 @@ import sqlite3
 import threading
 from pathlib import Path
 
-from cowest.config import ModelConfig
+from cowest.core.config import ModelConfig
 from cowest.models.base import Backend, load_backend
-from cowest.records import Generation, Message, SamplingParams
+from cowest.core.records import Generation, Message, SamplingParams
 
 CACHE_FILE = "responses.sqlite"
 CACHED_ROLES = ("strong", "judge")
@@ -111,7 +111,7 @@ class CachedBackend:
         return self.cache.misses
 
     def generate(self, prompts: list[list[Message]], params: SamplingParams) -> list[list[Generation]]:
-        from cowest.faults import PartialFailure
+        from cowest.core.faults import PartialFailure
 
         keys = [[request_key(self.identity, p, params, i) for i in range(params.n)] for p in prompts]
         found = self.cache.get_many([k for row in keys for k in row])

@@ -33,8 +33,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from cowest.errors import ConfigError, CowestError
-from cowest.progress import log
+from cowest.core.errors import ConfigError, CowestError
+from cowest.core.progress import log
 
 CPU_FLAGS = ("amx_bf16", "amx_tile", "avx512_bf16", "avx512f", "avx2")
 """The /proc/cpuinfo flags that change which engine and dtype are fastest; part of the CPU identity."""

@@ -13,8 +13,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from cowest.errors import CowestError, UnknownNameError
-from cowest.hashing import sha256_file
+from cowest.core.errors import CowestError, UnknownNameError
+from cowest.core.hashing import sha256_file
 
 MODELS_REQUIREMENTS = "requirements-models.txt"
 

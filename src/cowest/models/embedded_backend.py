@@ -12,7 +12,7 @@ def load_embedded(model: str, cfg):  # -> a Backend
     `engine_choice` records which engine runs and why; it is printed too."""
     from cowest.models.base import PROVIDERS
     from cowest.models.calibrate import pick
-    from cowest.progress import log
+    from cowest.core.progress import log
 
     path = gguf_path(model)
     choice = pick(str(path), cfg.engine, cfg.dtype, cfg.batch_size, threads=cfg.n_threads)

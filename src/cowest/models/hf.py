@@ -14,12 +14,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from cowest.config import ModelConfig
-from cowest.errors import require
+from cowest.core.config import ModelConfig
+from cowest.core.errors import require
 from cowest.models.hf_refill import DecodeStats
 from cowest.models.identity import weights_id
 from cowest.models.text import cut_at_stop, render_plain
-from cowest.records import Generation, Message, SamplingParams
+from cowest.core.records import Generation, Message, SamplingParams
 
 
 class HFBackend:
@@ -51,7 +51,7 @@ class HFBackend:
         self.refill = self._refill_generator() if cfg.batching == "continuous" else None
 
     def _refill_generator(self):
-        from cowest.progress import log
+        from cowest.core.progress import log
         from cowest.models.hf_refill import RefillGenerator, supports_refill
 
         why_not = supports_refill(self.model)
@@ -64,7 +64,7 @@ class HFBackend:
     def _pick_dtype(self, model: str, cfg: ModelConfig) -> str:
         """`dtype: auto`: the faster of float32 and bfloat16 at `cfg.batch_size` by measurement on this CPU."""
         from cowest.models.calibrate import pick
-        from cowest.progress import log
+        from cowest.core.progress import log
 
         choice = pick(model, "hf", "auto", cfg.batch_size, threads=cfg.n_threads)
         log(f"hf/{Path(model).name}: {choice.dtype} at batch {cfg.batch_size} ({choice.reason})")

@@ -15,7 +15,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from cowest.errors import ConfigError, CowestError, require
+from cowest.core.errors import ConfigError, CowestError, require
 
 ADAPTER_META = "cowest_adapter.json"
 CHATML_TEMPLATE = (
@@ -115,7 +115,7 @@ def convert_gguf(gguf: str | Path, dtype: str = "float32") -> Path:
         problem = verify_converted(target)
         if problem is None:
             return target
-        from cowest.progress import log
+        from cowest.core.progress import log
 
         log(f"converted weights {target}: {problem}; converting {gguf.name} again")
         shutil.rmtree(target, ignore_errors=True)
@@ -134,7 +134,7 @@ def convert_gguf(gguf: str | Path, dtype: str = "float32") -> Path:
     _ensure_chat_template(tok)
     model.save_pretrained(str(tmp))
     tok.save_pretrained(str(tmp))
-    from cowest.hashing import sha256_file
+    from cowest.core.hashing import sha256_file
 
     files = {f.name: sha256_file(f) for f in sorted(tmp.iterdir()) if f.is_file()}
     meta = {"gguf": str(gguf.resolve()), "sha256": fp32.name, "dtype": dtype, "files": files}

@@ -11,7 +11,7 @@ import hashlib
 import os
 from pathlib import Path
 
-from cowest.hashing import sha256_file
+from cowest.core.hashing import sha256_file
 from cowest.models.embedded import cache_root
 
 

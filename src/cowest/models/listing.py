@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import importlib.util
 
-from cowest.errors import CowestError
-from cowest.hashing import sha256_file
+from cowest.core.errors import CowestError
+from cowest.core.hashing import sha256_file
 from cowest.models.embedded import EMBEDDED, EmbeddedModel, cache_root, gguf_path, status
 
 BACKEND_MODULES = {"llamacpp": ("llama_cpp", "llamacpp"), "hf": ("torch", "train"), "openai": ("openai", "openai")}

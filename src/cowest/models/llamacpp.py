@@ -30,11 +30,11 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from cowest.config import ModelConfig
-from cowest.errors import CowestError, require
+from cowest.core.config import ModelConfig
+from cowest.core.errors import CowestError, require
 from cowest.models.identity import weights_id
 from cowest.models.text import cut_at_stop, render_plain
-from cowest.records import Generation, Message, SamplingParams
+from cowest.core.records import Generation, Message, SamplingParams
 
 
 def default_threads() -> int:

@@ -7,7 +7,7 @@ The same server as `python -m llama_cpp.server` (same arguments), started with t
 
 from __future__ import annotations
 
-from cowest.errors import require
+from cowest.core.errors import require
 from cowest.models.llamacpp import safe_model_params
 
 

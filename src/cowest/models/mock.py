@@ -17,9 +17,9 @@ import json
 from pathlib import Path
 from typing import Callable
 
-from cowest.config import ModelConfig
-from cowest.errors import ConfigError
-from cowest.records import Generation, Message, SamplingParams
+from cowest.core.config import ModelConfig
+from cowest.core.errors import ConfigError
+from cowest.core.records import Generation, Message, SamplingParams
 
 Script = Callable[[list[Message]], str]
 

@@ -6,10 +6,10 @@ exponential backoff); the loop here only adds a thin retry, with the same budget
 usable chat completion (torn JSON, another content type, no or null choices, non-string content). Each HTTP
 attempt has an overall deadline of `cfg.timeout_s` (connect, headers and body), so a server that trickles its body
 a byte at a time times out like one that stalls. Every faulty attempt is counted per kind in `tally`
-(`cowest.faults`). A batch in which some prompts fail for good still finishes the others and raises
+(`cowest.core.faults`). A batch in which some prompts fail for good still finishes the others and raises
 `PartialFailure` carrying them. The API key is read from the environment variable `cfg.api_key_env` and handed
 to the SDK client only: it is never part of `identity` (which goes into cache keys), of an error message or of a
-log line; neither is a key-like segment of `base_url`'s path (`cowest.redact`).
+log line; neither is a key-like segment of `base_url`'s path (`cowest.core.redact`).
 """
 
 from __future__ import annotations
@@ -21,11 +21,11 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Iterator
 
-from cowest.config import ModelConfig
-from cowest.errors import ConfigError, require
-from cowest.faults import FaultTally, PartialFailure, RequestFailedError
-from cowest.records import Generation, Message, SamplingParams
-from cowest.redact import redact_url
+from cowest.core.config import ModelConfig
+from cowest.core.errors import ConfigError, require
+from cowest.core.faults import FaultTally, PartialFailure, RequestFailedError
+from cowest.core.records import Generation, Message, SamplingParams
+from cowest.core.redact import redact_url
 
 DEFAULT_ENDPOINT = "https://api.openai.com/v1"
 PLACEHOLDER_KEY = "EMPTY"

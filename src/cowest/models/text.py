@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cowest.records import Message
+from cowest.core.records import Message
 
 
 def render_plain(messages: list[Message]) -> str:

@@ -12,7 +12,7 @@ at a free port, with `--enable-lora`. Requests go through `cowest.models.openai_
   chain (DPO trained on the SFT model with the SFT adapter merged) becomes one LoRA by PEFT's `cat` combination
   (rank r1 + r2, the sum of the chain's weight deltas: exact, since LoRA deltas add).
 - Lifetime: servers live in a `ServerPool`. Inside `serving(log_dir)` (every `cowest` command holds one for its
-  run directory, `cowest.loop.locked_run`) a server outlives the backends that use it, so the stages of a run
+  run directory, `cowest.pipeline.loop.locked_run`) a server outlives the backends that use it, so the stages of a run
   share one server and later adapters are loaded into it; it stops when the scope ends. Outside such a scope the
   backend that started the server stops it on `close`. Logs: `<run dir>/vllm/<model>-<port>.log`.
 """
@@ -34,9 +34,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from cowest.config import ModelConfig
-from cowest.errors import ConfigError, CowestError, require
-from cowest.records import Generation, Message, SamplingParams
+from cowest.core.config import ModelConfig
+from cowest.core.errors import ConfigError, CowestError, require
+from cowest.core.records import Generation, Message, SamplingParams
 
 VENV = ".venv-vllm"
 SETUP = "bash scripts/setup.sh --vllm"
@@ -117,7 +117,7 @@ class VLLMServer:
 
     def _wait_healthy(self, timeout_s: float) -> None:
         httpx = require("httpx", "openai")
-        from cowest.progress import log
+        from cowest.core.progress import log
 
         t0 = time.monotonic()
         while True:

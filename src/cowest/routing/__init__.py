@@ -8,7 +8,7 @@ likely good enough. A question goes on to the strong model when its score is bel
 
 from __future__ import annotations
 
-from cowest.registry import Registry
+from cowest.core.registry import Registry
 
 ROUTERS: Registry = Registry("router")
 ROUTERS.register("confidence", "cowest.routing.routers:confidence")

@@ -17,10 +17,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
-from cowest.errors import CowestError
+from cowest.core.errors import CowestError
 
 if TYPE_CHECKING:
-    from cowest.config import ExperimentConfig
+    from cowest.core.config import ExperimentConfig
     from cowest.models.base import Backend
 
 
@@ -88,7 +88,7 @@ def calibrate(cfg: "ExperimentConfig", weak: "Backend", draft_format: str) -> di
 
 def calibration_scores(cfg: "ExperimentConfig", weak: "Backend", draft_format: str) -> dict[str, list[float]]:
     """Each router's scores of the weak model's drafts of the calibration split's questions."""
-    from cowest.progress import log
+    from cowest.core.progress import log
     from cowest.routing.routers import RouterInputs, answer_prompts, draft_params, score_all
     from cowest.tasks import prompts as P
     from cowest.tasks.base import load_samples

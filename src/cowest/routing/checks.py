@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from cowest.config import ExperimentConfig
+    from cowest.core.config import ExperimentConfig
 
 
 def check_route(cfg: "ExperimentConfig", draft_format: str, learned_later: bool = False) -> None:

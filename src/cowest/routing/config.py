@@ -1,6 +1,6 @@
-"""The `route` and `prices` sections of the experiment config (`cowest.config.ExperimentConfig` holds them).
+"""The `route` and `prices` sections of the experiment config (`cowest.core.config.ExperimentConfig` holds them).
 
-Declared here rather than in cowest.config so routing keeps its settings next to its code; the base class repeats
+Declared here rather than in cowest.core.config so routing keeps its settings next to its code; the base class repeats
 config.Section's two settings (importing it would make the two modules import each other).
 """
 
@@ -88,7 +88,7 @@ class Price(_Section):
 
 
 def model_specs(models: Any) -> list[str]:
-    """The specs of a `cowest.config.ModelsConfig` (not imported: the config module imports this one)."""
+    """The specs of a `cowest.core.config.ModelsConfig` (not imported: the config module imports this one)."""
     return [m.spec for m in (models.weak, models.strong, models.judge) if m is not None]
 
 

@@ -39,13 +39,13 @@ class RouteRun:
 
 
 def _as_dict(m: Any) -> dict:
-    """metrics.json's content: a `cowest.results.Metrics` or its dict."""
+    """metrics.json's content: a `cowest.core.results.Metrics` or its dict."""
     return m if isinstance(m, dict) else m.model_dump(mode="json")
 
 
 def route_runs(metrics_path: Path, m: Any) -> list[RouteRun]:
-    from cowest.layout import EvalDir
-    from cowest.traces import read_traces
+    from cowest.core.layout import EvalDir
+    from cowest.core.traces import read_traces
 
     m = _as_dict(m)
     h, seed, out = m["headline"], m.get("seeds", [0])[0], []
@@ -131,7 +131,7 @@ def calibration_rows(run_dir: Path) -> list[list[str]]:
 
 def routing_section(metrics_path: Path, m: Any, out_dir: Path, prefix: str = "") -> list[str]:
     """report.md's routing part: a table per route system, the calibrations, and the curve plot."""
-    from cowest.markdown import table
+    from cowest.core.markdown import table
 
     m = _as_dict(m)
     runs = route_runs(metrics_path, m)

@@ -22,11 +22,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from cowest.errors import CowestError
+from cowest.core.errors import CowestError
 
 if TYPE_CHECKING:
-    from cowest.config import ExperimentConfig
-    from cowest.records import Sample
+    from cowest.core.config import ExperimentConfig
+    from cowest.core.records import Sample
 
 LEARNED_FILE = "learned.json"
 KIND = "hashed-logreg-v1"
@@ -37,7 +37,7 @@ _WORD = re.compile(r"[a-z0-9]+")
 
 
 def router_dir(cfg: "ExperimentConfig") -> Path:
-    from cowest.layout import RunLayout
+    from cowest.core.layout import RunLayout
 
     return RunLayout.of(cfg).router_dir
 
@@ -47,7 +47,7 @@ def learned_path(cfg: "ExperimentConfig") -> Path:
 
 
 def feedback_path(cfg: "ExperimentConfig", rnd: int = 1) -> Path:
-    from cowest.layout import RunLayout
+    from cowest.core.layout import RunLayout
 
     return RunLayout.of(cfg).feedback(rnd)
 
@@ -121,8 +121,8 @@ class TrainingRows:
 
 def training_rows(cfg: "ExperimentConfig", path: Path, samples: dict[str, "Sample"]) -> TrainingRows:
     """(question, draft, label) rows from a feedback.jsonl; see the module docstring for the label."""
-    from cowest.feedback import FeedbackRecord, metric_score
-    from cowest.records import iter_jsonl
+    from cowest.pipeline.feedback import FeedbackRecord, metric_score
+    from cowest.core.records import iter_jsonl
 
     qs, ds, ys, gs = [], [], [], []
     for rec in iter_jsonl(path, FeedbackRecord, tolerate_torn_tail=True):
@@ -241,7 +241,7 @@ def load_router(cfg: "ExperimentConfig") -> LearnedRouter:
 def train_if_routed(cfg: "ExperimentConfig", force: bool = False) -> None:
     """`cowest run`: train the learned router from round 1's feedback when the eval has a route system that uses
     it and it is not trained yet (or the eval is forced)."""
-    from cowest.progress import log
+    from cowest.core.progress import log
 
     if "route" not in cfg.eval.strategies or "learned" not in cfg.route.routers:
         return

@@ -19,11 +19,11 @@ import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from cowest.errors import CowestError
-from cowest.records import Generation, Message, Sample, SamplingParams
+from cowest.core.errors import CowestError
+from cowest.core.records import Generation, Message, Sample, SamplingParams
 
 if TYPE_CHECKING:
-    from cowest.config import ExperimentConfig
+    from cowest.core.config import ExperimentConfig
     from cowest.models.base import Backend
 
 

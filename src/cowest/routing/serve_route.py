@@ -7,10 +7,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from cowest.records import Generation, Sample, SamplingParams
+from cowest.core.records import Generation, Sample, SamplingParams
 
 if TYPE_CHECKING:
-    from cowest.config import ExperimentConfig
+    from cowest.core.config import ExperimentConfig
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from cowest.records import Sample
+from cowest.core.records import Sample
 
 _MARKER = re.compile(
     r"(?:\b(?:final|correct|right|best)\s+)?\b(?:answer|label|prediction|classification|option|choice)\b"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 
-from cowest.records import Message, Sample
+from cowest.core.records import Message, Sample
 
 JUDGE_SYSTEM = "You are a strict grader. You compare a response with the reference answer and give one integer score."
 

@@ -22,8 +22,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from cowest.records import Family, Sample
-from cowest.registry import Registry
+from cowest.core.records import Family, Sample
+from cowest.core.registry import Registry
 
 Prediction = str | None
 Metric = Callable[[Sequence[Sample], Sequence[Prediction]], float]

@@ -6,7 +6,7 @@ caller loads only those (and an unknown name fails before any model is loaded: `
 
 from __future__ import annotations
 
-from cowest.registry import Registry
+from cowest.core.registry import Registry
 from cowest.strategies.common import StrategyContext, StrategyFn
 
 STRATEGIES: Registry[StrategyFn] = Registry("strategy")

@@ -6,11 +6,11 @@ import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from cowest.errors import CowestError
-from cowest.records import Generation, Message, Sample, SamplingParams, Step, Trace
+from cowest.core.errors import CowestError
+from cowest.core.records import Generation, Message, Sample, SamplingParams, Step, Trace
 
 if TYPE_CHECKING:
-    from cowest.config import ExperimentConfig
+    from cowest.core.config import ExperimentConfig
     from cowest.models.base import Backend
 
 
@@ -58,7 +58,7 @@ def run_step(backend: "Backend", role: str, name: str, prompts: list[list[Messag
     """One `generate` call for all samples of a step; append a `Step` to each trace; return the first outputs.
 
     Under greedy decoding identical prompts are sent once (they would give the same text anyway). A trace whose
-    earlier step failed (its output has `error` set, see `cowest.faults`) sends nothing and gets that failure again.
+    earlier step failed (its output has `error` set, see `cowest.core.faults`) sends nothing and gets that failure again.
     """
     failed = [bool(t.steps) and t.steps[-1].output.error is not None for t in traces]
     if any(failed):

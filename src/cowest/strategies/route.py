@@ -14,13 +14,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from cowest.errors import CowestError
-from cowest.records import Generation, Message, Sample, Step, Trace
+from cowest.core.errors import CowestError
+from cowest.core.records import Generation, Message, Sample, Step, Trace
 from cowest.strategies.common import StrategyContext, failed_step, finish, need, new_traces, run_step
 from cowest.tasks import prompts as P
 
 if TYPE_CHECKING:
-    from cowest.config import ExperimentConfig
+    from cowest.core.config import ExperimentConfig
     from cowest.models.base import Backend
 
 

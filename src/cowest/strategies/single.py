@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from cowest.records import Sample, Trace
+from cowest.core.records import Sample, Trace
 from cowest.strategies.common import StrategyContext, finish, need, new_traces, run_step
 from cowest.tasks import prompts as P
 

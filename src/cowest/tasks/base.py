@@ -9,9 +9,9 @@ import random
 import re
 from pathlib import Path
 
-from cowest.config import TaskConfig
-from cowest.errors import CowestError, DataError, UnknownNameError
-from cowest.records import Sample
+from cowest.core.config import TaskConfig
+from cowest.core.errors import CowestError, DataError, UnknownNameError
+from cowest.core.records import Sample
 from cowest.tasks.task import TASKS, Task, TaskOptions
 
 

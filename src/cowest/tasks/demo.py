@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from cowest.config import TaskConfig
-from cowest.records import Sample, read_jsonl
+from cowest.core.config import TaskConfig
+from cowest.core.records import Sample, read_jsonl
 from cowest.tasks.task import TASKS, Task
 
 COMPANY = "Hollowmere Instruments"
@@ -213,7 +213,7 @@ def reasoning_questions(products: list[Product], seed: int) -> list[Q]:
 
 def split_questions(split: str, cfg: TaskConfig) -> list[Q]:
     """The questions of one split: dev first in the pool, then tune, then the training ones (facts first)."""
-    from cowest.errors import UnknownNameError
+    from cowest.core.errors import UnknownNameError
 
     products = catalogue(cfg.seed)
     pool = reasoning_questions(products, cfg.seed)

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from cowest.config import TaskConfig
-from cowest.records import Sample
+from cowest.core.config import TaskConfig
+from cowest.core.records import Sample
 from cowest.tasks.rows import Row, convert, hub_rows, read_csv_rows, read_json_rows, split_files
 from cowest.tasks.task import TASKS, Task
 
@@ -81,7 +81,7 @@ CSV_PREFIX = {**{k: v.csv_prefix for k, v in SUBSETS.items()}, "utilitarianism":
 
 
 def subset_of(cfg: TaskConfig) -> str:
-    from cowest.errors import UnknownNameError
+    from cowest.core.errors import UnknownNameError
 
     name = cfg.subset or "commonsense"
     if name not in ALL_SUBSETS:

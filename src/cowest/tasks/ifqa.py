@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cowest.config import TaskConfig
-from cowest.records import Sample
+from cowest.core.config import TaskConfig
+from cowest.core.records import Sample
 from cowest.tasks.rows import Row, convert, read_json_rows, split_files
 from cowest.tasks.task import TASKS, Task, TaskOptions
 
@@ -52,7 +52,7 @@ def build(split: str, cfg: TaskConfig) -> list[Sample]:
     import urllib.error
     import urllib.request
 
-    from cowest.errors import CowestError, UnknownNameError
+    from cowest.core.errors import CowestError, UnknownNameError
 
     if split not in ("train", "dev", "test"):
         raise UnknownNameError("split of ifqa", split, ["train", "dev", "test"])

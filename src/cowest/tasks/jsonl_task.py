@@ -15,9 +15,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cowest.config import TaskConfig
-from cowest.errors import ConfigError
-from cowest.records import Family, Sample
+from cowest.core.config import TaskConfig
+from cowest.core.errors import ConfigError
+from cowest.core.records import Family, Sample
 from cowest.tasks.rows import Row, convert, read_json_rows
 from cowest.tasks.task import TASKS, Task, TaskOptions
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from typing import Mapping
 
-from cowest.errors import ConfigError, UnknownNameError
-from cowest.records import Message, Sample
+from cowest.core.errors import ConfigError, UnknownNameError
+from cowest.core.records import Message, Sample
 
 DRAFT_FORMATS = ("cot", "knowledge", "direct")
 

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cowest.config import TaskConfig
-from cowest.errors import DataError
-from cowest.records import Sample
+from cowest.core.config import TaskConfig
+from cowest.core.errors import DataError
+from cowest.core.records import Sample
 from cowest.tasks.rows import Row, convert, hub_rows, read_json_rows, split_files
 from cowest.tasks.task import TASKS, Task
 

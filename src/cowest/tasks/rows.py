@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from cowest.errors import CowestError, DataError, UnknownNameError, require
-from cowest.records import Sample
+from cowest.core.errors import CowestError, DataError, UnknownNameError, require
+from cowest.core.records import Sample
 
 _MISSING = object()
 

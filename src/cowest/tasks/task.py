@@ -15,11 +15,11 @@ from typing import Callable, Self
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from cowest.config import TaskConfig
-from cowest.errors import ConfigError
-from cowest.records import Family, Sample
-from cowest.registry import Registry
-from cowest.safe_yaml import short_repr
+from cowest.core.config import TaskConfig
+from cowest.core.errors import ConfigError
+from cowest.core.records import Family, Sample
+from cowest.core.registry import Registry
+from cowest.core.safe_yaml import short_repr
 
 ReadFile = Callable[[Path, TaskConfig], list[Sample]]
 FindFiles = Callable[[Path, TaskConfig], dict[str, Path]]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cowest.records import Trace, iter_jsonl
+from cowest.core.records import Trace, iter_jsonl
 
 
 def read_traces(path: Path) -> list[Trace]:

@@ -2,7 +2,7 @@
 
 A stage records its bundle (flattened to dotted config keys, so a refusal names the key that changed) with the
 SHA-256 of the upstream files it reads in its `inputs.json`: that record is the stage's fingerprint
-(`cowest.stages`). A later stage's bundle holds the earlier stages' bundles, as its outputs follow from theirs.
+(`cowest.pipeline.stages`). A later stage's bundle holds the earlier stages' bundles, as its outputs follow from theirs.
 
 What is not an input: settings that change how fast a stage runs, never what it writes (`RUN_SETTINGS` of every
 model; `align.logp_drop_warn`, which only the report reads), and how a model is run (`engine`, `dtype`) for a stage
@@ -16,9 +16,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from cowest.config import (AlignConfig, CollaborationConfig, EvalConfig, ExperimentConfig, FeedbackConfig, GenerationConfig, ModelConfig,
+from cowest.core.config import (AlignConfig, CollaborationConfig, EvalConfig, ExperimentConfig, FeedbackConfig, GenerationConfig, ModelConfig,
                            SFTConfig, TaskConfig, flatten)
-from cowest.records import SamplingParams
+from cowest.core.records import SamplingParams
 from cowest.routing.config import RouteConfig
 
 StageKind = Literal["sft", "feedback", "align", "eval"]
@@ -105,7 +105,7 @@ class SFTInputs(Inputs):
 
 def _sft_prompts(cfg: ExperimentConfig) -> dict[str, str]:
     from cowest.tasks.prompts import overrides_of
-    from cowest.train.sft import prompt_names
+    from cowest.pipeline.train.sft import prompt_names
 
     return overrides_of(cfg.collaboration.prompts, prompt_names(cfg))
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 from typing import Callable, Generic, TypeVar, overload
 
-from cowest.errors import UnknownNameError
+from cowest.core.errors import UnknownNameError
 
 T = TypeVar("T")
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from cowest.config import ExperimentConfig
+    from cowest.core.config import ExperimentConfig
 
 CONFIG_FILE = "config.yaml"
 VERSIONS_FILE = "versions.json"
@@ -96,7 +96,7 @@ class RunLayout:
 
     @property
     def versions(self) -> Path:
-        """What produced the run (cowest.provenance), rewritten whenever a stage starts."""
+        """What produced the run (cowest.pipeline.provenance), rewritten whenever a stage starts."""
         return self.root / VERSIONS_FILE
 
     @property

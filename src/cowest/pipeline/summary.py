@@ -1,4 +1,4 @@
-"""Trace files -> `metrics.json` (`cowest.results.Metrics`): each task metric per system with a 95% bootstrap CI,
+"""Trace files -> `metrics.json` (`cowest.core.results.Metrics`): each task metric per system with a 95% bootstrap CI,
 paired differences, usage.
 
 Metrics and intervals come from `cowest.scoring.metrics` (`compute`, `bootstrap_ci`, `paired_bootstrap`), which
@@ -6,10 +6,10 @@ resample question indices, so macro-F1 gets an interval too. With several seeds 
 pairs: `value` is over the pooled rows (for mean metrics the mean over seeds), `ci` a cluster bootstrap that resamples
 questions with all their seeds (repeated seeds are not more questions), and
 `per_seed`, `mean` and `sd` give the seed-to-seed spread. Paired differences use the same rows in the same order
-for both systems. The shape of `metrics.json` is `cowest.results.Metrics`; paired differences are stored
+for both systems. The shape of `metrics.json` is `cowest.core.results.Metrics`; paired differences are stored
 once per pair of systems, in system order, as a − b (`Metrics.diff` reads either order).
 
-`faults` (added by `cowest.evaluate.run_eval`, see `cowest.faults.FaultLog`) counts the faulty HTTP attempts per
+`faults` (added by `cowest.pipeline.evaluate.run_eval`, see `cowest.core.faults.FaultLog`) counts the faulty HTTP attempts per
 kind over every run of the stage, how many were retried, and the samples whose requests failed for good.
 """
 
@@ -19,15 +19,15 @@ import statistics
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cowest.errors import CowestError
-from cowest.layout import EvalDir
-from cowest.records import Sample, Trace
-from cowest.results import Metrics
-from cowest.traces import read_traces
+from cowest.core.errors import CowestError
+from cowest.core.layout import EvalDir
+from cowest.core.records import Sample, Trace
+from cowest.core.results import Metrics
+from cowest.core.traces import read_traces
 
 if TYPE_CHECKING:
-    from cowest.config import ExperimentConfig
-    from cowest.system_id import System
+    from cowest.core.config import ExperimentConfig
+    from cowest.core.system_id import System
 
 
 def _usage(traces: list[Trace]) -> dict[str, dict[str, float]]:

@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from cowest.errors import ConfigError
+from cowest.core.errors import ConfigError
 
 MAX_NODES = 100_000
 """Nodes a document may have once its aliases are expanded (a real config has a few hundred)."""
@@ -47,7 +47,7 @@ def _bounded_repr(value: Any, limit: int) -> str:
     return f"{type(value).__name__} of {len(value)}: {head}"[: limit + 1]
 
 
-class _StrictLoader(yaml.SafeLoader):
+class _StrictLoader(yaml.SafeLoader):  # type: ignore[misc]  # PyYAML ships no stubs
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[Any] = set()
         for key_node, _ in node.value:
@@ -61,7 +61,8 @@ class _StrictLoader(yaml.SafeLoader):
                 raise ConfigError(f"{mark.name}:{mark.line + 1}: key {short_repr(key)} appears twice in one mapping "
                                   "(keep one)")
             seen.add(key)
-        return super().construct_mapping(node, deep=deep)
+        mapping: dict[Any, Any] = super().construct_mapping(node, deep=deep)
+        return mapping
 
 
 def _expanded_size(root: yaml.Node) -> int:

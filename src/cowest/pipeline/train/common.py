@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from cowest.errors import require
+from cowest.core.errors import require
 from cowest.models.hf_loading import write_adapter_meta
 
 TRAIN_LOG = "train_log.jsonl"
@@ -31,7 +31,7 @@ def train_precision(recipe: str = "sft") -> str:
     (0.693 -> 0.666) and stayed flat in bf16 (0.688-0.696): the policy/reference log-ratios it learns from are
     sums of per-token log-probabilities that bf16 rounds, and at DPO's learning rates the signal is that small.
     """
-    from cowest.errors import ConfigError
+    from cowest.core.errors import ConfigError
 
     torch = require("torch", "train")
     want = os.environ.get(PRECISION_ENV, "auto")
@@ -82,8 +82,8 @@ def log_callback(path: Path, **tags: Any) -> Any:
 
     callback: Any = transformers.TrainerCallback
 
-    class JsonlLog(callback):
-        def on_log(self, args, state, control, logs=None, **kw):  # noqa: ANN001 - transformers' signature
+    class JsonlLog(callback):  # type: ignore[misc]  # transformers ships no stubs
+        def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kw: Any) -> None:
             if logs and state.is_world_process_zero:
                 with open(path, "a", encoding="utf-8") as f:
                     # Wall-clock time too, so s/step can be read off the log (benchmarks/training.py does).
@@ -98,29 +98,29 @@ def quiet_trainer(trainer: Any, desc: str) -> Any:
     """Replace the Trainer's own console output (a tqdm bar and every log dict printed) with one cowest progress
     line: `desc step/total | loss x | ETA`. The dicts still reach train_log.jsonl through `log_callback`."""
     transformers = require("transformers", "train")
-    from cowest.progress import Progress
+    from cowest.core.progress import Progress
 
     for cb in (transformers.trainer_callback.ProgressCallback, transformers.trainer_callback.PrinterCallback):
         trainer.remove_callback(cb)
 
     callback: Any = transformers.TrainerCallback
 
-    class OneLine(callback):
+    class OneLine(callback):  # type: ignore[misc]
         bar: Progress | None = None
 
-        def on_train_begin(self, args, state, control, **kw):  # noqa: ANN001 - transformers' signature
+        def on_train_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
             if state.is_world_process_zero:
                 self.bar = Progress(state.max_steps, desc)
 
-        def on_step_end(self, args, state, control, **kw):  # noqa: ANN001
+        def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
             if self.bar is not None:
                 self.bar.update(state.global_step - self.bar.done)
 
-        def on_log(self, args, state, control, logs=None, **kw):  # noqa: ANN001
+        def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kw: Any) -> None:
             if self.bar is not None and logs and "loss" in logs:
                 self.bar.note = f"loss {logs['loss']:.3f}"
 
-        def on_train_end(self, args, state, control, **kw):  # noqa: ANN001
+        def on_train_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
             if self.bar is not None:
                 self.bar.close()
 

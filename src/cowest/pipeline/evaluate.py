@@ -1,8 +1,8 @@
 """Evaluation: run named systems (strategy + draft format + models) on the eval split, trace by trace, resumably.
 
-Files in `out_dir` (a `cowest.layout.EvalDir`): `config.yaml` (the resolved config), `traces/<system>.seed<k>.jsonl`
+Files in `out_dir` (a `cowest.core.layout.EvalDir`): `config.yaml` (the resolved config), `traces/<system>.seed<k>.jsonl`
 (one `Trace` per sample, appended as soon as its chunk is done, so a killed run resumes where it stopped) and
-`metrics.json` (`cowest.results.Metrics`, computed by `cowest.summary`). Every name is checked and the samples are loaded before any model is.
+`metrics.json` (`cowest.core.results.Metrics`, computed by `cowest.pipeline.summary`). Every name is checked and the samples are loaded before any model is.
 """
 
 from __future__ import annotations
@@ -13,15 +13,15 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cowest.config import ExperimentConfig, ModelConfig, dump_config
-from cowest.errors import ConfigError
-from cowest.faults import FailureBudget, FaultLog, TolerantBackend
-from cowest.layout import EvalDir, RunLayout
-from cowest.progress import Progress
-from cowest.records import Sample, append_jsonl, repair_torn_tail
-from cowest.results import Metrics
-from cowest.system_id import System
-from cowest.traces import read_traces
+from cowest.core.config import ExperimentConfig, ModelConfig, dump_config
+from cowest.core.errors import ConfigError
+from cowest.core.faults import FailureBudget, FaultLog, TolerantBackend
+from cowest.core.layout import EvalDir, RunLayout
+from cowest.core.progress import Progress
+from cowest.core.records import Sample, append_jsonl, repair_torn_tail
+from cowest.core.results import Metrics
+from cowest.core.system_id import System
+from cowest.core.traces import read_traces
 from cowest.strategies import STRATEGIES, USES_DRAFT_FORMAT, StrategyContext, check_strategy, roles_of
 from cowest.strategies.common import failed_step
 
@@ -169,7 +169,7 @@ def run_eval(cfg: ExperimentConfig, out_dir: Path, systems: list[System] | None 
 
     All systems see the same samples. Models load once per distinct config, only for systems with work left.
     """
-    from cowest.summary import summarize
+    from cowest.pipeline.summary import summarize
     from cowest.tasks.base import load_samples
 
     out_dir = Path(out_dir)
@@ -196,7 +196,7 @@ def run_eval(cfg: ExperimentConfig, out_dir: Path, systems: list[System] | None 
     metrics = summarize(cfg, samples, systems, out_dir, allow_missing=bool(budget.failed))
     metrics.faults = faults.write(budget.failed)
     metrics.write(folder.metrics)
-    from cowest.costs import eval_costs, write_costs
+    from cowest.pipeline.costs import eval_costs, write_costs
 
     write_costs(out_dir, eval_costs(cfg, metrics.model_dump(mode="json")))
     return metrics

@@ -15,11 +15,11 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from cowest.config import FeedbackConfig
-from cowest.feedback import FeedbackRecord
-from cowest.layout import FAULTS_FILE, PAIRS_FILE, PAIRS_PLOT, PAIRS_STATS
+from cowest.core.config import FeedbackConfig
+from cowest.pipeline.feedback import FeedbackRecord
+from cowest.core.layout import FAULTS_FILE, PAIRS_FILE, PAIRS_PLOT, PAIRS_STATS
 from cowest.models.text import render_plain  # the layout the hf backend prompts a template-less weak model with
-from cowest.records import Message, PreferencePair, write_jsonl
+from cowest.core.records import Message, PreferencePair, write_jsonl
 
 Scored = tuple[str, float]  # a distinct draft text and its Δ
 

@@ -2,12 +2,12 @@
 
 Each stage reads the files of the stages before it, skips itself when its outputs exist for the same config, and
 resumes after a crash (feedback appends per question; eval appends per sample). The run directory's paths are
-`cowest.layout.RunLayout`'s.
+`cowest.core.layout.RunLayout`'s.
 
 One process at a time: a command holds the run directory (`locked_run`) and each stage its own folder
 (`Stage.locked`); a second process stops at once, naming the first. config.yaml is written only once a stage has
 accepted the config (refusals leave the previous one in place); `run` checks every stage's inputs first
-(cowest.preflight).
+(cowest.pipeline.preflight).
 """
 
 from __future__ import annotations
@@ -16,17 +16,17 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
-from cowest.config import ExperimentConfig, ModelConfig, dump_config
-from cowest.errors import CowestError
-from cowest.progress import log
-from cowest.layout import EvalDir, RunLayout
-from cowest.results import Metrics
-from cowest.stage_inputs import AlignInputs, EvalInputs, FeedbackInputs, SFTInputs
-from cowest.stages import STAGES, Stage, exclusive, stage, write_atomic
-from cowest.system_id import SystemId
+from cowest.core.config import ExperimentConfig, ModelConfig, dump_config
+from cowest.core.errors import CowestError
+from cowest.core.progress import log
+from cowest.core.layout import EvalDir, RunLayout
+from cowest.core.results import Metrics
+from cowest.pipeline.stage_inputs import AlignInputs, EvalInputs, FeedbackInputs, SFTInputs
+from cowest.pipeline.stages import STAGES, Stage, exclusive, stage, write_atomic
+from cowest.core.system_id import SystemId
 
 if TYPE_CHECKING:
-    from cowest.system_id import System
+    from cowest.core.system_id import System
 
 
 def run_dir(cfg: ExperimentConfig) -> Path:
@@ -52,8 +52,8 @@ def entered(cfg: ExperimentConfig, st: Stage, force: bool, record: bool = True) 
     """Hold the stage's lock for the block and yield whether it must run (False: done for the same inputs; a
     different config is refused). The run's config.yaml is saved only after that check passed, and only when `cfg`
     is the run's own (`record`), not a variant made for a side evaluation such as the recall check; versions.json
-    (cowest.provenance) whenever a stage starts."""
-    from cowest.provenance import provenance_json
+    (cowest.pipeline.provenance) whenever a stage starts."""
+    from cowest.pipeline.provenance import provenance_json
 
     with st.locked():
         runs = st.begin(force)
@@ -103,7 +103,7 @@ def adapter_outputs(adapter: Path) -> tuple[str, ...]:
 
 def sft_stage(cfg: ExperimentConfig) -> Stage:
     # Reads only the task's data and the base model.
-    from cowest.rationales import RATIONALES_FILE, RATIONALES_STATS
+    from cowest.pipeline.rationales import RATIONALES_FILE, RATIONALES_STATS
 
     run = RunLayout.of(cfg)
     return stage(cfg, "sft", run.sft_dir, inputs=SFTInputs.of(cfg),
@@ -118,8 +118,8 @@ def do_sft(cfg: ExperimentConfig, force: bool = False) -> Path:
         if not runs:
             log("sft: done already, skipped")
             return run.sft_adapter
-        from cowest.rationales import with_rationales
-        from cowest.train.sft import run_sft
+        from cowest.pipeline.rationales import with_rationales
+        from cowest.pipeline.train.sft import run_sft
 
         samples = load_samples(cfg.task, cfg.task.train_split, cfg.task.train_limit)
         samples = with_rationales(cfg, samples, run.sft_dir, cache_dir(cfg))
@@ -130,7 +130,7 @@ def do_sft(cfg: ExperimentConfig, force: bool = False) -> Path:
 
 
 def feedback_stage(cfg: ExperimentConfig, rnd: int) -> Stage:
-    from cowest.layout import FAULTS_FILE, FEEDBACK_FILE, PAIRS_FILE, PAIRS_PLOT, PAIRS_STATS
+    from cowest.core.layout import FAULTS_FILE, FEEDBACK_FILE, PAIRS_FILE, PAIRS_PLOT, PAIRS_STATS
 
     # Rounds after the first draft with the previous round's aligned model, so they depend on the align keys too.
     return stage(cfg, f"feedback{rnd}", RunLayout.of(cfg).feedback_dir(rnd), inputs=FeedbackInputs.of(cfg, rnd),
@@ -152,13 +152,13 @@ def do_feedback(cfg: ExperimentConfig, rnd: int = 1, force: bool = False) -> dic
 
 
 def _feedback(cfg: ExperimentConfig, rnd: int, st: Stage) -> dict[str, Any]:
-    from cowest.evaluate import chunk_size
-    from cowest.faults import FailureBudget, TolerantBackend
-    from cowest.feedback import load_done, run_feedback
+    from cowest.pipeline.evaluate import chunk_size
+    from cowest.core.faults import FailureBudget, TolerantBackend
+    from cowest.pipeline.feedback import load_done, run_feedback
     from cowest.models.base import load_backend
     from cowest.models.cache import open_backend
-    from cowest.pairs import write_pairs
-    from cowest.progress import Progress
+    from cowest.pipeline.pairs import write_pairs
+    from cowest.core.progress import Progress
     from cowest.tasks.base import load_samples, subsample
 
     out = st.path
@@ -185,7 +185,7 @@ def _feedback(cfg: ExperimentConfig, rnd: int, st: Stage) -> dict[str, Any]:
     ids = {s.id for s in samples}
     records = [r for r in load_done(path).values() if r.question_id in ids]
     stats = write_pairs(records, cfg.feedback, out, conversational=weak.has_chat_template)
-    from cowest.costs import feedback_costs, write_costs
+    from cowest.pipeline.costs import feedback_costs, write_costs
 
     write_costs(out, feedback_costs(cfg, records, stats["pairs"], drafter(cfg, rnd).spec))
     work_s = round(sum(r.wall_s for r in records), 1)  # all attempts, where done.json's wall_s is the last one's
@@ -216,9 +216,9 @@ def do_align(cfg: ExperimentConfig, rnd: int = 1, method: str | None = None, for
             return out
         source = resolve_source(cfg.models.weak.spec)
         if method == "dpo":
-            from cowest.train.dpo import run_dpo as train
+            from cowest.pipeline.train.dpo import run_dpo as train
         else:
-            from cowest.train.dpo import run_sft_positive as train
+            from cowest.pipeline.train.dpo import run_sft_positive as train
         path = train(cfg, pairs, out, weak_source=source, reference_adapter=str(reference))
         st.finish({"adapter": str(path), "method": method})
         return path
@@ -258,7 +258,7 @@ def eval_systems(cfg: ExperimentConfig) -> list["System"]:
 
 def loop_system(cfg: ExperimentConfig, sid: SystemId) -> "System":
     """The evaluated system `sid` names: its strategy, draft format and weak model (with its adapter)."""
-    from cowest.system_id import System
+    from cowest.core.system_id import System
 
     run, weak = RunLayout.of(cfg), None
     if sid.weak == "sft":
@@ -276,7 +276,7 @@ def do_eval(cfg: ExperimentConfig, force: bool = False, systems: list["System"] 
     """Evaluate `systems` (default: cfg.eval.strategies x draft formats) into `out` (default run_dir/eval),
     refusing traces of a different config and skipping a finished evaluation of the same one. `record`: `cfg` is
     the run's own config (saved as its config.yaml)."""
-    from cowest.evaluate import check_systems, default_systems, run_eval
+    from cowest.pipeline.evaluate import check_systems, default_systems, run_eval
 
     out = out or RunLayout.of(cfg).eval.path
     systems = systems or default_systems(cfg)
@@ -293,7 +293,7 @@ def do_eval(cfg: ExperimentConfig, force: bool = False, systems: list["System"] 
             log(f"eval: {failed} sample runs failed (counted in metrics.json); rerun to retry them")
         else:  # work_s: the systems' summed shares of wall time, over all attempts
             st.finish({"systems": list(metrics.systems), "work_s": round(metrics.work_s, 1)})
-    from cowest.summary import cut_warnings
+    from cowest.pipeline.summary import cut_warnings
 
     for line in cut_warnings(metrics, cfg):
         log(f"warning: {line}")
@@ -301,7 +301,7 @@ def do_eval(cfg: ExperimentConfig, force: bool = False, systems: list["System"] 
 
 
 def eval_stage(cfg: ExperimentConfig, out: Path, systems: list["System"]) -> Stage:
-    from cowest.layout import CONFIG_FILE, FAULTS_FILE, METRICS_FILE, TRACES_DIR
+    from cowest.core.layout import CONFIG_FILE, FAULTS_FILE, METRICS_FILE, TRACES_DIR
 
     return stage(cfg, "eval", out, inputs=EvalInputs.of(cfg), upstream=eval_adapters(systems),
                  outputs=(TRACES_DIR, METRICS_FILE, f"{METRICS_FILE}.tmp", CONFIG_FILE, FAULTS_FILE,
@@ -340,14 +340,14 @@ def do_recall(cfg: ExperimentConfig, force: bool = False) -> Metrics | None:
 
 
 def do_report(cfg: ExperimentConfig) -> Path:
-    from cowest.report import render_report
+    from cowest.pipeline.report import render_report
 
     return render_report([RunLayout.of(cfg).root])
 
 
 def run_all(cfg: ExperimentConfig, force: set[str] | None = None) -> Path:
     """sft -> (feedback -> align) x rounds -> eval -> report. `force` redoes the named stages (and nothing else)."""
-    from cowest.preflight import check_run
+    from cowest.pipeline.preflight import check_run
 
     force = force or set()
     unknown = force - set(STAGES)

@@ -4,7 +4,7 @@ For each training question x: K drafts y_k ~ weak(x); the strong model's solo ch
 strong refinement y*_k = strong(x, y_k) of each distinct draft; evaluator scores E(y*_k), E(z); influence
 Δ_k = E(y*_k) − E(z). One `FeedbackRecord` per question is appended to `feedback.jsonl` as soon as the question is
 done, so a killed run resumes with every question done exactly once. Pairs are built from that file afterwards
-(`cowest.pairs`).
+(`cowest.pipeline.pairs`).
 """
 
 from __future__ import annotations
@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING, Callable, Iterator
 
 from pydantic import Field
 
-from cowest.config import ExperimentConfig
-from cowest.faults import FailureBudget, FaultLog
-from cowest.layout import FEEDBACK_FILE
+from cowest.core.config import ExperimentConfig
+from cowest.core.faults import FailureBudget, FaultLog
+from cowest.core.layout import FEEDBACK_FILE
 from cowest.models.base import Backend
-from cowest.records import (
+from cowest.core.records import (
     Generation,
     Message,
     Record,
@@ -31,14 +31,14 @@ from cowest.records import (
     iter_jsonl,
     repair_torn_tail,
 )
-from cowest.registry import Registry
+from cowest.core.registry import Registry
 from cowest.scoring.extract import extract_answer
 from cowest.scoring.judge import judge_messages, parse_judge_score
 from cowest.scoring.metrics import per_sample
 from cowest.tasks import prompts
 
 if TYPE_CHECKING:
-    from cowest.progress import Progress
+    from cowest.core.progress import Progress
 
 class DraftFeedback(Record):
     text: str
@@ -64,7 +64,7 @@ class FeedbackRecord(Record):
     tokens: dict[str, int] = Field(default_factory=dict)
     """Prompt + completion tokens per role."""
     completion_tokens: dict[str, int] = Field(default_factory=dict)
-    """The completion part of `tokens` (priced apart: cowest.costs)."""
+    """The completion part of `tokens` (priced apart: cowest.pipeline.costs)."""
     unscored: int = 0
     wall_s: float = 0.0
     """This question's share of its chunk's wall time: summed over records, the stage's time across resumes."""
@@ -326,7 +326,7 @@ def run_feedback(
 ) -> Path:
     """Run (or resume) collaborative feedback over `samples`; returns the path of feedback.jsonl.
 
-    Backends should be `cowest.faults.TolerantBackend`s: a question with a request that failed for good is not
+    Backends should be `cowest.core.faults.TolerantBackend`s: a question with a request that failed for good is not
     written (the next run retries it) but charged to `budget` (default: `cfg.max_failed_share` of the samples),
     which stops the run past its share; `faults.json` beside feedback.jsonl counts faults per kind.
     `timings`, when given, accumulates wall seconds per step: drafts, solo, refine, evaluate."""

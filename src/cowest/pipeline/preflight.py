@@ -9,17 +9,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cowest.config import ExperimentConfig, ModelConfig
-from cowest.errors import ConfigError, CowestError
-from cowest.stages import Stage
-from cowest.system_id import System
+from cowest.core.config import ExperimentConfig, ModelConfig
+from cowest.core.errors import ConfigError, CowestError
+from cowest.pipeline.stages import Stage
+from cowest.core.system_id import System
 
 
 def check_run(cfg: ExperimentConfig, stages: list[tuple[str, Stage]], force: set[str],
               systems: list[System]) -> None:
     """Every stage's inputs: budgets, recorded configs, the eval `systems`, models, adapters, then the data splits
     (the slowest check: it reads the files)."""
-    from cowest.evaluate import check_systems
+    from cowest.pipeline.evaluate import check_systems
 
     check_budgets(cfg)
     for name, st in stages:

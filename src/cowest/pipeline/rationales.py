@@ -12,9 +12,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from cowest.config import ExperimentConfig
+from cowest.core.config import ExperimentConfig
 from cowest.models.base import Backend
-from cowest.records import Sample
+from cowest.core.records import Sample
 from cowest.scoring.extract import _MARKER, extract_answer  # the one definition of an answer marker
 from cowest.scoring.metrics import per_sample
 from cowest.tasks.prompts import draft_messages

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
 if TYPE_CHECKING:
-    from cowest.config import ExperimentConfig
-    from cowest.feedback import FeedbackRecord
+    from cowest.core.config import ExperimentConfig
+    from cowest.pipeline.feedback import FeedbackRecord
     from cowest.routing.config import Price
 
 COSTS_FILE = "costs.json"
@@ -45,12 +45,12 @@ def _per(total: float | None, n: float) -> float | None:
     return None if total is None or not n else total / n
 
 
-def _role_rows(cfg: "ExperimentConfig", tokens: dict[str, tuple[float, float]], specs: dict[str, str]) -> dict:
+def _role_rows(cfg: "ExperimentConfig", tokens: dict[str, tuple[float, float]], specs: dict[str, str]) -> dict[str, Any]:
     return {role: {"model": specs[role], "prompt_tokens": int(p), "completion_tokens": int(c),
                    "cost_usd": cost(price_of(cfg, specs[role]), p, c)} for role, (p, c) in tokens.items()}
 
 
-def eval_costs(cfg: "ExperimentConfig", metrics: dict) -> dict[str, Any]:
+def eval_costs(cfg: "ExperimentConfig", metrics: dict[str, Any]) -> dict[str, Any]:
     """Per system: tokens and cost per role, in all, per question and per correct answer (the headline metric's
     value times the answered questions and seeds: exact matches or accurate answers)."""
     out: dict[str, Any] = {"unit": "USD at list price", "headline": metrics.get("headline"), "systems": {}}
@@ -106,7 +106,7 @@ def _usd(v: float | None, total: float | None = 0.0) -> str:
 def costs_section(run_dir: Path, metrics_path: Path | None) -> list[str]:
     """report.md's cost table: each eval system's and feedback round's tokens and cost per role, per question and
     per correct answer (from their costs.json)."""
-    from cowest.markdown import table
+    from cowest.core.markdown import table
 
     rows = []
     files = ([metrics_path.parent / COSTS_FILE] if metrics_path else []) + sorted(

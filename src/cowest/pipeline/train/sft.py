@@ -9,11 +9,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from cowest.config import ExperimentConfig
-from cowest.errors import ConfigError, CowestError, DataError, require
-from cowest.records import Sample
+from cowest.core.config import ExperimentConfig
+from cowest.core.errors import ConfigError, CowestError, DataError, require
+from cowest.core.records import Sample
 from cowest.tasks.prompts import answer_messages, draft_messages, draft_target
-from cowest.train.common import (TRAIN_LOG, device_kwargs, log_callback, lora_config, publish, quiet_trainer,
+from cowest.pipeline.train.common import (TRAIN_LOG, device_kwargs, log_callback, lora_config, publish, quiet_trainer,
                                  save_adapter, staging_dir)
 
 

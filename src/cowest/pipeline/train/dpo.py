@@ -11,10 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from cowest.config import ExperimentConfig
-from cowest.errors import CowestError, DataError, require
-from cowest.records import PreferencePair, read_jsonl
-from cowest.train.common import (TRAIN_LOG, device_kwargs, log_callback, lora_config, publish, quiet_trainer,
+from cowest.core.config import ExperimentConfig
+from cowest.core.errors import CowestError, DataError, require
+from cowest.core.records import PreferencePair, read_jsonl
+from cowest.pipeline.train.common import (TRAIN_LOG, device_kwargs, log_callback, lora_config, publish, quiet_trainer,
                                  save_adapter, staging_dir)
 
 NO_PAIRS_FIX = ("sample more drafts (feedback.k), sample them more diversely (feedback.temperature), or score them "

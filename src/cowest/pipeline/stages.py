@@ -1,7 +1,7 @@
 """Stage bookkeeping in a run directory: what a stage's outputs depend on, done markers, refusal to mix, one process
 at a time.
 
-Each stage directory holds `inputs.json` (its fingerprint: the record of its input bundle, `cowest.stage_inputs`,
+Each stage directory holds `inputs.json` (its fingerprint: the record of its input bundle, `cowest.pipeline.stage_inputs`,
 and the SHA-256 of the upstream files it reads) written when it starts, and
 `done.json` (wall time, summary) written when it finishes; both, and the `attempts` counter, are replaced atomically,
 and an empty or torn one reads as "not done". A finished stage is skipped; a stage directory whose inputs differ from
@@ -27,10 +27,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from cowest.config import ExperimentConfig
-from cowest.errors import ConfigError, CowestError
-from cowest.hashing import sha256_file
-from cowest.stage_inputs import Inputs, bundle
+from cowest.core.config import ExperimentConfig
+from cowest.core.errors import ConfigError, CowestError
+from cowest.core.hashing import sha256_file
+from cowest.pipeline.stage_inputs import Inputs, bundle
 
 STAGES = ("sft", "feedback", "align", "eval", "report")
 INPUTS_FILE, DONE_FILE, ATTEMPTS_FILE, LOCK_FILE = "inputs.json", "done.json", "attempts", "stage.lock"

@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from cowest.errors import CowestError
+from cowest.core.errors import CowestError
 
 METRICS_VERSION = 1
 
@@ -112,7 +112,7 @@ def signed(x: float, digits: int = 3) -> str:
 
 
 class Metrics(_Record):
-    """The content of an evaluation's metrics.json (written by `cowest.summary`, faults by `cowest.evaluate`)."""
+    """The content of an evaluation's metrics.json (written by `cowest.pipeline.summary`, faults by `cowest.pipeline.evaluate`)."""
 
     version: int = METRICS_VERSION
     task: str
@@ -126,7 +126,7 @@ class Metrics(_Record):
     systems: dict[str, SystemMetrics] = Field(default_factory=dict)
     paired: list[Paired] = Field(default_factory=list)
     faults: dict[str, Any] = Field(default_factory=dict)
-    """cowest.faults.FaultLog's counts over every run of the stage."""
+    """cowest.core.faults.FaultLog's counts over every run of the stage."""
 
     def value(self, system: str, metric: str | None = None) -> MetricValue:
         return self.systems[system].metrics[metric or self.headline]

@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cowest.errors import CowestError
-from cowest.layout import FAULTS_FILE
-from cowest.records import Generation
+from cowest.core.errors import CowestError
+from cowest.core.layout import FAULTS_FILE
+from cowest.core.records import Generation
 
 
 class FaultTally:
@@ -94,7 +94,8 @@ class TolerantBackend:
 
     def generate(self, prompts: list[list[dict[str, str]]], params: Any) -> list[list[Generation]]:
         try:
-            return self.inner.generate(prompts, params)
+            out: list[list[Generation]] = self.inner.generate(prompts, params)
+            return out
         except PartialFailure as e:
             return [r if r is not None else failed_generations(params.n, str(e.errors[i]))
                     for i, r in enumerate(e.results)]

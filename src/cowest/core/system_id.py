@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-from cowest.config import ModelConfig
+from cowest.core.config import ModelConfig
 
 @dataclass(frozen=True)
 class System:

@@ -12,7 +12,7 @@ from typing import Any, Iterator, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from cowest.errors import DataError
+from cowest.core.errors import DataError
 
 SCHEMA_VERSION = 1
 
@@ -81,7 +81,7 @@ class Generation(Record):
     token_logprobs: list[float] | None = None
     cached: bool = False
     error: str | None = None
-    """Set only on the placeholder of a request that failed for good (`cowest.faults`): such a generation is
+    """Set only on the placeholder of a request that failed for good (`cowest.core.faults`): such a generation is
     never cached nor written; its sample counts as failed and is retried on the next run."""
 
 

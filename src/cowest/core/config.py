@@ -12,10 +12,10 @@ import yaml
 from pydantic import (BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_serializer,
                       field_validator, model_validator)
 
-from cowest.errors import ConfigError
-from cowest.records import SamplingParams
-from cowest.safe_yaml import load_yaml, short_repr
-from cowest.redact import redact_url
+from cowest.core.errors import ConfigError
+from cowest.core.records import SamplingParams
+from cowest.core.safe_yaml import load_yaml, short_repr
+from cowest.core.redact import redact_url
 from cowest.routing.config import Price, RouteConfig, check_prices
 
 
@@ -105,7 +105,7 @@ class ModelConfig(Section):
     GPUs), runs batches several times faster; outputs differ slightly from float32 (and with the batch), so it is
     part of the model's identity in the response cache. auto = the faster of the two by measurement where the CPU
     has native bf16, else float32. bfloat16 on a CPU without it runs emulated, usually slower (a warning says so).
-    Training precision is chosen by the recipes (cowest.train.common.device_kwargs)."""
+    Training precision is chosen by the recipes (cowest.pipeline.train.common.device_kwargs)."""
     batching: Literal["continuous", "static"] = "continuous"
     """hf: continuous = a finished reply leaves the batch and the next waiting prompt joins it, and the n samples
     of a prompt share one prefill (cowest.models.hf_refill); static = one `generate` per batch of `batch_size`
@@ -179,7 +179,7 @@ class SFTConfig(Section):
     rationales: Literal["data", "weak", "strong"] = "data"
     """Where cot targets get their rationale: data (the dataset's own; label-only rows train `Answer: X`), or
     bootstrapped for rows without one from the weak base model or the strong model, keeping a sampled reasoning
-    that reaches the gold answer (cowest.rationales)."""
+    that reaches the gold answer (cowest.pipeline.rationales)."""
     rationale_samples: int = Field(default=4, ge=1)
     """Replies sampled per row when bootstrapping rationales."""
     rationale_temperature: float = 0.7
@@ -318,7 +318,7 @@ class ExperimentConfig(Section):
     """Strategy `route` and `cowest serve` with `route.serve`: the strong model only where a router says so."""
     prices: dict[str, Price] = Field(default_factory=dict)
     """US dollars per million input and output tokens by model spec (e.g. `openai/gpt-4o: {input: 2.5, output:
-    10}`), for the cost reports (cowest.costs). A local model not listed costs 0; an openai/ model not listed is
+    10}`), for the cost reports (cowest.pipeline.costs). A local model not listed costs 0; an openai/ model not listed is
     reported unpriced."""
     rounds: int = Field(1, ge=1)
     """Feedback + align rounds."""
@@ -435,7 +435,8 @@ def validate_config(data: dict[str, Any], source: str = "<config>") -> Experimen
 
 
 def dump_config(cfg: ExperimentConfig) -> str:
-    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
+    text: str = yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
+    return text
 
 
 def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -14,12 +14,12 @@ import re
 from pathlib import Path
 from typing import Any
 
-from cowest.errors import CowestError
-from cowest.markdown import table
-from cowest.layout import REPORT_FILE, EvalDir, RunLayout
-from cowest.records import Trace
-from cowest.results import Metrics, SampleScore, signed
-from cowest.system_id import SystemId
+from cowest.core.errors import CowestError
+from cowest.core.markdown import table
+from cowest.core.layout import REPORT_FILE, EvalDir, RunLayout
+from cowest.core.records import Trace
+from cowest.core.results import Metrics, SampleScore, signed
+from cowest.core.system_id import SystemId
 
 
 def _fmt(v: Any, digits: int = 3) -> str:
@@ -64,7 +64,7 @@ def _usage_cell(u: Any) -> str:
 
 
 def _load_traces(metrics_path: Path, system: str, seed: int) -> dict[str, Trace]:
-    from cowest.traces import read_traces
+    from cowest.core.traces import read_traces
 
     return {t.sample_id: t for t in read_traces(EvalDir(metrics_path.parent).trace(system, seed))}
 
@@ -173,7 +173,7 @@ def chosen_logp_drop(rows: list[dict[str, Any]], beta: float, tokens: float | No
 
 
 def _logp_drop_warn(run_dir: Path) -> float:
-    from cowest.config import AlignConfig
+    from cowest.core.config import AlignConfig
 
     try:
         import yaml
@@ -339,7 +339,7 @@ def render_report(run_dirs: list[Path], out: Path | None = None) -> Path:
             from cowest.routing.curve import routing_section
 
             lines += routing_section(mpath, m, out.parent, prefix)
-        from cowest.costs import costs_section
+        from cowest.pipeline.costs import costs_section
 
         lines += costs_section(d, mpath)
         lines += rounds_section(d, out.parent)
