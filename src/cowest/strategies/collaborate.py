@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from cowest.core.records import Sample, Trace
-from cowest.strategies.common import StrategyContext, confidence, finish, need, new_traces, run_step
+from cowest.strategies.common import StrategyContext, confidence, draft_step, finish, need, new_traces, run_step
 from cowest.tasks import prompts as P
 
 if TYPE_CHECKING:
@@ -17,10 +17,8 @@ def collaborate(samples: list[Sample], *, weak: "Backend | None", strong: "Backe
     """CoWeST inference `y* = π_s(x, π_w(x))`: the weak model drafts (`ctx.draft_format`), the strong one refines."""
     weak, strong = need(weak, "weak", "collaborate"), need(strong, "strong", "collaborate")
     fmt = ctx.draft_format
-    P.check_draft_format(fmt)
     traces = new_traces(samples, "collaborate", ctx, draft_format=fmt)
-    drafts = run_step(weak, "weak", f"draft_{fmt}", [P.draft_messages(s, fmt, ctx.prompts) for s in samples],
-                      ctx.params("weak"), traces)
+    drafts = draft_step(weak, samples, ctx, traces)
     run_step(strong, "strong", "refine",
              [P.refine_messages(s, d.text, fmt, ctx.prompts) for s, d in zip(samples, drafts)],
              ctx.params("strong"), traces)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from cowest.core.records import Sample, Trace
-from cowest.strategies.common import StrategyContext, finish, need, new_traces, run_step
+from cowest.strategies.common import StrategyContext, draft_step, finish, need, new_traces, run_step
 from cowest.tasks import prompts as P
 
 if TYPE_CHECKING:
@@ -26,11 +26,8 @@ def weak_draft(samples: list[Sample], *, weak: "Backend | None", strong: "Backen
     """The weak model's draft (`ctx.draft_format`) scored as its answer: what it recalls in the form it drafts for
     the strong model (the recall check asks plain fact questions this way next to `weak_only`'s direct answer)."""
     weak = need(weak, "weak", "weak_draft")
-    fmt = ctx.draft_format
-    P.check_draft_format(fmt)
-    traces = new_traces(samples, "weak_draft", ctx, draft_format=fmt)
-    run_step(weak, "weak", f"draft_{fmt}", [P.draft_messages(s, fmt, ctx.prompts) for s in samples],
-             ctx.params("weak"), traces)
+    traces = new_traces(samples, "weak_draft", ctx, draft_format=ctx.draft_format)
+    draft_step(weak, samples, ctx, traces)
     return finish(traces, samples)
 
 
