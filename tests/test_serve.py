@@ -275,8 +275,15 @@ def test_real_round_trip_with_openai_client(real_server) -> None:
     chunks = list(client.chat.completions.create(model="cowest", messages=msgs, max_tokens=8, stream=True))
     streamed = "".join(c.choices[0].delta.content or "" for c in chunks)
     assert streamed == resp.choices[0].message.content  # greedy decoding: the same answer, sent as one chunk
-    rows = [json.loads(x) for x in log.read_text().splitlines() if x.startswith("{")]
-    assert [r["status"] for r in rows if r["path"] == "/v1/chat/completions"] == [200, 200]
+    # A stream's log line is written when the server's stream ends, which may be just after the client read [DONE].
+    deadline = time.monotonic() + 10
+    while True:
+        rows = [json.loads(x) for x in log.read_text().splitlines() if x.startswith("{")]
+        statuses = [r["status"] for r in rows if r["path"] == "/v1/chat/completions"]
+        if len(statuses) >= 2 or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert statuses == [200, 200]
     assert not any("France" in x for x in log.read_text().splitlines())
 
 
