@@ -109,7 +109,13 @@ def run_stage(stage: str, cfg: Path, run: Path, kills: int, rng: random.Random, 
     failed_runs: list[int] = []
     t0 = time.monotonic()
     # Two processes race on the run directory first: one must stop at once, naming the other's pid.
-    racers = [start(stage, cfg, logs / f"{stage}.0.log"), start(stage, cfg, logs / f"{stage}.1.log")]
+    # The second starts once the first holds the run directory (its pid in run.lock), so the two always overlap.
+    first = start(stage, cfg, logs / f"{stage}.0.log")
+    lock, until = RunLayout(run).lock, time.monotonic() + 60
+    while first.poll() is None and time.monotonic() < until and (
+            not lock.exists() or lock.read_text(errors="replace").split("\n")[0].strip() != str(first.pid)):
+        time.sleep(0.01)
+    racers = [first, start(stage, cfg, logs / f"{stage}.1.log")]
     runs = 2
     until = time.monotonic() + 60
     while all(p.poll() is None for p in racers) and time.monotonic() < until:
