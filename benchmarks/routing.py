@@ -3,8 +3,8 @@ domains, with the embedded models, and the share of always-collaborate quality k
 
 Per domain, in RUN/<domain> (resumable: every step skips or continues what is done; rerun to continue):
 1. feedback records to train the learned router: the demo runs its loop's `sft` and round-1 `feedback` stages (the
-   SFT weak model drafts); IfQA and MedMCQA (configs/eval_*.yaml, no SFT) run `cowest.pipeline.feedback.run_feedback` with
-   the base weak model on `--feedback-questions` train questions;
+   SFT weak model drafts); IfQA, MedMCQA and ETHICS (configs/eval_*.yaml, no SFT) run `cowest.pipeline.feedback.run_feedback` with
+   the base weak model on `--feedback-questions` train questions (ETHICS: configs/eval_ethics.yaml, the justice subset);
 2. `cowest router` (the learned router, with its held-out accuracy against a constant);
 3. eval on the dev split of the strong model alone, the collaboration and `route` (routers learned, confidence,
    agreement; the learned one decides; `route.strong_share` 0.5 calibrated on dev's router scores; sweep on, so the
@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from bench_io import load_average, machine, record  # noqa: E402
 
-CONFIGS = {"demo": "demo.yaml", "ifqa": "eval_ifqa.yaml", "medmcqa": "eval_medmcqa.yaml"}
+CONFIGS = {"demo": "demo.yaml", "ifqa": "eval_ifqa.yaml", "medmcqa": "eval_medmcqa.yaml", "ethics": "eval_ethics.yaml"}
 ROUTE = ["route.routers=[learned,confidence,agreement]", "route.strong_share=0.5"]
 
 
