@@ -101,18 +101,25 @@ def run_domain(domain: str, args: argparse.Namespace) -> tuple[list[str], dict]:
     summary = summarize_run(run, m)
     h = m.headline
     rows = []
+
+    def kept(row: dict) -> list[str]:
+        return [f"{row['quality_at'][k]:.3f} ({row['kept'][k]:.0%})" if row["kept"][k] is not None else
+                f"{row['quality_at'][k]:.3f}" for k in ("0.3", "0.5")]
+
     for r, row in summary["routers"].items():
         cal = row.get("calibrated") or {}
         point = (f"{cal['share']:.0%}: {cal['value']:.3f} [{cal['lo']:.3f}, {cal['hi']:.3f}]" if cal else "–")
-        kept = [f"{row['quality_at'][k]:.3f} ({row['kept'][k]:.0%})" if row["kept"][k] is not None else
-                f"{row['quality_at'][k]:.3f}" for k in ("0.3", "0.5")]
-        rows.append(f"| {domain} | {r}{' (decides)' if r == run.decider else ''} | {point} | {kept[0]} | {kept[1]} |")
+        rows.append(f"| {domain} | {r}{' (decides)' if r == run.decider else ''} | {point} | "
+                    + " | ".join(kept(row)) + " |")
+    rows.append(f"| {domain} | oracle (the best any router could do) | – | " + " | ".join(kept(summary["oracle"]))
+                + " |")
     refs = ", ".join(f"{k} {v:.3f}" for k, v in summary["references"].items())
     kept50 = {r: row["kept"]["0.5"] for r, row in summary["routers"].items()}
     best = max((v for v in kept50.values() if v is not None), default=None)
     goal = (f"best kept at 50%: {best:.0%} ({'met' if best is not None and best >= 0.95 else 'not met'}); learned "
             f"{'at or above' if (kept50.get('learned') or 0) >= (kept50.get('confidence') or 0) else 'below'} "
-            f"confidence") if best is not None else "no collaboration reference"
+            f"confidence; the oracle keeps {summary['oracle']['kept']['0.5']:.0%}") if best is not None else \
+        "no collaboration reference"
     info = {"n": summary["n"], "headline": h, "refs": refs, "goal": goal, "report": report, "times": times,
             "router": trained}
     return rows, info
@@ -143,7 +150,8 @@ def main() -> None:
              f"{load_before} before, {load_average()} after; {time.monotonic() - started:.0f} s in this invocation. "
              "The learned router decides at `route.strong_share` 0.5 calibrated on dev's router scores (no labels); "
              "each router's curve sends the lowest-scoring questions to the strong model (collaboration); kept = "
-             "share of always-collaborate quality.", "",
+             "share of always-collaborate quality; the oracle sends the questions where collaboration gains most "
+             "over the weak answer first (the bound of every router with these answers).", "",
              "| domain | router | at its threshold: strong share: quality [95% CI] | at 30% strong (kept) | "
              "at 50% strong (kept) |", "|---|---|---|---|---|", *rows, "", *notes]
     text = "\n".join(lines) + "\n"

@@ -316,6 +316,20 @@ def test_curve_and_kept_quality_by_hand() -> None:
     assert quality_at(shares, quality, 0.5) == pytest.approx(0.875)
 
 
+def test_oracle_bounds_every_router_by_hand() -> None:
+    from cowest.routing.curve import curve, oracle, quality_at
+
+    weak = np.array([0.0, 1.0, 0.0, 1.0])
+    strong = np.array([1.0, 1.0, 1.0, 0.0])
+    shares, quality = oracle(weak, strong)
+    # gains 1, 1, 0, -1 in that order: 2/4, 3/4, 4/4, 4/4, 3/4
+    assert shares.tolist() == [0.0, 0.25, 0.5, 0.75, 1.0] and quality.tolist() == [0.5, 0.75, 1.0, 1.0, 0.75]
+    rng = np.random.default_rng(0)
+    for _ in range(20):  # no router's curve rises above it
+        s, q = curve(rng.random(4), weak, strong)
+        assert all(quality_at(shares, quality, x) >= y - 1e-12 for x, y in zip(s, q))
+
+
 # ---- prices -----------------------------------------------------------------------------------------------------
 
 

@@ -16,6 +16,11 @@ another CPU is not used: the message says so and this machine is measured. bfloa
 is allowed when a config names it (it runs, emulated, usually slower than float32: a warning says so) but `auto`
 never picks it there.
 
+vLLM (`engine: vllm`, a local server in its own venv) is not a candidate of `auto`: on the one stage shape measured
+(BENCHMARKS.md, "Generation": 200 strong solo prompts, batch 32) it ran 267 s against 276 s for transformers with
+continuous batching, a tie that its server start-up (~100 s on 2 cores) turns into a loss for one stage, and
+measuring it would mean starting that server. A config names it where it pays: long runs, many clients, GPUs.
+
 A calibration measured while other CPU-heavy work shared the machine is wrong and stays cached: delete the
 `.calibration.json` file named in the run's log to measure again (run alone, as for any benchmark).
 """

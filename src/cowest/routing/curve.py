@@ -6,7 +6,9 @@ For a router, sending the k lowest-scoring questions to the strong model gives q
 linear (the expected value of breaking ties at random). The headline metric must be a per-question mean (exact
 match, accuracy: every task's headline is). At each router's threshold on the eval questions the point gets a 95%
 bootstrap interval. References: always-weak (share 0), the fallback on every question (share 1: always-collaborate
-or always-strong) and, from metrics.json, the strong model alone and the collaboration.
+or always-strong) and, from metrics.json, the strong model alone and the collaboration. The oracle is the best any
+router could do with these answers (the questions where the fallback gains most go first): where the weak model is
+rarely right on its own, even it keeps little at a small share, so a router is read against it as well.
 """
 
 from __future__ import annotations
@@ -79,6 +81,14 @@ def curve(scores: np.ndarray, weak: np.ndarray, strong: np.ndarray) -> tuple[np.
     return np.array(cuts) / n, (w.sum() + gain[cuts]) / n
 
 
+def oracle(weak: np.ndarray, strong: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The upper bound of every router's curve: questions sent in order of the fallback's gain over the weak answer
+    (largest first), so the curve rises to its peak and then falls where sending more only loses."""
+    gain = np.sort(strong - weak)[::-1]
+    n = len(gain)
+    return np.arange(n + 1) / n, (weak.sum() + np.concatenate([[0.0], np.cumsum(gain)])) / n
+
+
 def quality_at(shares: np.ndarray, quality: np.ndarray, share: float) -> float:
     return float(np.interp(share, shares, quality))
 
@@ -103,6 +113,9 @@ def summarize_run(run: RouteRun, m: dict) -> dict[str, Any]:
         if s["strategy"] == "collaborate" and "always-collaborate" not in refs:
             refs["always-collaborate"] = s["metrics"][h]["value"]
     collab = refs.get("always-collaborate")
+    o_shares, o_quality = oracle(run.weak, run.strong)
+    best = {str(k): quality_at(o_shares, o_quality, k) for k in KEPT_AT}
+    bound = {"quality_at": best, "kept": {k: (v / collab if collab else None) for k, v in best.items()}}
     routers = {}
     for r, scores in run.scores.items():
         shares, quality = curve(scores, run.weak, run.strong)
@@ -113,7 +126,7 @@ def summarize_run(run: RouteRun, m: dict) -> dict[str, Any]:
             row["calibrated"] = {"threshold": run.thresholds[r], **at_threshold(run, r, run.thresholds[r])}
         routers[r] = row
     return {"system": run.system, "decider": run.decider, "fallback": run.fallback, "n": len(run.weak),
-            "references": refs, "routers": routers}
+            "references": refs, "routers": routers, "oracle": bound}
 
 
 def calibration_rows(run_dir: Path) -> list[list[str]]:
@@ -151,6 +164,10 @@ def routing_section(metrics_path: Path, m: Any, out_dir: Path, prefix: str = "")
             kept = [f"{row['quality_at'][str(k)]:.3f}" + (f" ({row['kept'][str(k)]:.0%})" if row['kept'][str(k)]
                                                            is not None else "") for k in KEPT_AT]
             rows.append([r + (" (decides)" if r == run.decider else ""), point, *kept])
+        bound = summary["oracle"]
+        rows.append(["oracle (the best any router could do)", "–", *[
+            f"{bound['quality_at'][str(k)]:.3f}" + (f" ({bound['kept'][str(k)]:.0%})" if bound["kept"][str(k)]
+                                                     is not None else "") for k in KEPT_AT]])
         out += [f"System `{run.system}` ({summary['n']} questions, fallback {run.fallback}); references: "
                 + ", ".join(f"{k} {v:.3f}" for k, v in summary["references"].items()), ""]
         out += table(["router", "at its threshold: strong share: " + h + " [95% CI]",
