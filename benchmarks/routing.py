@@ -69,7 +69,7 @@ def feedback_records(cfg: ExperimentConfig, domain: str, n_questions: int) -> Mo
 
 def run_domain(domain: str, args: argparse.Namespace) -> tuple[list[str], dict]:
     from cowest.pipeline.report import render_report
-    from cowest.routing.curve import route_runs, summarize_run
+    from cowest.routing.curve import kept_cells, route_runs, summarize_run
     from cowest.routing.learned import train_router
 
     out = Path(args.out) / domain
@@ -101,17 +101,12 @@ def run_domain(domain: str, args: argparse.Namespace) -> tuple[list[str], dict]:
     summary = summarize_run(run, m)
     h = m.headline
     rows = []
-
-    def kept(row: dict) -> list[str]:
-        return [f"{row['quality_at'][k]:.3f} ({row['kept'][k]:.0%})" if row["kept"][k] is not None else
-                f"{row['quality_at'][k]:.3f}" for k in ("0.3", "0.5")]
-
     for r, row in summary["routers"].items():
         cal = row.get("calibrated") or {}
         point = (f"{cal['share']:.0%}: {cal['value']:.3f} [{cal['lo']:.3f}, {cal['hi']:.3f}]" if cal else "–")
         rows.append(f"| {domain} | {r}{' (decides)' if r == run.decider else ''} | {point} | "
-                    + " | ".join(kept(row)) + " |")
-    rows.append(f"| {domain} | oracle (the best any router could do) | – | " + " | ".join(kept(summary["oracle"]))
+                    + " | ".join(kept_cells(row)) + " |")
+    rows.append(f"| {domain} | oracle (the best any router could do) | – | " + " | ".join(kept_cells(summary["oracle"]))
                 + " |")
     refs = ", ".join(f"{k} {v:.3f}" for k, v in summary["references"].items())
     kept50 = {r: row["kept"]["0.5"] for r, row in summary["routers"].items()}

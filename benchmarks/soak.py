@@ -32,6 +32,7 @@ from collections import Counter
 from pathlib import Path
 
 from cowest.core.layout import FEEDBACK_FILE, RunLayout
+from cowest.pipeline.stages import lock_holder
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -112,8 +113,7 @@ def run_stage(stage: str, cfg: Path, run: Path, kills: int, rng: random.Random, 
     # The second starts once the first holds the run directory (its pid in run.lock), so the two always overlap.
     first = start(stage, cfg, logs / f"{stage}.0.log")
     lock, until = RunLayout(run).lock, time.monotonic() + 60
-    while first.poll() is None and time.monotonic() < until and (
-            not lock.exists() or lock.read_text(errors="replace").split("\n")[0].strip() != str(first.pid)):
+    while first.poll() is None and time.monotonic() < until and lock_holder(lock) != first.pid:
         time.sleep(0.01)
     racers = [first, start(stage, cfg, logs / f"{stage}.1.log")]
     runs = 2

@@ -75,8 +75,8 @@ def exclusive(lock_file: Path, what: str) -> Iterator[None]:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
-            who = f"process {holder}" if holder.isdigit() else "another process"
+            holder = lock_holder(lock_file)
+            who = f"process {holder}" if holder is not None else "another process"
             raise CowestError(f"{what} is in use by {who} (lock {lock_file}); wait for it to finish or stop it, "
                               "or use another run_dir / --out") from None
         os.ftruncate(fd, 0)
@@ -84,6 +84,15 @@ def exclusive(lock_file: Path, what: str) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
+
+
+def lock_holder(lock_file: Path) -> int | None:
+    """The pid `exclusive` wrote as the first line of `lock_file`, or None (no file, or not written yet)."""
+    try:
+        first = lock_file.read_text(encoding="ascii", errors="replace").split("\n", 1)[0].strip()
+    except OSError:
+        return None
+    return int(first) if first.isdigit() else None
 
 
 def fingerprint(path: Path) -> str:

@@ -93,6 +93,12 @@ def quality_at(shares: np.ndarray, quality: np.ndarray, share: float) -> float:
     return float(np.interp(share, shares, quality))
 
 
+def kept_cells(row: dict[str, Any]) -> list[str]:
+    """A router's (or the oracle's) quality at each share of KEPT_AT, with the share of collaboration kept."""
+    return [f"{row['quality_at'][str(k)]:.3f}" + (f" ({row['kept'][str(k)]:.0%})" if row["kept"][str(k)] is not None
+                                                 else "") for k in KEPT_AT]
+
+
 def at_threshold(run: RouteRun, router: str, threshold: float, n_boot: int = 1000) -> dict[str, float]:
     """The share sent on and the quality, with a 95% bootstrap interval, when `router` routes at `threshold`."""
     to_strong = run.scores[router] < threshold
@@ -161,13 +167,8 @@ def routing_section(metrics_path: Path, m: Any, out_dir: Path, prefix: str = "")
             cal = row.get("calibrated")
             point = "–" if cal is None else (f"{cal['share']:.0%}: {cal['value']:.3f} [{cal['lo']:.3f}, "
                                              f"{cal['hi']:.3f}] (threshold {cal['threshold']:.4g})")
-            kept = [f"{row['quality_at'][str(k)]:.3f}" + (f" ({row['kept'][str(k)]:.0%})" if row['kept'][str(k)]
-                                                           is not None else "") for k in KEPT_AT]
-            rows.append([r + (" (decides)" if r == run.decider else ""), point, *kept])
-        bound = summary["oracle"]
-        rows.append(["oracle (the best any router could do)", "–", *[
-            f"{bound['quality_at'][str(k)]:.3f}" + (f" ({bound['kept'][str(k)]:.0%})" if bound["kept"][str(k)]
-                                                     is not None else "") for k in KEPT_AT]])
+            rows.append([r + (" (decides)" if r == run.decider else ""), point, *kept_cells(row)])
+        rows.append(["oracle (the best any router could do)", "–", *kept_cells(summary["oracle"])])
         out += [f"System `{run.system}` ({summary['n']} questions, fallback {run.fallback}); references: "
                 + ", ".join(f"{k} {v:.3f}" for k, v in summary["references"].items()), ""]
         out += table(["router", "at its threshold: strong share: " + h + " [95% CI]",

@@ -87,13 +87,13 @@ def run_step(backend: "Backend", role: str, name: str, prompts: list[list[Messag
     return gens
 
 
-
 def draft_step(weak: "Backend", samples: list[Sample], ctx: StrategyContext, traces: list[Trace]) -> list[Generation]:
     """The weak model's draft of every sample in `ctx.draft_format` (a `draft_<format>` step of each trace)."""
     fmt = ctx.draft_format
     P.check_draft_format(fmt)
     return run_step(weak, "weak", f"draft_{fmt}", [P.draft_messages(s, fmt, ctx.prompts) for s in samples],
                     ctx.params("weak"), traces)
+
 
 def failed_step(trace: Trace) -> str | None:
     """The error of a trace's failed request, or None when every step succeeded."""
