@@ -374,3 +374,55 @@ def test_rpo_alpha_adds_the_nll_of_the_chosen_drafts(dpo_dir, sft_dir, base):
     assert 0.05 < nll < 10
     meta = json.loads((out / "cowest_adapter.json").read_text())
     assert meta["rpo_alpha"] == 1.0 and meta["loss_type"] == "sigmoid" and meta["chosen_tokens_mean"] > 5
+
+
+@pytest.mark.slow
+def test_lm_head_on_labelled_positions_only_same_loss_and_gradients_for_fewer_rows(base, monkeypatch):
+    """TRL's fused LM head, on SmolLM2 in bf16 autocast as SFT runs it: with `labelled_positions_only` it projects
+    only the positions that carry a label (56 of 4 x 39 here), and the loss and gradients are the same."""
+    import torch
+    from trl.trainer import utils as trl_utils
+
+    from cowest.models.hf_loading import load_model_and_tokenizer
+    from cowest.pipeline.train.common import labelled_positions_only
+
+    model, _ = load_model_and_tokenizer(base[0])  # its own copy: the fused head replaces the model's forward
+    trl_utils.add_fused_lm_head(model, outputs=("log_probs", "entropy", "is_top1"))
+    projected: list[int] = []
+    apply = trl_utils._ChunkedLogProbFunction.apply
+    monkeypatch.setattr(trl_utils._ChunkedLogProbFunction, "apply",
+                        lambda hidden, *rest: projected.append(hidden.shape[0]) or apply(hidden, *rest))
+    ids = torch.randint(0, 49000, (4, 40), generator=torch.Generator().manual_seed(0))
+    labels = ids.clone()
+    labels[:, :20] = -100  # the prompt: rows 0 and 1 score 20 positions (labels shift by one)
+    labels[2, 28:] = -100  # padding: 8
+    labels[3, 9:] = -100  # a row without a prompt, padded: 8 (its first token is no label)
+    labels[3, :9] = ids[3, :9]
+
+    def loss_and_grad():
+        model.zero_grad()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = model(input_ids=ids, labels=labels, fused_lm_head=True)
+        out.loss.backward()
+        return out.loss.item(), model.model.layers[-1].mlp.down_proj.weight.grad.clone()
+
+    plain = loss_and_grad()
+    with labelled_positions_only():
+        compact = loss_and_grad()
+    assert trl_utils._use_triton(torch.device("cpu")) is False  # put back
+    assert projected == [4 * 39, 20 + 20 + 8 + 8]
+    assert compact[0] == pytest.approx(plain[0], abs=1e-5)
+    assert torch.allclose(compact[1], plain[1], atol=1e-5)
+
+
+@pytest.mark.slow
+def test_group_by_length_reaches_the_trainer(sft_dir, tmp_path):
+    import torch
+
+    from cowest.pipeline.train.sft import run_sft
+
+    assert torch.load(sft_dir / "training_args.bin", weights_only=False).train_sampling_strategy == "random"
+    cfg = _cfg()
+    cfg.sft.group_by_length = True
+    out = run_sft(cfg, _samples(4), tmp_path / "adapter")
+    assert torch.load(out / "training_args.bin", weights_only=False).train_sampling_strategy == "group_by_length"

@@ -5,10 +5,12 @@ Only plain functions and one logging callback: the recipes themselves stay strai
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -126,6 +128,33 @@ def quiet_trainer(trainer: Any, desc: str) -> Any:
 
     trainer.add_callback(OneLine())
     return trainer
+
+
+@contextlib.contextmanager
+def labelled_positions_only() -> Iterator[None]:
+    """While open, TRL's fused LM head projects only the positions that carry a label, on every device.
+
+    TRL 1.16 (`trl.trainer.utils.add_fused_lm_head`) compacts to the labelled positions on Triton devices only; elsewhere
+    it projects every position through the vocabulary, prompt and padding included, to keep tile shapes fixed for
+    compilers (Neuron). On a CPU nothing is compiled, and with completion-only SFT on the demo's rows that made the LM
+    head 37% of the SFT stage (py-spy, 2026-12-02): most of its rows were prompt or padding. Loss, log-probabilities
+    and gradients are identical either way (`tests/test_train.py` checks it on SmolLM2). The switch TRL reads is its
+    module's `_use_triton` name, which decides nothing else there (the kernels keep their own); it is put back on
+    exit."""
+    from trl.trainer import utils as trl_utils
+
+    original = trl_utils._use_triton
+    trl_utils._use_triton = lambda device: True
+    try:
+        yield
+    finally:
+        trl_utils._use_triton = original
+
+
+def run_trainer(trainer: Any, desc: str) -> None:
+    """Run `trainer` with one progress line (`quiet_trainer`) and the LM head on labelled positions only."""
+    with labelled_positions_only():
+        quiet_trainer(trainer, desc).train()
 
 
 def is_main_process() -> bool:

@@ -14,7 +14,7 @@ from typing import Any
 from cowest.core.config import ExperimentConfig
 from cowest.core.errors import CowestError, DataError, require
 from cowest.core.records import PreferencePair, read_jsonl
-from cowest.pipeline.train.common import (TRAIN_LOG, device_kwargs, log_callback, lora_config, publish, quiet_trainer,
+from cowest.pipeline.train.common import (TRAIN_LOG, device_kwargs, log_callback, lora_config, publish, run_trainer,
                                  save_adapter, staging_dir)
 
 NO_PAIRS_FIX = ("sample more drafts (feedback.k), sample them more diversely (feedback.temperature), or score them "
@@ -115,7 +115,7 @@ def run_dpo(cfg: ExperimentConfig, pairs_path: Path, out_dir: Path, *, weak_sour
         model=model, args=args, train_dataset=datasets.Dataset.from_list(dpo_rows(pairs)), processing_class=tok,
         peft_config=lora_config(a.lora_r, a.lora_alpha, 0.0), callbacks=[log_callback(tmp / TRAIN_LOG)],
     )
-    quiet_trainer(trainer, "align (dpo)").train()
+    run_trainer(trainer, "align (dpo)")
     save_adapter(trainer, tok, tmp, base=cfg.models.weak.spec, parent=reference_adapter, method="dpo",
                  pairs=len(pairs), beta=a.beta, loss_type=a.loss_type, rpo_alpha=a.rpo_alpha,
                  label_smoothing=a.label_smoothing, chosen_tokens_mean=chosen_tokens_mean(pairs, tok))
@@ -145,7 +145,7 @@ def run_sft_positive(cfg: ExperimentConfig, pairs_path: Path, out_dir: Path, *, 
         model=model, args=args, train_dataset=datasets.Dataset.from_list(rows), processing_class=tok,
         peft_config=lora_config(a.lora_r, a.lora_alpha, 0.0), callbacks=[log_callback(tmp / TRAIN_LOG)],
     )
-    quiet_trainer(trainer, "align (sft_positive)").train()
+    run_trainer(trainer, "align (sft_positive)")
     save_adapter(trainer, tok, tmp, base=cfg.models.weak.spec, parent=reference_adapter, method="sft_positive",
                  examples=len(rows))
     return publish(tmp, out_dir)

@@ -13,7 +13,7 @@ from cowest.core.config import ExperimentConfig
 from cowest.core.errors import ConfigError, CowestError, DataError, require
 from cowest.core.records import Sample
 from cowest.tasks.prompts import answer_messages, draft_messages, draft_target
-from cowest.pipeline.train.common import (TRAIN_LOG, device_kwargs, log_callback, lora_config, publish, quiet_trainer,
+from cowest.pipeline.train.common import (TRAIN_LOG, device_kwargs, log_callback, lora_config, publish, run_trainer,
                                  save_adapter, staging_dir)
 
 
@@ -98,19 +98,19 @@ def run_sft(cfg: ExperimentConfig, samples: list[Sample], out_dir: Path) -> Path
             model=model, args=args, train_dataset=datasets.Dataset.from_list(docs), processing_class=tok,
             peft_config=peft_config, callbacks=[log_callback(tmp / TRAIN_LOG, phase="knowledge")],
         )
-        quiet_trainer(trainer, "sft (knowledge)").train()
+        run_trainer(trainer, "sft (knowledge)")
         model, peft_config = trainer.model, None
     args = trl.SFTConfig(
         output_dir=str(tmp), learning_rate=s.lr, num_train_epochs=s.epochs, max_steps=s.max_steps,
         per_device_train_batch_size=s.batch_size, gradient_accumulation_steps=s.grad_accum, max_length=s.max_length,
         completion_only_loss=True, packing=False, seed=s.seed, data_seed=s.seed, lr_scheduler_type="linear",
-        **device_kwargs(),
+        train_sampling_strategy="group_by_length" if s.group_by_length else "random", **device_kwargs(),
     )
     trainer = trl.SFTTrainer(
         model=model, args=args, train_dataset=datasets.Dataset.from_list(sft_rows(samples, cfg)),
         processing_class=tok, peft_config=peft_config, callbacks=[log_callback(tmp / TRAIN_LOG, phase="draft")],
     )
-    quiet_trainer(trainer, "sft (drafts)" if docs else "sft").train()
+    run_trainer(trainer, "sft (drafts)" if docs else "sft")
     save_adapter(trainer, tok, tmp, base=weak.spec, parent=weak.adapter, method="sft", merge=s.merge,
                  draft_format=cfg.collaboration.draft_format, target=s.target, samples=len(samples),
                  documents=len(docs), knowledge_epochs=s.knowledge_epochs if docs else 0)
