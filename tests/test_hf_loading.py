@@ -125,3 +125,22 @@ def test_bf16_copy_is_half_the_size_hash_checked_and_reconverted_when_damaged(co
     assert hf_loading.verify_converted(folder) is None
     with torch.no_grad():
         assert torch.equal(again(ids).logits, ref)
+
+
+@pytest.mark.slow
+def test_lm_head_gets_a_contiguous_input_and_the_same_logits():
+    """A merged adapter leaves weights that do not require grad; then torch multiplies the strided last-position slice
+    of a prefill by a batch-expanded copy of the head's weight. The loader's hook hands the head a contiguous input."""
+    import torch
+
+    model, _ = load_model_and_tokenizer(resolve_source("embedded/smollm2-135m"), dtype="bfloat16")
+    model.requires_grad_(False)  # as merge_and_unload leaves the weights
+    seen: list[bool] = []
+    model.get_output_embeddings().register_forward_pre_hook(lambda m, args: seen.append(args[0].is_contiguous()))
+    ids = torch.randint(0, 49000, (4, 12), generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        hooked = model(input_ids=ids, logits_to_keep=1).logits
+        model.get_output_embeddings()._forward_pre_hooks.popitem(last=False)  # the loader's hook, registered first
+        plain = model(input_ids=ids, logits_to_keep=1).logits
+    assert seen == [True, False]
+    assert torch.equal(hooked, plain)

@@ -414,15 +414,3 @@ def test_lm_head_on_labelled_positions_only_same_loss_and_gradients_for_fewer_ro
     assert compact[0] == pytest.approx(plain[0], abs=1e-5)
     assert torch.allclose(compact[1], plain[1], atol=1e-5)
 
-
-@pytest.mark.slow
-def test_group_by_length_reaches_the_trainer(sft_dir, tmp_path):
-    import torch
-
-    from cowest.pipeline.train.sft import run_sft
-
-    assert torch.load(sft_dir / "training_args.bin", weights_only=False).train_sampling_strategy == "random"
-    cfg = _cfg()
-    cfg.sft.group_by_length = True
-    out = run_sft(cfg, _samples(4), tmp_path / "adapter")
-    assert torch.load(out / "training_args.bin", weights_only=False).train_sampling_strategy == "group_by_length"

@@ -173,10 +173,6 @@ class SFTConfig(Section):
     model to learn facts; the draft SFT then teaches it to use them. Tasks without documents skip it."""
     knowledge_lr: float | None = None
     """Learning rate of the knowledge phase; None = `lr`."""
-    group_by_length: bool = False
-    """Batch rows of similar length together (transformers' length-grouped sampler: shuffled, then sorted within
-    chunks of ~100 rows), so a batch pads less. The demo's draft rows (question -> facts) and answer rows (question ->
-    `Answer: X`) differ in length, and random batches of them were 31% padding."""
     merge: bool = False
     """Also save a merged full model."""
     seed: int = 0

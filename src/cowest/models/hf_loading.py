@@ -224,4 +224,19 @@ def load_model_and_tokenizer(source: str, *, adapter: str | Path | None = None, 
     if model.generation_config is not None and model.generation_config.pad_token_id is None:
         model.generation_config.pad_token_id = tok.pad_token_id
     model.train(trainable)
+    if not trainable:
+        contiguous_head_input(model)
     return model, tok
+
+
+def contiguous_head_input(model: Any) -> None:
+    """Hand the LM head a contiguous input.
+
+    With `logits_to_keep=1` (every prefill: `generate`'s and the refill loop's) the head's input is a strided slice
+    of the last position. When the head's weight does not require grad, which is what merging a PEFT adapter leaves,
+    torch multiplies such a slice by a batch-expanded copy of the whole weight (`aten::bmm` after a copy of batch x
+    vocab x hidden): on the demo's SFT weak model a 32 x 59 prefill took 3.4 s instead of 1.6 s (torch 2.13,
+    2026-12-02). A contiguous slice folds into one matmul; the logits are bit-identical."""
+    head = model.get_output_embeddings()
+    if head is not None:
+        head.register_forward_pre_hook(lambda module, args: (args[0].contiguous(), *args[1:]))

@@ -104,7 +104,7 @@ def run_sft(cfg: ExperimentConfig, samples: list[Sample], out_dir: Path) -> Path
         output_dir=str(tmp), learning_rate=s.lr, num_train_epochs=s.epochs, max_steps=s.max_steps,
         per_device_train_batch_size=s.batch_size, gradient_accumulation_steps=s.grad_accum, max_length=s.max_length,
         completion_only_loss=True, packing=False, seed=s.seed, data_seed=s.seed, lr_scheduler_type="linear",
-        train_sampling_strategy="group_by_length" if s.group_by_length else "random", **device_kwargs(),
+        **device_kwargs(),
     )
     trainer = trl.SFTTrainer(
         model=model, args=args, train_dataset=datasets.Dataset.from_list(sft_rows(samples, cfg)),
