@@ -171,7 +171,6 @@ def _feedback(cfg: ExperimentConfig, rnd: int, st: Stage) -> dict[str, Any]:
         judge = TolerantBackend(open_backend(cfg.models.judge, "judge", cache_dir(cfg))) if cfg.models.judge else strong
     from cowest.models.calibrate import engine_record
 
-    engines = {"weak": engine_record(weak), "strong": engine_record(strong)}
     bar = Progress(len(samples), f"feedback round {rnd}")
     budget = FailureBudget(f"feedback round {rnd}", len(samples), cfg.max_failed_share)
     try:
@@ -180,6 +179,7 @@ def _feedback(cfg: ExperimentConfig, rnd: int, st: Stage) -> dict[str, Any]:
                             chunk_size=chunk_size(cfg), budget=budget)
     finally:
         bar.close()
+        engines = {"weak": engine_record(weak), "strong": engine_record(strong)}  # after: with the decode stats
         for b in {id(x): x for x in (weak, strong, judge) if x is not None}.values():
             b.close()
     ids = {s.id for s in samples}
