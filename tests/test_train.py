@@ -203,6 +203,39 @@ def test_bootstrapped_rationales_keep_only_reasoning_that_reaches_the_gold_label
     assert [k["id"] for k in kept] == ["e1", "e5"]
 
 
+def test_rationales_resume_from_the_last_finished_chunk(tmp_path):
+    """Bootstrapping asks a chunk at a time through the response cache: killed in its third call, a rerun asks only
+    what that call and the ones after it had to ask."""
+    from cowest.models.cache import CachedBackend
+    from cowest.pipeline.rationales import bootstrap_rationales
+
+    class Killed(ScriptedDrafter):
+        identity = "scripted/strong"
+
+        def __init__(self, replies, die_at: int = 0):
+            super().__init__(replies)
+            self.calls, self.die_at = 0, die_at
+
+        def generate(self, prompts, params):
+            self.calls += 1
+            if self.calls == self.die_at:
+                raise KeyboardInterrupt
+            return super().generate(prompts, params)
+
+    replies = {f"Claim {i}": [(f"Reason {i}.\nAnswer: {gold}", "stop")]
+               for i, gold in [(1, "reasonable"), (2, "unreasonable"), (4, "reasonable"), (5, "unreasonable")]}
+    cfg = _cfg()
+    cfg.sft.rationales, cfg.sft.rationale_samples = "strong", 1
+    first = Killed(replies, die_at=3)
+    with pytest.raises(KeyboardInterrupt):
+        bootstrap_rationales(_label_only(), CachedBackend(first, tmp_path / "cache.sqlite"), cfg, tmp_path, chunk=1)
+    assert first.asked == ["Claim 1", "Claim 2"]
+    again = Killed(replies)
+    out = bootstrap_rationales(_label_only(), CachedBackend(again, tmp_path / "cache.sqlite"), cfg, tmp_path, chunk=1)
+    assert again.asked == ["Claim 4", "Claim 5"]
+    assert [s.rationale for s in out] == ["Reason 1.", "Reason 2.", "Given in the data.", "Reason 4.", "Reason 5."]
+
+
 def test_rationales_from_the_strong_model_through_its_backend(tmp_path):
     from cowest.core.config import validate_config
     from cowest.pipeline.rationales import with_rationales

@@ -37,23 +37,35 @@ def strip_answer(text: str) -> str:
     return "\n".join(lines[:-1]).strip()
 
 
-def bootstrap_rationales(samples: list[Sample], backend: Backend, cfg: ExperimentConfig,
-                         out_dir: Path) -> list[Sample]:
+def bootstrap_rationales(samples: list[Sample], backend: Backend, cfg: ExperimentConfig, out_dir: Path, *,
+                         chunk: int = 64) -> list[Sample]:
     """`samples` with a bootstrapped rationale where they had none and a sampled reply reached the gold answer.
-    Writes the kept rationales (`rationales.jsonl`) and their counts (`rationales_stats.json`) to `out_dir`."""
+    Writes the kept rationales (`rationales.jsonl`) and their counts (`rationales_stats.json`) to `out_dir`.
+
+    Asked `chunk` samples a call, with one progress line: hundreds of strong replies take the better part of an hour
+    on a CPU, and the response cache stores each finished call, so a run stopped here resumes from its last chunk."""
+    from cowest.core.progress import Progress
+
     s = cfg.sft
     role_params = cfg.generation.strong if s.rationales == "strong" else cfg.generation.weak
     params = role_params.model_copy(update={"n": s.rationale_samples, "temperature": s.rationale_temperature,
                                             "seed": s.seed})
     todo = [x for x in samples if not (x.rationale or "").strip()]
-    prompts = [draft_messages(x, "cot", cfg.collaboration.prompts) for x in todo]
     found: dict[str, str] = {}
-    for sample, gens in zip(todo, backend.generate(prompts, params) if prompts else []):
-        for g in gens:
-            rationale = strip_answer(g.text)
-            if g.finish_reason != "length" and rationale and reaches_gold(sample, g.text):
-                found[sample.id] = rationale
-                break
+    bar = Progress(len(todo), f"rationales ({s.rationales} model)")
+    try:
+        for start in range(0, len(todo), chunk):
+            part = todo[start:start + chunk]
+            replies = backend.generate([draft_messages(x, "cot", cfg.collaboration.prompts) for x in part], params)
+            for sample, gens in zip(part, replies):
+                for g in gens:
+                    rationale = strip_answer(g.text)
+                    if g.finish_reason != "length" and rationale and reaches_gold(sample, g.text):
+                        found[sample.id] = rationale
+                        break
+            bar.update(len(part), note=f"kept {len(found)}")
+    finally:
+        bar.close()
     out_dir.mkdir(parents=True, exist_ok=True)
     with open(out_dir / RATIONALES_FILE, "w", encoding="utf-8") as f:
         for sid, rationale in found.items():
@@ -75,7 +87,9 @@ def with_rationales(cfg: ExperimentConfig, samples: list[Sample], out_dir: Path,
         return samples
     backend = (open_backend(cfg.models.strong, "strong", cache_dir) if cfg.sft.rationales == "strong"
                else load_backend(cfg.models.weak))
+    from cowest.pipeline.evaluate import chunk_size
+
     try:
-        return bootstrap_rationales(samples, backend, cfg, out_dir)
+        return bootstrap_rationales(samples, backend, cfg, out_dir, chunk=chunk_size(cfg))
     finally:
         backend.close()
