@@ -1,4 +1,4 @@
-"""Progress: counts, rate and ETA on a TTY; silent on a pipe unless forced."""
+"""Progress: counts, rate and ETA on a TTY; a line a minute on a pipe (a log file); silent when disabled."""
 
 import io
 
@@ -35,6 +35,23 @@ def test_quiet_when_not_a_tty_unless_enabled():
         p.update(1)
         p.update(1)
     assert forced.getvalue().splitlines()[0].startswith("f 1/2") and len(forced.getvalue().splitlines()) == 2
+
+
+def test_a_log_file_gets_a_line_a_minute_and_the_last_line():
+    from cowest.core.progress import HEARTBEAT_S
+
+    log = io.StringIO()
+    p = Progress(10, "rationales", stream=log, min_interval_s=0)
+    p.update(2)
+    assert log.getvalue() == ""  # within the first minute: nothing
+    p.t0 -= HEARTBEAT_S
+    p._last_draw -= HEARTBEAT_S  # a minute has passed
+    p.update(2)
+    p.update(1)  # the next line waits for the next minute
+    lines = log.getvalue().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("rationales 4/10 | ") and "ETA" in lines[0]
+    p.update(5)  # done: the last line, since the log has had one
+    assert log.getvalue().splitlines()[-1].startswith("rationales 10/10 | ") and len(log.getvalue().splitlines()) == 2
 
 
 def test_the_line_shows_faults_and_failed_items_once_there_are_any() -> None:

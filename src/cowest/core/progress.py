@@ -1,7 +1,8 @@
 """Progress of a long loop on stderr: items done/total, tokens/s, cache hits, ETA.
 
-Drawn in place only when the stream is a TTY (a log file or CI gets nothing, so logs stay clean); `enabled=True`
-forces it on (one line per update) and `False` off.
+Drawn in place when the stream is a TTY. A log file gets one line a minute (`HEARTBEAT_S`) and the last line, and
+nothing from work that ends within the minute, so a run left in the background says how far it is without filling
+its log; `enabled=True` forces a line per update and `False` silences it.
 """
 
 from __future__ import annotations
@@ -9,6 +10,9 @@ from __future__ import annotations
 import sys
 import time
 from typing import TextIO
+
+HEARTBEAT_S = 60.0
+"""How often a progress line goes to a stream that is not a TTY (a log file)."""
 
 
 class Progress:
@@ -19,8 +23,9 @@ class Progress:
         self.total, self.desc = total, desc
         self.stream = stream if stream is not None else sys.stderr
         self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
-        self.enabled = self.tty if enabled is None else enabled
-        self.min_interval_s = min_interval_s
+        self.heartbeat = enabled is None and not self.tty
+        self.enabled = True if enabled is None else enabled
+        self.min_interval_s = max(min_interval_s, HEARTBEAT_S) if self.heartbeat else min_interval_s
         self.done = done
         self.start_done = done  # items already done before this run (resume) do not count toward the rate
         self.tokens = 0
@@ -29,7 +34,8 @@ class Progress:
         self.faults = 0
         self.note = ""
         self.t0 = time.monotonic()
-        self._last_draw = 0.0
+        self._last_draw = self.t0 if self.heartbeat else 0.0
+        self._drawn = False
 
     def update(self, n: int = 1, *, tokens: int = 0, cache_hits: int = 0, note: str | None = None,
                failed: int = 0, faults: int | None = None) -> None:
@@ -44,7 +50,8 @@ class Progress:
         self.tokens += tokens
         self.cache_hits += cache_hits
         now = time.monotonic()
-        if self.enabled and (now - self._last_draw >= self.min_interval_s or self.done >= self.total):
+        last = self.done >= self.total and (self._drawn or not self.heartbeat)
+        if self.enabled and (now - self._last_draw >= self.min_interval_s or last):
             self._last_draw = now
             self._draw(now)
 
@@ -71,6 +78,7 @@ class Progress:
         end = "\r" if self.tty else "\n"
         self.stream.write(self.line(now) + end)
         self.stream.flush()
+        self._drawn = True
 
     def close(self) -> None:
         if self.enabled and self.tty:
