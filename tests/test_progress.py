@@ -51,6 +51,7 @@ def test_a_log_file_gets_a_line_a_minute_and_the_last_line():
     lines = log.getvalue().splitlines()
     assert len(lines) == 1 and lines[0].startswith("rationales 4/10 | ") and "ETA" in lines[0]
     p.update(5)  # done: the last line, since the log has had one
+    p.update(0, faults=0)  # a caller's closing update adds no second copy of it
     assert log.getvalue().splitlines()[-1].startswith("rationales 10/10 | ") and len(log.getvalue().splitlines()) == 2
 
 

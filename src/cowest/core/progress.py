@@ -35,7 +35,7 @@ class Progress:
         self.note = ""
         self.t0 = time.monotonic()
         self._last_draw = self.t0 if self.heartbeat else 0.0
-        self._drawn = False
+        self._drawn = self._final_drawn = False
 
     def update(self, n: int = 1, *, tokens: int = 0, cache_hits: int = 0, note: str | None = None,
                failed: int = 0, faults: int | None = None) -> None:
@@ -50,10 +50,13 @@ class Progress:
         self.tokens += tokens
         self.cache_hits += cache_hits
         now = time.monotonic()
-        last = self.done >= self.total and (self._drawn or not self.heartbeat)
-        if self.enabled and (now - self._last_draw >= self.min_interval_s or last):
+        final = self.done >= self.total
+        if not self.enabled or (final and self._final_drawn):  # a log file gets the last line once
+            return
+        if now - self._last_draw >= self.min_interval_s or (final and (self._drawn or not self.heartbeat)):
             self._last_draw = now
             self._draw(now)
+            self._final_drawn = final
 
     def line(self, now: float | None = None) -> str:
         """The status line (also what tests read)."""
