@@ -72,7 +72,9 @@ def catalogue(seed: int) -> list[Product]:
     names = rng.sample(NAMES, N_PRODUCTS)
     kinds = rng.sample(KINDS, N_PRODUCTS)
     prices = [5 * p for p in rng.sample(range(3, 80), N_PRODUCTS)]
-    weights = rng.sample(range(1, 31), N_PRODUCTS)
+    # Two-digit weights only: beside one-digit ones, the 135M model's direct answers stopped after the first digit
+    # (`Answer: 1` for 15 kg; recall 0.81 answering, 0.975 drafting the same facts). 10-39 kg: recall 1.0 on tune.
+    weights = rng.sample(range(10, 40), N_PRODUCTS)
     years = rng.sample(range(1994, 2024), N_PRODUCTS)
     return [Product(name=n, kind=k, price=p, weight=w, year=y, city=rng.choice(CITIES))
             for n, k, p, w, y in zip(names, kinds, prices, weights, years)]
