@@ -56,7 +56,10 @@ def dpo_trend(run: Path) -> list[str]:
         return ["(no DPO steps logged)"]
     keys = ("logps/chosen", "logps/rejected", "rewards/margins", "rewards/accuracies", "loss")
     out = ["| DPO step | " + " | ".join(keys) + " |", "|---|" + "---|" * len(keys)]
-    for r in (rows[0], rows[len(rows) // 2], rows[-1]):
+    by_step = {r["step"]: r for r in rows}  # a step logged twice (the last step's summary) is shown once
+    steps = sorted(by_step)
+    for step in sorted({steps[0], steps[len(steps) // 2], steps[-1]}):
+        r = by_step[step]
         out.append(f"| {r['step']} | " + " | ".join(f"{r.get(k, float('nan')):.3f}" for k in keys) + " |")
     return out
 

@@ -303,8 +303,10 @@ def admission_order(requests: list[Request], share_prefix: int = 16) -> list[int
     tokens after their shared prefix are 8.0k). The outputs keep the callers' order, and each row's reply depends
     only on its own prompt and seed."""
     by_len = lambda i: (len(requests[i].ids), requests[i].group, i)  # noqa: E731
-    alone = [[i] for i in range(len(requests))]
-    groups = [sorted(c, key=by_len) for c in clusters([r.ids for r in requests], share_prefix)] if share_prefix else alone
+    if share_prefix:
+        groups = [sorted(c, key=by_len) for c in clusters([r.ids for r in requests], share_prefix)]
+    else:
+        groups = [[i] for i in range(len(requests))]
     groups.sort(key=lambda c: by_len(c[-1]))
     return [i for c in groups for i in c]
 
