@@ -4,10 +4,10 @@ The feedback stage asks the strong model to refine K drafts of each question; th
 block and differ in the draft. This script builds those prompts on a real domain (ETHICS justice train rows from
 ../shared/data, K drafts sampled from the embedded weak model at temperature 1, as `cowest feedback` samples them),
 then runs the refinements through the strong model's continuous batching twice on one loaded model:
-- before: prompts admitted by length alone (the previous `hf_refill.admission_order`), so the refinements of one
-  question rarely share a prefill and only the chat template's system turn is computed once;
-- after: the current admission order, which keeps prompts that differ only in their tail together (`clusters`), so
-  a refill computes each question block once.
+- shipped: `hf_refill.admission_order`, prompts by length (a refill prefills the prefix its consecutive prompts
+  share once, `shared_runs`: with prompts by length, mostly the chat template's system turn);
+- tried: prompts that differ only in their tail kept together (`question_blocks` below), so that a refill computes
+  each question block once, the rest of each prompt padded to the longest rest of the refill.
 Prompt tokens computed count padding; the prompts' own tokens are the sum of their lengths. Replies are capped at
 `--tokens` new tokens: prefill is what differs. Alone, under the CPU lock, not in CI (~8 min on 2 cores):
 
@@ -34,9 +34,21 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from bench_io import load_average, machine, record  # noqa: E402
 
 
-def by_length(requests: list[hf_refill.Request], share_prefix: int = 16) -> list[int]:
-    """The admission order before this change: prompt length, then group (the samples of one prompt together)."""
-    return sorted(range(len(requests)), key=lambda i: (len(requests[i].ids), requests[i].group, i))
+def question_blocks(requests: list[hf_refill.Request], share_prefix: int = 16) -> list[int]:
+    """The order tried: prompts whose neighbours in token order share at least half of the shorter one kept
+    together (the refinements of one question), groups by their longest prompt, prompts by length inside."""
+    ids = [r.ids for r in requests]
+    order = sorted(range(len(ids)), key=lambda i: ids[i])
+    groups: list[list[int]] = []
+    for k, i in enumerate(order):
+        a = ids[order[k - 1]] if k else []
+        if k and hf_refill.common_prefix(a, ids[i]) >= max(share_prefix, min(len(a), len(ids[i])) // 2):
+            groups[-1].append(i)
+        else:
+            groups.append([i])
+    by_len = lambda i: (len(ids[i]), requests[i].group, i)  # noqa: E731
+    groups = sorted((sorted(g, key=by_len) for g in groups), key=lambda g: by_len(g[-1]))
+    return [i for g in groups for i in g]
 
 
 def refine_prompts(n: int, k: int) -> tuple[list[list[dict]], int]:
@@ -76,7 +88,7 @@ def main() -> None:
     b.generate([[{"role": "user", "content": "Say hello."}]], SamplingParams(max_tokens=4))  # warm-up
     current = hf_refill.admission_order
     rows = []
-    for name, order in (("before: by length", by_length), ("after: question blocks together", current)):
+    for name, order in (("shipped: by length", current), ("tried: question blocks together", question_blocks)):
         hf_refill.admission_order = order  # type: ignore[assignment]
         try:
             r = run(b, work, args.tokens)

@@ -75,38 +75,6 @@ def test_shared_runs_keep_the_longest_useful_prefix():
     assert shared_runs([q1 + [1], q1], 16) == [(0, 2, 29)]  # every prompt keeps a token after the prefix
 
 
-def test_admission_keeps_the_refinements_of_a_question_together():
-    from cowest.models.hf_refill import Request, admission_order
-
-    system, q1, q2 = list(range(20)), [100] * 40, [200] * 40
-    # drafts of different lengths: by length alone, the two questions' refinements would alternate
-    prompts = [system + q1 + [1] * 3, system + q2 + [2] * 4, system + q1 + [3] * 5, system + q2 + [4] * 6,
-               system + q1 + [5] * 7, system + [9] * 30]
-    order = admission_order([Request(ids=p) for p in prompts])
-    assert order == [5, 1, 3, 0, 2, 4]  # each question's refinements together, by length; groups by their longest
-    assert admission_order([Request(ids=p) for p in prompts], share_prefix=0) == [5, 0, 1, 2, 3, 4]  # by length
-
-
-def test_refinements_of_a_question_prefill_the_question_once(one_at_a_time):
-    """Three drafts of two questions in one refill: each question block is computed once, and every reply is
-    still what `generate` gives for its prompt alone."""
-    question = ("Question: {} A farmer keeps sheep, goats and a few cows on a hill farm, sells wool at the market "
-                "every spring and cheese every autumn, and hires two helpers for the summer. Options: A or B.")
-    drafts = ["Draft: A.", "Draft: B, since the helpers cost more than the wool brings in.", "Draft: A, wool."]
-    prompts = [[{"role": "user", "content": question.format(q) + "\n" + d}]
-               for d in drafts for q in ("Does the farm profit?", "Which sale brings more money?")]
-    b = smol(batch_size=6)
-    try:
-        p = SamplingParams(max_tokens=8)
-        got = [r[0] for r in b.generate(prompts, p)]
-        ref = [one_at_a_time.generate([m], p)[0][0] for m in prompts]
-        assert [g.text for g in got] == [r.text for r in ref]
-        total = sum(r.prompt_tokens for r in ref)
-        assert b.decode_stats.prompt_tokens < 0.6 * total  # each question block once, not three times
-    finally:
-        b.close()
-
-
 def test_stop_strings_and_max_tokens(continuous, one_at_a_time):
     p = SamplingParams(max_tokens=30, stop=["\n"])
     got = continuous.generate(PROMPTS[1:4], p)

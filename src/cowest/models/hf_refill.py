@@ -123,7 +123,7 @@ class RefillGenerator:
         torch = self.torch
         stats = DecodeStats()
         outputs: list[Output | None] = [None] * len(requests)
-        waiting = admission_order(requests, self.share_prefix)[::-1]  # a stack: pop() takes the next
+        waiting = admission_order(requests)[::-1]  # a stack: pop() takes the next
         rows: list[_Row] = []
         cache = mask = None
         t_start = time.perf_counter()
@@ -294,37 +294,13 @@ class RefillGenerator:
         return cache, mask
 
 
-def admission_order(requests: list[Request], share_prefix: int = 16) -> list[int]:
-    """Requests by prompt length, the samples of one prompt together, and prompts that share most of their tokens
-    together (`clusters`: the refinements of one question, the question block then a different draft), so that a
-    refill prefills their shared part once (`shared_runs`). Prompts prefilled together are left-padded to the
-    longest of them, and on the demo's eval prompts (60 to 200 tokens) taking them in the order given padded a fifth
-    of the prefill (measured: 11.5k prompt tokens computed in the order given, 9.2k by length; the prompts' own
-    tokens after their shared prefix are 8.0k). The outputs keep the callers' order, and each row's reply depends
-    only on its own prompt and seed."""
-    by_len = lambda i: (len(requests[i].ids), requests[i].group, i)  # noqa: E731
-    if share_prefix:
-        groups = [sorted(c, key=by_len) for c in clusters([r.ids for r in requests], share_prefix)]
-    else:
-        groups = [[i] for i in range(len(requests))]
-    groups.sort(key=lambda c: by_len(c[-1]))
-    return [i for c in groups for i in c]
-
-
-def clusters(prompts: list[list[int]], at_least: int) -> list[list[int]]:
-    """Indices of `prompts` in groups whose neighbours (in token order) share at least half of the shorter prompt
-    and at least `at_least` tokens: prompts that differ only in their tail. A prefix every prompt shares (a chat
-    template's system turn) is well under half of a real prompt, so it alone joins nothing."""
-    order = sorted(range(len(prompts)), key=lambda i: prompts[i])
-    out: list[list[int]] = []
-    for k, i in enumerate(order):
-        if k:
-            a, b = prompts[order[k - 1]], prompts[i]
-            if common_prefix(a, b) >= max(at_least, min(len(a), len(b)) // 2):
-                out[-1].append(i)
-                continue
-        out.append([i])
-    return out
+def admission_order(requests: list[Request]) -> list[int]:
+    """Requests by prompt length, the samples of one prompt together: prompts prefilled together are left-padded
+    to the longest of them, and on the demo's eval prompts (60 to 200 tokens) taking them in the order given padded
+    a fifth of the prefill (measured: 11.5k prompt tokens computed in the order given, 9.2k by length; the
+    prompts' own tokens after their shared prefix are 8.0k). The outputs keep the callers'
+    order, and each row's reply depends only on its own prompt and seed."""
+    return sorted(range(len(requests)), key=lambda i: (len(requests[i].ids), requests[i].group, i))
 
 
 def common_prefix(a: list[int], b: list[int]) -> int:
