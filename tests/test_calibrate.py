@@ -183,3 +183,30 @@ def test_a_test_needing_llama_cpp_skips_naming_it_and_its_install_command(monkey
     monkeypatch.setitem(sys.modules, "llama_cpp", None)
     with pytest.raises(pytest.skip.Exception, match=r"llama_cpp is not installed; run: pip install -e '\.\[llamacpp\]'"):
         needs_llama_cpp()
+
+
+@pytest.mark.slow
+def test_models_prepare_calibrates_and_converts_ahead_of_the_first_run(tmp_path, monkeypatch, capsys):
+    """`cowest models --prepare` (what scripts/setup.sh runs) does a model's first-run work: the calibration and the
+    converted weights the chosen engine loads; a second call finds both and measures nothing."""
+    pytest.importorskip("torch")
+    from cowest.cli import main
+    from cowest.models.calibrate import calibration_path
+    from cowest.models.embedded import gguf_path
+    from cowest.models.hf_loading import gguf_cache_dir
+
+    monkeypatch.setenv("COWEST_MODELS_DIR", str(tmp_path / "models"))
+    gguf = gguf_path("smollm2-135m")
+    assert main(["models", "--prepare", "smollm2-135m"]) == 0
+    out, err = capsys.readouterr()
+    assert "calibrating SmolLM2-135M" in err and calibration_path(gguf).is_file()
+    choice = next(line for line in out.splitlines() if line.startswith("smollm2-135m: "))
+    engine, dtype = choice.split()[1:3]
+    if engine == "hf":  # the copy it runs, and the float32 one a weak model trains on
+        for d in {dtype, "float32"}:
+            assert (gguf_cache_dir(gguf, d) / "config.json").is_file(), d
+    assert main(["models", "--prepare", "smollm2-135m"]) == 0
+    assert "calibrating" not in capsys.readouterr().err
+    assert main(["models", "--prepare", "no-such-model"]) != 0
+    err = capsys.readouterr().err
+    assert "no-such-model" in err and "smollm2-135m" in err and "Traceback" not in err
