@@ -25,7 +25,7 @@ def test_tty_line_has_counts_rate_hits_and_eta():
     assert out.getvalue().endswith("\n") and "10/10" in out.getvalue().splitlines()[-1]
 
 
-def test_quiet_when_not_a_tty_unless_enabled():
+def test_a_log_file_gets_nothing_from_work_within_the_first_minute_unless_forced():
     pipe = io.StringIO()
     with Progress(3, "q", stream=pipe, min_interval_s=0) as p:
         p.update(3)
