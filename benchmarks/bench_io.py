@@ -15,6 +15,8 @@ from typing import Any
 from cowest.core.results import Metrics
 
 ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+"""The real data beside the checkout (train and dev splits), read by path, never copied."""
 
 
 SPEED_FLAGS = ("amx_bf16", "amx_tile", "avx512_bf16", "avx512f", "avx2")

@@ -20,7 +20,7 @@ from cowest.pipeline.evaluate import System, run_eval
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from bench_io import machine, record  # noqa: E402
+from bench_io import SHARED_DATA, machine, record  # noqa: E402
 
 FORMATS = ("cot", "knowledge", "direct")
 
@@ -43,7 +43,7 @@ def main() -> None:
     args = ap.parse_args()
     rows, specs, work = [], set(), 0.0
     for task in args.tasks:
-        ov = [f"task.eval_limit={args.n}", f"run_dir={args.out}/{task}", f"task.data={ROOT.parent / 'shared' / 'data'}"]
+        ov = [f"task.eval_limit={args.n}", f"run_dir={args.out}/{task}", f"task.data={SHARED_DATA}"]
         if args.strong:
             ov.append(f"models.strong.spec={args.strong}")
         if args.max_tokens:

@@ -28,7 +28,7 @@ from cowest.tasks.base import load_samples
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from bench_io import machine, record  # noqa: E402
+from bench_io import SHARED_DATA, machine, record  # noqa: E402
 
 
 def main() -> None:
@@ -44,7 +44,7 @@ def main() -> None:
     args = ap.parse_args()
     out = Path(args.out)
     cfg = load_config(None, [
-        "task.name=ifqa", f"task.data={ROOT.parent / 'shared' / 'data'}", f"run_dir={out}",
+        "task.name=ifqa", f"task.data={SHARED_DATA}", f"run_dir={out}",
         f"feedback.k={args.k}", "feedback.evaluator=metric", f"models.weak.spec={args.weak}",
         f"models.strong.spec={args.strong}", f"generation.weak.max_tokens={args.weak_tokens}",
         f"generation.strong.max_tokens={args.strong_tokens}",

@@ -29,7 +29,7 @@ from cowest.core.system_id import SystemId
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from bench_io import machine, paired_rows, record, stage_rows, system_rows  # noqa: E402
+from bench_io import SHARED_DATA, machine, paired_rows, record, stage_rows, system_rows  # noqa: E402
 
 
 def train_runtime(log: Path) -> float:
@@ -74,7 +74,7 @@ def main() -> None:
     ap.add_argument("--compare-epochs", type=float, help="epochs of the two timed DPO runs (default: align.epochs)")
     ap.add_argument("--record", action="store_true", help="put the report in BENCHMARKS.md")
     args = ap.parse_args()
-    overrides = [f"run_dir={args.out}", f"task.data={ROOT.parent / 'shared' / 'data'}", *args.set]
+    overrides = [f"run_dir={args.out}", f"task.data={SHARED_DATA}", *args.set]
     cfg = load_config(args.config, overrides)
     run_all(cfg)
     layout = RunLayout.of(cfg)

@@ -26,7 +26,7 @@ from cowest.pipeline.loop import run_all
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from bench_io import load_average, machine, paired_rows, record, stage_rows, system_rows  # noqa: E402
+from bench_io import SHARED_DATA, load_average, machine, paired_rows, record, stage_rows, system_rows  # noqa: E402
 
 NAMES = {"weak_sft": "weak SFT alone", "strong": "strong alone", "super_icl_sft": "SuperICL (SFT weak)",
          "collab_sft": "collaboration, SFT weak", "collab_aligned_r1": "collaboration, aligned weak",
@@ -82,7 +82,7 @@ def main() -> None:
     blocks = []
     for domain in args.domains:
         run = Path(args.out) / f"method-{domain}"
-        overrides = [f"run_dir={run}", f"task.data={ROOT.parent / 'shared' / 'data'}", *args.set]
+        overrides = [f"run_dir={run}", f"task.data={SHARED_DATA}", *args.set]
         cfg = load_config(ROOT / "configs" / f"method_{domain}.yaml", overrides)
         before = load_average()
         run_all(cfg)

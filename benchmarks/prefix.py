@@ -31,7 +31,7 @@ from cowest.tasks.prompts import draft_messages, refine_messages
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from bench_io import load_average, machine, record  # noqa: E402
+from bench_io import SHARED_DATA, load_average, machine, record  # noqa: E402
 
 
 def question_blocks(requests: list[hf_refill.Request], share_prefix: int = 16) -> list[int]:
@@ -53,7 +53,7 @@ def question_blocks(requests: list[hf_refill.Request], share_prefix: int = 16) -
 
 def refine_prompts(n: int, k: int) -> tuple[list[list[dict]], int]:
     """The strong model's refine prompts for n ETHICS train questions x k weak drafts; and how many were distinct."""
-    cfg = load_config(ROOT / "configs" / "method_ethics.yaml", [f"task.data={ROOT.parent / 'shared' / 'data'}"])
+    cfg = load_config(ROOT / "configs" / "method_ethics.yaml", [f"task.data={SHARED_DATA}"])
     samples = load_samples(cfg.task, "train", n)
     prompts = cfg.collaboration.prompts
     weak = load_backend(cfg.models.weak)

@@ -31,7 +31,7 @@ from cowest.pipeline.evaluate import System, run_eval
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from bench_io import load_average, machine, record  # noqa: E402
+from bench_io import SHARED_DATA, load_average, machine, record  # noqa: E402
 
 CONFIGS = {"demo": "demo.yaml", "ifqa": "eval_ifqa.yaml", "medmcqa": "eval_medmcqa.yaml", "ethics": "eval_ethics.yaml"}
 ROUTE = ["route.routers=[learned,confidence,agreement]", "route.strong_share=0.5"]
@@ -75,7 +75,7 @@ def run_domain(domain: str, args: argparse.Namespace) -> tuple[list[str], dict]:
     out = Path(args.out) / domain
     ov = [f"run_dir={out}", *ROUTE, f"feedback.questions={args.feedback_questions}"]
     if domain != "demo":  # the demo is generated: no data folder
-        ov += [f"task.data={ROOT.parent / 'shared' / 'data'}", f"task.eval_limit={args.n}"]
+        ov += [f"task.data={SHARED_DATA}", f"task.eval_limit={args.n}"]
     cfg = load_config(ROOT / "configs" / CONFIGS[domain], ov + args.set)
     times = {}
     t0 = time.monotonic()

@@ -24,7 +24,7 @@ from cowest.pipeline.evaluate import System, run_eval
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from bench_io import load_average, machine, record  # noqa: E402
+from bench_io import SHARED_DATA, load_average, machine, record  # noqa: E402
 
 CANDIDATES = ("qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b")
 COT = {"medmcqa": "configs/eval_medmcqa.yaml", "ethics-justice": "configs/eval_ethics.yaml"}
@@ -55,7 +55,7 @@ def refine_oracle(model: str) -> tuple[str, float, float]:
 def cot_alone(task: str, n: int, out: Path) -> dict[str, tuple[str, float, float]]:
     """`strong_only` (chain of thought) of every candidate on `task`'s dev split at its eval config's budget."""
     cfg = load_config(ROOT / COT[task], [f"task.eval_limit={n}", f"run_dir={out / task}",
-                                         f"task.data={ROOT.parent / 'shared' / 'data'}"])
+                                         f"task.data={SHARED_DATA}"])
     systems = []
     for m in CANDIDATES:
         strong = cfg.models.strong.model_copy(update={"spec": f"embedded/{m}"})

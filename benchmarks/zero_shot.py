@@ -21,7 +21,7 @@ from cowest.pipeline.evaluate import System, run_eval
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from bench_io import ci, machine, record  # noqa: E402
+from bench_io import SHARED_DATA, ci, machine, record  # noqa: E402
 
 MODELS = ("smollm2-135m", "qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b")
 TASKS = {"ifqa": "configs/eval_ifqa.yaml", "medmcqa": "configs/eval_medmcqa.yaml", "ethics-justice": "configs/eval_ethics.yaml"}
@@ -38,7 +38,7 @@ def main() -> None:
     speed: dict[str, list[float]] = {m: [] for m in MODELS}
     for task, path in TASKS.items():
         cfg = load_config(ROOT / path, [f"task.eval_limit={args.n}", f"run_dir={args.out}/{task}",
-                                        f"task.data={ROOT.parent / 'shared' / 'data'}", "generation.weak.max_tokens=16"])
+                                        f"task.data={SHARED_DATA}", "generation.weak.max_tokens=16"])
         t0 = time.perf_counter()
         m = run_eval(cfg, Path(cfg.run_dir), systems)
         h = m.headline

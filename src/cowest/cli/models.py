@@ -25,9 +25,10 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 def default_aliases() -> list[str]:
     from cowest.core.config import ModelsConfig
+    from cowest.models.base import split_spec
 
     m = ModelsConfig()
-    return [spec.split("/", 1)[1] for spec in (m.weak.spec, m.strong.spec)]
+    return [split_spec(spec)[1] for spec in (m.weak.spec, m.strong.spec)]
 
 
 def prepare(aliases: list[str]) -> None:
