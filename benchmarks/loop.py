@@ -21,6 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from cowest.cli.library_output import library_output
 from cowest.core.config import ExperimentConfig, load_config
 from cowest.core.layout import RunLayout
 from cowest.pipeline.loop import run_all
@@ -76,8 +77,9 @@ def main() -> None:
     args = ap.parse_args()
     overrides = [f"run_dir={args.out}", f"task.data={SHARED_DATA}", *args.set]
     cfg = load_config(args.config, overrides)
-    run_all(cfg)
     layout = RunLayout.of(cfg)
+    with library_output(layout.libraries_log):  # the libraries' bars and notices, as `cowest run` sends them
+        run_all(cfg)
     run = layout.root
     metrics = Metrics.read(layout.eval.metrics)
     with tempfile.TemporaryDirectory() as tmp:

@@ -21,7 +21,9 @@ import json
 import sys
 from pathlib import Path
 
+from cowest.cli.library_output import library_output
 from cowest.core.config import load_config
+from cowest.core.layout import PAIRS_STATS, RunLayout
 from cowest.pipeline.loop import run_all
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,9 +51,10 @@ def cut_share(metrics: dict) -> str:
     return "; ".join(parts)
 
 
-def domain_block(domain: str, run: Path, load_before: str) -> str:
-    metrics = json.loads((run / "eval" / "metrics.json").read_text())
-    stats = json.loads((run / "round1" / "feedback" / "pairs_stats.json").read_text())
+def domain_block(domain: str, layout: RunLayout, load_before: str) -> str:
+    run = layout.root
+    metrics = json.loads(layout.eval.metrics.read_text())
+    stats = json.loads((layout.feedback_dir(1) / PAIRS_STATS).read_text())
     best = best_single(metrics)
     claims = [(best, "collab_sft"), (best, "collab_aligned_r1"), ("collab_sft", "collab_aligned_r1"),
               ("collab_sft_positive_r1", "collab_aligned_r1")]
@@ -81,12 +84,13 @@ def main() -> None:
     args = ap.parse_args()
     blocks = []
     for domain in args.domains:
-        run = Path(args.out) / f"method-{domain}"
-        overrides = [f"run_dir={run}", f"task.data={SHARED_DATA}", *args.set]
+        overrides = [f"run_dir={Path(args.out) / f'method-{domain}'}", f"task.data={SHARED_DATA}", *args.set]
         cfg = load_config(ROOT / "configs" / f"method_{domain}.yaml", overrides)
+        layout = RunLayout.of(cfg)
         before = load_average()
-        run_all(cfg)
-        blocks.append(domain_block(domain, run, before))
+        with library_output(layout.libraries_log):  # the libraries' bars and notices, as `cowest run` sends them
+            run_all(cfg)
+        blocks.append(domain_block(domain, layout, before))
     text = "\n".join([f"### The method on real domains (`benchmarks/method.py`, {datetime.date.today()}, "
                       f"{machine()})", "", *blocks])
     print(text)
