@@ -24,21 +24,25 @@ from pathlib import Path
 from cowest.cli.library_output import library_output
 from cowest.core.config import load_config
 from cowest.core.layout import PAIRS_STATS, RunLayout
+from cowest.core.system_id import SystemId
 from cowest.pipeline.loop import run_all
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from bench_io import SHARED_DATA, load_average, machine, paired_rows, record, stage_rows, system_rows  # noqa: E402
 
-NAMES = {"weak_sft": "weak SFT alone", "strong": "strong alone", "super_icl_sft": "SuperICL (SFT weak)",
-         "collab_sft": "collaboration, SFT weak", "collab_aligned_r1": "collaboration, aligned weak",
-         "collab_sft_positive_r1": "collaboration, SFT-on-chosen weak"}
+WEAK, STRONG, SUPER_ICL = SystemId.weak_sft().name, SystemId.strong().name, SystemId("super_icl").name
+SFT, ALIGNED, CONTROL = (SystemId.collab().name, SystemId.collab("aligned", 1).name,
+                         SystemId.collab("sft_positive", 1).name)
+NAMES = {WEAK: "weak SFT alone", STRONG: "strong alone", SUPER_ICL: "SuperICL (SFT weak)",
+         SFT: "collaboration, SFT weak", ALIGNED: "collaboration, aligned weak",
+         CONTROL: "collaboration, SFT-on-chosen weak"}
 METRIC = "accuracy"
 
 
 def best_single(metrics: dict) -> str:
     """The better of the two single models on the headline metric: the bar collaboration has to clear."""
-    return max(("weak_sft", "strong"), key=lambda s: metrics["systems"][s]["metrics"][METRIC]["value"])
+    return max((WEAK, STRONG), key=lambda s: metrics["systems"][s]["metrics"][METRIC]["value"])
 
 
 def cut_share(metrics: dict) -> str:
@@ -56,8 +60,7 @@ def domain_block(domain: str, layout: RunLayout, load_before: str) -> str:
     metrics = json.loads(layout.eval.metrics.read_text())
     stats = json.loads((layout.feedback_dir(1) / PAIRS_STATS).read_text())
     best = best_single(metrics)
-    claims = [(best, "collab_sft"), (best, "collab_aligned_r1"), ("collab_sft", "collab_aligned_r1"),
-              ("collab_sft_positive_r1", "collab_aligned_r1")]
+    claims = [(best, SFT), (best, ALIGNED), (SFT, ALIGNED), (CONTROL, ALIGNED)]
     return "\n".join([
         f"#### {domain} (`configs/method_{domain}.yaml`)", "",
         f"{metrics['n_samples']} dev questions, greedy, 95% bootstrap CIs; load average {load_before} before the "
