@@ -282,7 +282,8 @@ def main() -> None:
                     help="run only the stage-shaped case with N prompts (e.g. 96)")
     ap.add_argument("--stage-model", default="qwen2.5-coder-1.5b")
     ap.add_argument("--stage-dtype", default="bfloat16", choices=["float32", "bfloat16"])
-    ap.add_argument("--stage-batch", type=int, default=32)
+    ap.add_argument("--stage-batch", type=int, nargs="+", default=[32],
+                    help="static and vllm run at the first; continuous at each")
     ap.add_argument("--stage-batching", nargs="+", default=["static", "continuous"],
                     choices=["static", "continuous", "vllm"],
                     help="vllm: the same prompts through `engine: vllm` (needs .venv-vllm: scripts/setup.sh --vllm)")
@@ -336,17 +337,18 @@ def main() -> None:
 def goal_lines(rows: list[dict], share_goal: float = 0.7, speedup_goal: float = 2.0) -> list[str]:
     """Issue 14's goal figures, met or not: useful tok/s at >= 0.7 of the roofline ceiling of the batch size, and
     the stage >= 2x faster than before (static batching, the shipped configuration when the issue was filed)."""
-    by = {r["mode"]: r for r in rows}
+    label = lambda r: f"{r['mode']} at batch {r['batch']}"  # noqa: E731
     out = []
     for r in rows:
         frac = r["tps"] / r["ceiling"]
-        out.append(f"- {r['mode']}: useful tokens at {frac:.2f} of the roofline ceiling ({r['ceiling']:.0f} tok/s at "
+        out.append(f"- {label(r)}: useful tokens at {frac:.2f} of the roofline ceiling ({r['ceiling']:.0f} tok/s at "
                    f"batch {r['batch']}): goal >= {share_goal} **{'met' if frac >= share_goal else 'not met'}**.")
-    if "static" in by:
-        for mode, r in by.items():
-            if mode != "static":
-                x = by["static"]["wall"] / r["wall"]
-                out.append(f"- {mode} against static (before): {x:.2f}x faster ({by['static']['wall']:.0f} s -> "
+    before = next((r for r in rows if r["mode"] == "static"), None)
+    if before is not None:
+        for r in rows:
+            if r is not before:
+                x = before["wall"] / r["wall"]
+                out.append(f"- {label(r)} against {label(before)} (before): {x:.2f}x faster ({before['wall']:.0f} s -> "
                            f"{r['wall']:.0f} s): goal >= {speedup_goal}x **{'met' if x >= speedup_goal else 'not met'}**.")
     return out
 
@@ -355,25 +357,30 @@ def main_stage(args: argparse.Namespace) -> None:
     from bench_io import load_average
 
     load = load_average()
-    roof = roofline(args.stage_model, [args.stage_batch])
+    first, *more = args.stage_batch
+    roof = roofline(args.stage_model, args.stage_batch)
     hf_modes = [m for m in args.stage_batching if m != "vllm"]
-    rows = bench_stage(args.stage_model, args.stage_dtype, args.stage, args.stage_batch, hf_modes) if hf_modes else []
+    rows = bench_stage(args.stage_model, args.stage_dtype, args.stage, first, hf_modes) if hf_modes else []
+    if "continuous" in hf_modes:  # the larger batches: continuous only (static at the first batch is "before")
+        for batch in more:
+            rows += bench_stage(args.stage_model, args.stage_dtype, args.stage, batch, ["continuous"])
     if "vllm" in args.stage_batching:
-        rows.append(bench_stage_vllm(args.stage_model, args.stage_dtype, args.stage, args.stage_batch))
+        rows.append(bench_stage_vllm(args.stage_model, args.stage_dtype, args.stage, first))
     for r in rows:
-        r["ceiling"] = roof[(args.stage_dtype, args.stage_batch)][1]
+        r["ceiling"] = roof[(args.stage_dtype, r["batch"])][1]
     text = (f"### Stage-shaped generation: {args.stage} dev questions, before (static) and after (continuous) "
             f"({datetime.date.today().isoformat()}, {machine()}, load average {load} at start, {load_average()} "
             "at end)\n\n"
             f"`python benchmarks/generation.py --stage {args.stage} --stage-model {args.stage_model} --stage-dtype "
-            f"{args.stage_dtype} --stage-batch {args.stage_batch} --stage-batching {' '.join(args.stage_batching)}`"
+            f"{args.stage_dtype} --stage-batch {' '.join(map(str, args.stage_batch))} --stage-batching "
+            f"{' '.join(args.stage_batching)}`"
             " — the eval stage's strong calls: the strong model's solo prompts for the demo task's dev questions "
             f"as `cowest eval task.eval_limit={args.stage}` loads them (distinct questions), greedy, max 96 new "
             "tokens, one `generate` call. static = before: what the shipped configs ran when issue 14 was filed "
             "(hf engine, static batching: one `generate` per batch, every row runs until the batch's longest "
             "reply ends); continuous = after: what `engine: auto` runs now on this CPU (hf bfloat16, `batching: "
             "continuous`: finished rows leave, waiting prompts join); vllm server = `engine: vllm` (a local vLLM CPU "
-            f"server in its own venv, {args.stage_batch} requests in flight, its start-up not timed). Useful "
+            f"server in its own venv, {first} requests in flight, its start-up not timed). Useful "
             "tokens are the replies' tokens; row-steps computed count every batch row of every forward pass that "
             "yields a token; prompt tokens prefilled include left padding. Roofline: the same run's "
             f"{args.stage_dtype} matmul of the model's MLP shape with batch rows; share = useful tok/s over that "
