@@ -21,16 +21,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from cowest.cli.library_output import library_output
 from cowest.core.config import ExperimentConfig, load_config
 from cowest.core.layout import RunLayout
-from cowest.pipeline.loop import run_all
 from cowest.core.results import Metrics
 from cowest.core.system_id import SystemId
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from bench_io import SHARED_DATA, machine, paired_rows, record, stage_rows, system_rows  # noqa: E402
+from bench_io import SHARED_DATA, machine, paired_rows, record, run_loop, stage_rows, system_rows  # noqa: E402
 
 
 def train_runtime(log: Path) -> float:
@@ -77,9 +75,7 @@ def main() -> None:
     args = ap.parse_args()
     overrides = [f"run_dir={args.out}", f"task.data={SHARED_DATA}", *args.set]
     cfg = load_config(args.config, overrides)
-    layout = RunLayout.of(cfg)
-    with library_output(layout.libraries_log):  # the libraries' bars and notices, as `cowest run` sends them
-        run_all(cfg)
+    layout = run_loop(cfg)
     run = layout.root
     metrics = Metrics.read(layout.eval.metrics)
     with tempfile.TemporaryDirectory() as tmp:

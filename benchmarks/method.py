@@ -21,15 +21,13 @@ import json
 import sys
 from pathlib import Path
 
-from cowest.cli.library_output import library_output
 from cowest.core.config import load_config
 from cowest.core.layout import PAIRS_STATS, RunLayout
 from cowest.core.system_id import SystemId
-from cowest.pipeline.loop import run_all
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from bench_io import SHARED_DATA, load_average, machine, paired_rows, record, stage_rows, system_rows  # noqa: E402
+from bench_io import SHARED_DATA, load_average, machine, paired_rows, record, run_loop, stage_rows, system_rows  # noqa: E402
 
 WEAK, STRONG, SUPER_ICL = SystemId.weak_sft().name, SystemId.strong().name, SystemId("super_icl").name
 SFT, ALIGNED, CONTROL = (SystemId.collab().name, SystemId.collab("aligned", 1).name,
@@ -89,10 +87,8 @@ def main() -> None:
     for domain in args.domains:
         overrides = [f"run_dir={Path(args.out) / f'method-{domain}'}", f"task.data={SHARED_DATA}", *args.set]
         cfg = load_config(ROOT / "configs" / f"method_{domain}.yaml", overrides)
-        layout = RunLayout.of(cfg)
         before = load_average()
-        with library_output(layout.libraries_log):  # the libraries' bars and notices, as `cowest run` sends them
-            run_all(cfg)
+        layout = run_loop(cfg)
         blocks.append(domain_block(domain, layout, before))
     text = "\n".join([f"### The method on real domains (`benchmarks/method.py`, {datetime.date.today()}, "
                       f"{machine()})", "", *blocks])

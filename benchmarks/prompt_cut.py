@@ -18,7 +18,7 @@ from pathlib import Path
 from cowest.core.config import load_config
 from cowest.core.records import SamplingParams
 from cowest.models.base import load_backend
-from cowest.scoring.extract import extract_answer
+from cowest.pipeline.rationales import reaches_gold
 from cowest.tasks.base import load_samples
 from cowest.tasks.prompts import solo_messages
 
@@ -41,7 +41,7 @@ def main() -> None:
         t0 = time.perf_counter()
         gens = [o[0] for o in backend.generate([solo_messages(s, overrides) for s in samples], params)]
         cut = sum(g.finish_reason == "length" for g in gens)
-        gold = sum(extract_answer(g.text, s, g.finish_reason == "length") == s.gold for g, s in zip(gens, samples))
+        gold = sum(g.finish_reason != "length" and reaches_gold(s, g.text) for g, s in zip(gens, samples))
         print(f"{name} solo prompt: cut {cut}/{len(gens)}, gold {gold}/{len(gens)}, "
               f"{sum(g.completion_tokens for g in gens) / len(gens):.0f} tokens on average, "
               f"{time.perf_counter() - t0:.0f} s", flush=True)
