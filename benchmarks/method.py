@@ -23,6 +23,7 @@ from pathlib import Path
 
 from cowest.core.config import load_config
 from cowest.core.layout import PAIRS_STATS, RunLayout
+from cowest.pipeline.rationales import RATIONALES_STATS
 from cowest.core.system_id import SystemId
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,7 +54,16 @@ def cut_share(metrics: dict) -> str:
     return "; ".join(parts)
 
 
-def domain_block(domain: str, layout: RunLayout, load_before: str) -> str:
+def sft_rows_line(layout: RunLayout, without_rationale: str) -> str:
+    """How many SFT rows got a bootstrapped rationale, and what became of the rest (sft.without_rationale)."""
+    r = json.loads((layout.sft_dir / RATIONALES_STATS).read_text())
+    rest = "left out" if without_rationale == "drop" else "trained on the bare answer line"
+    return (f"SFT rows: {r['bootstrapped']} of {r['samples']} train rows got a rationale from the {r['source']} "
+            f"model ({r['samples_per_question']} samples each, kept when they reached the gold answer); the "
+            f"{r['without_rationale']} without one were {rest} (sft.without_rationale={without_rationale}).")
+
+
+def domain_block(domain: str, layout: RunLayout, load_before: str, without_rationale: str) -> str:
     run = layout.root
     metrics = json.loads(layout.eval.metrics.read_text())
     stats = json.loads((layout.feedback_dir(1) / PAIRS_STATS).read_text())
@@ -68,7 +78,7 @@ def domain_block(domain: str, layout: RunLayout, load_before: str) -> str:
         "|---|" + "---|" * (len(metrics["metrics"]) + 3), *system_rows(metrics, NAMES), "",
         "| paired difference | metric | value [95% CI] |", "|---|---|---|",
         *[r for r in paired_rows(metrics, claims, NAMES) if f"| {METRIC} |" in r], "",
-        f"Replies cut at the token budget: {cut_share(metrics)}.", "",
+        f"Replies cut at the token budget: {cut_share(metrics)}.", "", sft_rows_line(layout, without_rationale), "",
         f"Feedback: {stats['questions']} train questions × K = {stats['sampling']['k']} → {stats['pairs']} pairs "
         f"({stats['pairs_per_feedback_question']:.2f} per question, goal ≥ 1); distinct drafts per question "
         f"{stats['distinct_drafts_mean']:.2f}; questions without a pair {stats['questions_without_pair']} "
@@ -89,7 +99,7 @@ def main() -> None:
         cfg = load_config(ROOT / "configs" / f"method_{domain}.yaml", overrides)
         before = load_average()
         layout = run_loop(cfg)
-        blocks.append(domain_block(domain, layout, before))
+        blocks.append(domain_block(domain, layout, before, cfg.sft.without_rationale))
     text = "\n".join([f"### The method on real domains (`benchmarks/method.py`, {datetime.date.today()}, "
                       f"{machine()})", "", *blocks])
     print(text)

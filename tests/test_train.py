@@ -82,6 +82,18 @@ def test_sft_target_fallbacks():
         sft_target(bare, "cot", "rationale")
 
 
+def test_without_rationale_drop_leaves_out_bare_rows():
+    bare = Sample(id="b", task="t", family="qa", question="Q?", answers=["x"])
+    reasoned = _samples(1)[0]
+    keep = _cfg()
+    assert [r["completion"][0]["content"] for r in sft_rows([bare, reasoned], keep)][0] == "Answer: x"
+    drop = keep.model_copy(update={"sft": keep.sft.model_copy(update={"without_rationale": "drop"})})
+    (row,) = sft_rows([bare, reasoned], drop)
+    assert row["completion"][0]["content"] == f"{reasoned.rationale}\nAnswer: {reasoned.gold}"
+    with pytest.raises(DataError, match="no training row has a rationale.*sft.without_rationale=answer"):
+        sft_rows([bare], drop)
+
+
 def test_positive_rows_dedupe_chosen():
     pairs = _pairs(_samples(2))
     rows = positive_rows(pairs + pairs)

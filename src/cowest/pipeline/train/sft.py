@@ -47,8 +47,14 @@ def prompt_names(cfg: ExperimentConfig) -> set[str]:
 
 def sft_rows(samples: list[Sample], cfg: ExperimentConfig) -> list[dict[str, Any]]:
     """Conversational prompt-completion rows (TRL format) for the configured draft format, then (sft.answer_rows)
-    the weak model's own answer prompt for each sample."""
+    the weak model's own answer prompt for each sample; samples without a rationale are left out with
+    sft.without_rationale=drop."""
     fmt, prompts = cfg.collaboration.draft_format, cfg.collaboration.prompts
+    if cfg.sft.without_rationale == "drop" and cfg.sft.target == "auto":
+        samples = [s for s in samples if draft_target(s, fmt) is not None]
+        if not samples:
+            raise DataError(f"no training row has a rationale for a '{fmt}' draft; set sft.without_rationale=answer, "
+                            "or sft.rationales=strong to bootstrap them", field="rationale")
     pairs = [(draft_messages(s, fmt, prompts), sft_target(s, fmt, cfg.sft.target)) for s in samples]
     if cfg.sft.answer_rows != "none":
         target = "answer" if cfg.sft.answer_rows == "direct" else "auto"
@@ -106,12 +112,13 @@ def run_sft(cfg: ExperimentConfig, samples: list[Sample], out_dir: Path) -> Path
         completion_only_loss=True, packing=False, seed=s.seed, data_seed=s.seed, lr_scheduler_type="linear",
         **device_kwargs(),
     )
+    rows = sft_rows(samples, cfg)
     trainer = trl.SFTTrainer(
-        model=model, args=args, train_dataset=datasets.Dataset.from_list(sft_rows(samples, cfg)),
+        model=model, args=args, train_dataset=datasets.Dataset.from_list(rows),
         processing_class=tok, peft_config=peft_config, callbacks=[log_callback(tmp / TRAIN_LOG, phase="draft")],
     )
     run_trainer(trainer, "sft (drafts)" if docs else "sft")
     save_adapter(trainer, tok, tmp, base=weak.spec, parent=weak.adapter, method="sft", merge=s.merge,
-                 draft_format=cfg.collaboration.draft_format, target=s.target, samples=len(samples),
+                 draft_format=cfg.collaboration.draft_format, target=s.target, samples=len(samples), rows=len(rows),
                  documents=len(docs), knowledge_epochs=s.knowledge_epochs if docs else 0)
     return publish(tmp, out_dir)
