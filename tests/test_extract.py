@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from cowest.core.records import Sample
-from cowest.scoring.extract import answer_segment, extract_answer
+from cowest.scoring.extract import answer_segment, extract_answer, is_bare_answer
 
 MC = Sample(id="1", task="t", family="mc", question="q", answers=["B"],
             options={"A": "Vimentin", "B": "Keratin", "C": "Desmin", "D": "Tubulin"})
@@ -168,3 +168,11 @@ def test_closed_answers_follow_the_truncation_rule():
     s = _closed("number", "19")
     assert extract_answer("Answer: 19\nBecause 12 + 7", s, truncated=True) == "19"  # a finished marked line
     assert extract_answer("12 + 7 = 19, so the answer is 1", s, truncated=True) is None  # cut mid-answer
+
+
+@pytest.mark.parametrize("text, bare", [
+    ("Answer: reasonable", True), ("**Answer:** C", True), ("  \nFinal answer: 990", True),
+    ("It is unfair.\nAnswer: unreasonable", False), ("The Kelmari heater weighs 11 kg.", False), ("", False),
+])
+def test_a_bare_answer_is_a_marker_with_no_reasoning_before_it(text: str, bare: bool) -> None:
+    assert is_bare_answer(text) is bare

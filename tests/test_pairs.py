@@ -81,6 +81,16 @@ def test_distinct_drafts_per_question_and_sampling_are_reported(records, tmp_pat
     assert (tmp_path / "pairs.png").stat().st_size > 1000
 
 
+def test_pairs_that_choose_a_bare_answer_line_are_counted(records):
+    bare = records[0].model_copy(update={"drafts": [
+        records[0].drafts[0].model_copy(update={"text": "Answer: x", "delta": 0.5}),
+        records[0].drafts[1].model_copy(update={"text": "Because y.\nAnswer: y", "delta": -0.5}),
+        records[0].drafts[2].model_copy(update={"text": "**Answer:** z", "delta": -0.25})]})
+    _, stats = build_pairs([bare, *records[1:]], FeedbackConfig(k=6))
+    # q1: "Answer: x" over the reasoned draft and over "**Answer:** z"; q2's E over F have no answer marker
+    assert stats["pairs"] == 3 and stats["bare_answer_pairs"] == {"chosen": 2, "rejected": 1}
+
+
 @pytest.mark.parametrize("evaluator, judge", [("metric", 0), ("judge", 3 * 7), ("hybrid", 1 * 7)])
 def test_naive_call_count_matches_a_plain_script_with_the_same_evaluator(records, evaluator, judge):
     # A plain script: K = 6 refinements + 1 solo answer per question, no deduplication; a judge call per answer

@@ -52,6 +52,16 @@ def test_report_from_run_files(run_dir):
         assert (run_dir / png).read_bytes()[:8] == PNG_MAGIC
 
 
+def test_report_warns_when_most_pairs_choose_a_bare_answer(run_dir):
+    assert "only an answer line" not in render_report([run_dir]).read_text()
+    stats_path = run_dir / "round1" / "feedback" / "pairs_stats.json"
+    stats = json.loads(stats_path.read_text())
+    stats_path.write_text(json.dumps({**stats, "bare_answer_pairs": {"chosen": 7, "rejected": 1}}))
+    text = render_report([run_dir]).read_text()
+    assert "**Warning** (round1): 7 of 12 pairs choose a draft that is only an answer line" in text
+    assert "sft.without_rationale=drop" in text
+
+
 def test_report_compares_samples_on_the_summarys_scores_not_the_trace_files(run_dir):
     """Issue 15 item 3: one scorer. Trace files keep the scores they were written with; after a rule change they
     disagree with metrics.json, and report.md must follow metrics.json (here: stale scores that say the strong

@@ -166,7 +166,7 @@ class SFTConfig(Section):
     without_rationale: Literal["answer", "drop"] = "answer"
     """Rows left with no rationale (none in the data, none bootstrapped) under target auto: train the bare answer
     (`answer`), or leave them out (`drop`) so that every draft the weak model learns carries reasoning. On
-    ETHICS-justice half the rows had none; the SFT model then wrote bare labels often enough that 139 of 190
+    ETHICS-justice half the rows had none; the SFT model then wrote bare labels often enough that 135 of 190
     feedback pairs chose a bare label, and DPO taught it to drop the reasoning on every dev question."""
     answer_rows: Literal["none", "direct", "auto"] = "none"
     """Also train the prompt the weak model answers alone with (`answer`), beside the draft rows: none, direct

@@ -20,6 +20,7 @@ from cowest.pipeline.feedback import FeedbackRecord
 from cowest.core.layout import FAULTS_FILE, PAIRS_FILE, PAIRS_PLOT, PAIRS_STATS
 from cowest.models.text import render_plain  # the layout the hf backend prompts a template-less weak model with
 from cowest.core.records import Message, PreferencePair, write_jsonl
+from cowest.scoring.extract import is_bare_answer
 
 Scored = tuple[str, float]  # a distinct draft text and its Δ
 
@@ -116,6 +117,8 @@ def build_pairs(records: list[FeedbackRecord], fb: FeedbackConfig, conversationa
     naive_total = naive["strong"] + naive["judge"]
     actual = calls.get("strong", 0) + calls.get("judge", 0)
     gaps = [p.delta_chosen - p.delta_rejected for p in pairs]
+    bare = Counter(side for p in pairs for side, d in (("chosen", p.chosen), ("rejected", p.rejected))
+                   if is_bare_answer(d if isinstance(d, str) else d[-1]["content"]))
     stats = {
         "questions": len(records),
         "drafts": sum(len(r.drafts) for r in records),
@@ -126,6 +129,7 @@ def build_pairs(records: list[FeedbackRecord], fb: FeedbackConfig, conversationa
         "pairs": len(pairs),
         "pairs_per_feedback_question": (len(pairs) / len(records)) if records else 0.0,
         "mean_gap": (sum(gaps) / len(gaps)) if gaps else None,
+        "bare_answer_pairs": {"chosen": bare["chosen"], "rejected": bare["rejected"]},
         "positive_share": (sum(v > fb.margin for v in deltas) / len(deltas)) if deltas else 0.0,
         "delta_histogram": dict(sorted(Counter(round(v, 2) for v in deltas).items())),
         "pairs_per_question": dict(sorted(Counter(per_question).items())),

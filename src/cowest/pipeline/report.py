@@ -117,6 +117,17 @@ def _quote(text: str, limit: int = 300) -> str:
     return "`" + (text[:limit] + " …" if len(text) > limit else text).replace("`", "'") + "`"
 
 
+def bare_chosen_warning(rnd: str, stats: dict[str, Any]) -> str | None:
+    """A warning when most pairs choose a draft that is only an answer line: DPO then prefers short drafts over
+    reasoning, and teaches the weak model to drop its reasoning (ETHICS-justice, BENCHMARKS.md's method reading)."""
+    n, bare = stats.get("pairs") or 0, (stats.get("bare_answer_pairs") or {}).get("chosen", 0)
+    if not n or bare <= n / 2:
+        return None
+    return (f"- **Warning** ({rnd}): {bare} of {n} pairs choose a draft that is only an answer line, so DPO will "
+            "teach the weak model to drop its reasoning; train SFT on drafts with reasoning "
+            "(sft.without_rationale=drop, or more sft.rationale_samples).")
+
+
 def rounds_section(run_dir: Path, out_dir: Path) -> list[str]:
     rows, spread = [], []
     run = RunLayout(run_dir)
@@ -130,6 +141,9 @@ def rounds_section(run_dir: Path, out_dir: Path) -> list[str]:
                      _fmt(s.get("pairs")), _fmt(s.get("pairs_per_feedback_question"), 2),
                      _fmt(s.get("mean_gap")), _fmt(s.get("positive_share")), _fmt(s.get("questions_without_pair")),
                      _fmt(s.get("strong_calls_per_pair"), 2), _fmt(s.get("naive_strong_calls_per_pair"), 2)])
+        warning = bare_chosen_warning(rnd, s)
+        if warning:
+            spread.append(warning)
         if s.get("distinct_drafts_histogram"):
             hist = ", ".join(f"{k}: {v}" for k, v in s["distinct_drafts_histogram"].items())
             samp = s.get("sampling", {})

@@ -20,6 +20,12 @@ _DECOR = re.compile(r"[*_`#]+")  # markdown emphasis and headings around answers
 QA_MAX_WORDS = 12
 
 
+def is_bare_answer(text: str) -> bool:
+    """A reply that is only its answer line: an answer marker with no reasoning before the last one."""
+    markers = list(_MARKER.finditer(text))
+    return bool(markers) and not _DECOR.sub("", text[: markers[-1].start()]).strip()
+
+
 def answer_segment(text: str) -> tuple[str | None, bool]:
     """The part of `text` holding the final answer and whether a marker introduced it.
 
