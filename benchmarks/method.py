@@ -1,6 +1,7 @@
 """The method on real domains with the strong default: ETHICS (justice) and MedMCQA from ../shared/data.
 
-For each domain, `cowest run configs/method_<domain>.yaml` (weak SFT on train rows with bootstrapped rationales,
+For each domain, `cowest run configs/method_<domain>.yaml` (weak SFT on train rows with bootstrapped rationales, the
+rows that got none trained as a bare answer or left out as the config says,
 feedback on 200 train questions with K = 4, DPO and the SFT-on-chosen control, evaluation on 300 dev questions of:
 weak SFT alone, strong alone, SuperICL, collaboration with the SFT, the aligned and the SFT-on-chosen weak model),
 then one markdown block per domain: stage times, every system with its CI, the share of replies cut at the token
@@ -23,6 +24,7 @@ from pathlib import Path
 
 from cowest.core.config import load_config
 from cowest.core.layout import PAIRS_STATS, RunLayout
+from cowest.models.hf_loading import read_adapter_meta
 from cowest.pipeline.rationales import RATIONALES_STATS
 from cowest.core.system_id import SystemId
 
@@ -54,16 +56,19 @@ def cut_share(metrics: dict) -> str:
     return "; ".join(parts)
 
 
-def sft_rows_line(layout: RunLayout, without_rationale: str) -> str:
-    """How many SFT rows got a bootstrapped rationale, and what became of the rest (sft.without_rationale)."""
+def sft_rows_line(layout: RunLayout) -> str:
+    """How many SFT rows got a bootstrapped rationale, and what the SFT stage did with the rest: its adapter records
+    the rows it trained (an adapter older than that record trained every sample)."""
     r = json.loads((layout.sft_dir / RATIONALES_STATS).read_text())
-    rest = "left out" if without_rationale == "drop" else "trained on the bare answer line"
+    meta = read_adapter_meta(layout.sft_adapter)
+    trained = meta.get("rows", meta["samples"])
+    rest = "left out" if trained < r["samples"] else "trained on the bare answer line"
     return (f"SFT rows: {r['bootstrapped']} of {r['samples']} train rows got a rationale from the {r['source']} "
             f"model ({r['samples_per_question']} samples each, kept when they reached the gold answer); the "
-            f"{r['without_rationale']} without one were {rest} (sft.without_rationale={without_rationale}).")
+            f"{r['without_rationale']} without one were {rest} ({trained} rows trained).")
 
 
-def domain_block(domain: str, layout: RunLayout, load_before: str, without_rationale: str) -> str:
+def domain_block(domain: str, layout: RunLayout, load_before: str) -> str:
     run = layout.root
     metrics = json.loads(layout.eval.metrics.read_text())
     stats = json.loads((layout.feedback_dir(1) / PAIRS_STATS).read_text())
@@ -78,7 +83,7 @@ def domain_block(domain: str, layout: RunLayout, load_before: str, without_ratio
         "|---|" + "---|" * (len(metrics["metrics"]) + 3), *system_rows(metrics, NAMES), "",
         "| paired difference | metric | value [95% CI] |", "|---|---|---|",
         *[r for r in paired_rows(metrics, claims, NAMES) if f"| {METRIC} |" in r], "",
-        f"Replies cut at the token budget: {cut_share(metrics)}.", "", sft_rows_line(layout, without_rationale), "",
+        f"Replies cut at the token budget: {cut_share(metrics)}.", "", sft_rows_line(layout), "",
         f"Feedback: {stats['questions']} train questions × K = {stats['sampling']['k']} → {stats['pairs']} pairs "
         f"({stats['pairs_per_feedback_question']:.2f} per question, goal ≥ 1); distinct drafts per question "
         f"{stats['distinct_drafts_mean']:.2f}; questions without a pair {stats['questions_without_pair']} "
@@ -99,7 +104,7 @@ def main() -> None:
         cfg = load_config(ROOT / "configs" / f"method_{domain}.yaml", overrides)
         before = load_average()
         layout = run_loop(cfg)
-        blocks.append(domain_block(domain, layout, before, cfg.sft.without_rationale))
+        blocks.append(domain_block(domain, layout, before))
     text = "\n".join([f"### The method on real domains (`benchmarks/method.py`, {datetime.date.today()}, "
                       f"{machine()})", "", *blocks])
     print(text)

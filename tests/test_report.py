@@ -56,9 +56,12 @@ def test_report_warns_when_most_pairs_choose_a_bare_answer(run_dir):
     assert "only an answer line" not in render_report([run_dir]).read_text()
     stats_path = run_dir / "round1" / "feedback" / "pairs_stats.json"
     stats = json.loads(stats_path.read_text())
+    for chosen, rejected in ((6, 0), (12, 12)):  # half the pairs; direct drafts, answer lines on both sides
+        stats_path.write_text(json.dumps({**stats, "bare_answer_pairs": {"chosen": chosen, "rejected": rejected}}))
+        assert "only an answer line" not in render_report([run_dir]).read_text()
     stats_path.write_text(json.dumps({**stats, "bare_answer_pairs": {"chosen": 7, "rejected": 1}}))
     text = render_report([run_dir]).read_text()
-    assert "**Warning** (round1): 7 of 12 pairs choose a draft that is only an answer line" in text
+    assert "**Warning** (round1): 7 of 12 pairs choose a draft that is only an answer line (rejected: 1)" in text
     assert "sft.without_rationale=drop" in text
 
 

@@ -87,11 +87,20 @@ def test_without_rationale_drop_leaves_out_bare_rows():
     reasoned = _samples(1)[0]
     keep = _cfg()
     assert [r["completion"][0]["content"] for r in sft_rows([bare, reasoned], keep)][0] == "Answer: x"
-    drop = keep.model_copy(update={"sft": keep.sft.model_copy(update={"without_rationale": "drop"})})
-    (row,) = sft_rows([bare, reasoned], drop)
-    assert row["completion"][0]["content"] == f"{reasoned.rationale}\nAnswer: {reasoned.gold}"
+    for target in ("auto", "rationale"):  # target rationale refuses the bare sample unless it is dropped
+        drop = ExperimentConfig.model_validate({"sft": {"without_rationale": "drop", "target": target}})
+        (row,) = sft_rows([bare, reasoned], drop)
+        assert row["completion"][0]["content"] == f"{reasoned.rationale}\nAnswer: {reasoned.gold}"
     with pytest.raises(DataError, match="no training row has a rationale.*sft.without_rationale=answer"):
         sft_rows([bare], drop)
+    # Answer rows (the weak model answering alone) are not drafts: every sample keeps its own.
+    answers = ExperimentConfig.model_validate({"sft": {"without_rationale": "drop", "answer_rows": "direct"},
+                                               "collaboration": {"prompts": {"answer": "{question}"}}})
+    rows = sft_rows([bare, reasoned], answers)
+    assert [r["completion"][0]["content"] for r in rows] == [
+        f"{reasoned.rationale}\nAnswer: {reasoned.gold}", "Answer: x", f"Answer: {reasoned.gold}"]
+    with pytest.raises(ValueError, match="without_rationale=drop has no effect with sft.target=answer"):
+        ExperimentConfig.model_validate({"sft": {"without_rationale": "drop", "target": "answer"}})
 
 
 def test_positive_rows_dedupe_chosen():

@@ -164,10 +164,11 @@ class SFTConfig(Section):
     target: Literal["auto", "answer", "rationale"] = "auto"
     """auto: rationale + answer when the data has a rationale, else answer only."""
     without_rationale: Literal["answer", "drop"] = "answer"
-    """Rows left with no rationale (none in the data, none bootstrapped) under target auto: train the bare answer
-    (`answer`), or leave them out (`drop`) so that every draft the weak model learns carries reasoning. On
-    ETHICS-justice half the rows had none; the SFT model then wrote bare labels often enough that 135 of 190
-    feedback pairs chose a bare label, and DPO taught it to drop the reasoning on every dev question."""
+    """Samples left with no rationale (none in the data, none bootstrapped): their draft row trains the bare answer
+    (`answer`; target rationale refuses them), or is left out (`drop`) so that every draft the weak model learns
+    carries reasoning (answer rows, sft.answer_rows, are kept). On ETHICS-justice half the rows had none; the SFT
+    model then wrote bare labels often enough that 135 of 190 feedback pairs chose a bare label, and DPO taught it
+    to drop the reasoning on every dev question."""
     answer_rows: Literal["none", "direct", "auto"] = "none"
     """Also train the prompt the weak model answers alone with (`answer`), beside the draft rows: none, direct
     (`Answer: X`) or auto (rationale + answer where the data has one). For a draft format that is not an answer
@@ -188,6 +189,13 @@ class SFTConfig(Section):
     rationale_samples: int = Field(default=4, ge=1)
     """Replies sampled per row when bootstrapping rationales."""
     rationale_temperature: float = 0.7
+
+    @model_validator(mode="after")
+    def _drop_needs_a_rationale_target(self) -> "SFTConfig":
+        if self.without_rationale == "drop" and self.target == "answer":
+            raise ValueError("sft.without_rationale=drop has no effect with sft.target=answer (every row trains the "
+                             "bare answer); use sft.target=auto or rationale")
+        return self
 
 
 class FeedbackConfig(Section):

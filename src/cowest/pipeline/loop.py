@@ -119,13 +119,15 @@ def do_sft(cfg: ExperimentConfig, force: bool = False) -> Path:
             log("sft: done already, skipped")
             return run.sft_adapter
         from cowest.pipeline.rationales import with_rationales
-        from cowest.pipeline.train.sft import run_sft
+        from cowest.pipeline.train.sft import drafted_samples, run_sft
 
         samples = load_samples(cfg.task, cfg.task.train_split, cfg.task.train_limit)
         samples = with_rationales(cfg, samples, run.sft_dir, cache_dir(cfg))
-        log(f"sft: {len(samples)} samples of {cfg.task.name}/{cfg.task.train_split}")
+        drafted = len(drafted_samples(samples, cfg))
+        left_out = f"; {len(samples) - drafted} without a rationale left out" if drafted < len(samples) else ""
+        log(f"sft: {len(samples)} samples of {cfg.task.name}/{cfg.task.train_split}{left_out}")
         path = run_sft(cfg, samples, run.sft_adapter)
-        st.finish({"samples": len(samples), "adapter": str(path)})
+        st.finish({"samples": len(samples), "draft_rows": drafted, "adapter": str(path)})
         return path
 
 

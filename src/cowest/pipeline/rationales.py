@@ -4,7 +4,8 @@ reasoning draft rather than a bare `Answer: X` where the dataset has no rational
 For each training sample without a rationale, a model (the weak base model or the strong model, `sft.rationales`)
 is asked the weak model's own drafting prompt `sft.rationale_samples` times; the first reply whose answer reaches the
 gold answer gives the rationale (its text before the answer line). Samples with no such reply keep no rationale
-(SFT then trains `Answer: X` for them under sft.target=auto). Replies cut at the token limit are never kept.
+(SFT then trains `Answer: X` for them under sft.target=auto, or leaves them out with sft.without_rationale=drop).
+Replies cut at the token limit are never kept.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 from cowest.core.config import ExperimentConfig
 from cowest.models.base import Backend
 from cowest.core.records import Sample
-from cowest.scoring.extract import _MARKER, extract_answer  # the one definition of an answer marker
+from cowest.scoring.extract import before_answer, extract_answer
 from cowest.scoring.metrics import per_sample
 from cowest.tasks.prompts import draft_messages
 
@@ -30,9 +31,9 @@ def reaches_gold(sample: Sample, text: str) -> bool:
 
 def strip_answer(text: str) -> str:
     """The reasoning of a reply: everything before its last answer marker (without a marker, before its last line)."""
-    markers = list(_MARKER.finditer(text))
-    if markers:
-        return text[: markers[-1].start()].strip()
+    head = before_answer(text)
+    if head is not None:
+        return head.strip()
     lines = text.strip().split("\n")
     return "\n".join(lines[:-1]).strip()
 

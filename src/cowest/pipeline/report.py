@@ -118,14 +118,16 @@ def _quote(text: str, limit: int = 300) -> str:
 
 
 def bare_chosen_warning(rnd: str, stats: dict[str, Any]) -> str | None:
-    """A warning when most pairs choose a draft that is only an answer line: DPO then prefers short drafts over
-    reasoning, and teaches the weak model to drop its reasoning (ETHICS-justice, BENCHMARKS.md's method reading)."""
-    n, bare = stats.get("pairs") or 0, (stats.get("bare_answer_pairs") or {}).get("chosen", 0)
-    if not n or bare <= n / 2:
+    """A warning when most pairs choose a draft that is only an answer line over one with more: DPO then prefers
+    short drafts to reasoning, and teaches the weak model to drop its reasoning (ETHICS-justice, BENCHMARKS.md's
+    method reading). Direct drafts are all answer lines on both sides, and give no warning."""
+    n, bare = stats.get("pairs") or 0, stats.get("bare_answer_pairs") or {}
+    chosen = bare.get("chosen", 0)
+    if not n or chosen <= n / 2 or chosen <= bare.get("rejected", 0):
         return None
-    return (f"- **Warning** ({rnd}): {bare} of {n} pairs choose a draft that is only an answer line, so DPO will "
-            "teach the weak model to drop its reasoning; train SFT on drafts with reasoning "
-            "(sft.without_rationale=drop, or more sft.rationale_samples).")
+    return (f"- **Warning** ({rnd}): {chosen} of {n} pairs choose a draft that is only an answer line (rejected: "
+            f"{bare.get('rejected', 0)}), so DPO will teach the weak model to drop its reasoning; train SFT on drafts "
+            "with reasoning (sft.without_rationale=drop, or more sft.rationale_samples).")
 
 
 def rounds_section(run_dir: Path, out_dir: Path) -> list[str]:

@@ -20,10 +20,16 @@ _DECOR = re.compile(r"[*_`#]+")  # markdown emphasis and headings around answers
 QA_MAX_WORDS = 12
 
 
+def before_answer(text: str) -> str | None:
+    """The text before the last answer marker (a reply's reasoning); None without a marker."""
+    markers = list(_MARKER.finditer(text))
+    return text[: markers[-1].start()] if markers else None
+
+
 def is_bare_answer(text: str) -> bool:
     """A reply that is only its answer line: an answer marker with no reasoning before the last one."""
-    markers = list(_MARKER.finditer(text))
-    return bool(markers) and not _DECOR.sub("", text[: markers[-1].start()]).strip()
+    head = before_answer(text)
+    return head is not None and not _DECOR.sub("", head).strip()
 
 
 def answer_segment(text: str) -> tuple[str | None, bool]:

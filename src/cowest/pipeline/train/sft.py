@@ -26,8 +26,8 @@ def sft_target(sample: Sample, fmt: str, target: str) -> str:
     if text is not None:
         return text
     if target == "rationale":
-        raise DataError(f"sample '{sample.id}' has no rationale for a '{fmt}' draft; set sft.target=auto or answer",
-                        field="rationale")
+        raise DataError(f"sample '{sample.id}' has no rationale for a '{fmt}' draft; set sft.target=auto or answer, "
+                        "or sft.without_rationale=drop", field="rationale")
     return draft_target(sample, "direct")  # type: ignore[return-value]
 
 
@@ -45,17 +45,24 @@ def prompt_names(cfg: ExperimentConfig) -> set[str]:
     return names
 
 
+def drafted_samples(samples: list[Sample], cfg: ExperimentConfig) -> list[Sample]:
+    """The samples SFT trains a draft row for: all, or (sft.without_rationale=drop) those with a gold draft."""
+    fmt = cfg.collaboration.draft_format
+    if cfg.sft.without_rationale == "answer":
+        return samples
+    kept = [s for s in samples if draft_target(s, fmt) is not None]
+    if not kept:
+        raise DataError(f"no training row has a rationale for a '{fmt}' draft; set sft.without_rationale=answer, "
+                        "or sft.rationales=strong to bootstrap them", field="rationale")
+    return kept
+
+
 def sft_rows(samples: list[Sample], cfg: ExperimentConfig) -> list[dict[str, Any]]:
-    """Conversational prompt-completion rows (TRL format) for the configured draft format, then (sft.answer_rows)
-    the weak model's own answer prompt for each sample; samples without a rationale are left out with
-    sft.without_rationale=drop."""
+    """Conversational prompt-completion rows (TRL format) for the configured draft format (`drafted_samples`), then
+    (sft.answer_rows) the weak model's own answer prompt for every sample."""
     fmt, prompts = cfg.collaboration.draft_format, cfg.collaboration.prompts
-    if cfg.sft.without_rationale == "drop" and cfg.sft.target == "auto":
-        samples = [s for s in samples if draft_target(s, fmt) is not None]
-        if not samples:
-            raise DataError(f"no training row has a rationale for a '{fmt}' draft; set sft.without_rationale=answer, "
-                            "or sft.rationales=strong to bootstrap them", field="rationale")
-    pairs = [(draft_messages(s, fmt, prompts), sft_target(s, fmt, cfg.sft.target)) for s in samples]
+    pairs = [(draft_messages(s, fmt, prompts), sft_target(s, fmt, cfg.sft.target))
+             for s in drafted_samples(samples, cfg)]
     if cfg.sft.answer_rows != "none":
         target = "answer" if cfg.sft.answer_rows == "direct" else "auto"
         answers = [(answer_messages(s, prompts), sft_target(s, "cot", target)) for s in samples]
