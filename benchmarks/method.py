@@ -25,8 +25,12 @@ from pathlib import Path
 from cowest.core.config import load_config
 from cowest.core.layout import PAIRS_STATS, RunLayout
 from cowest.models.hf_loading import read_adapter_meta
+from cowest.pipeline.pairs import bare_answer_pairs
 from cowest.pipeline.rationales import RATIONALES_STATS
 from cowest.core.system_id import SystemId
+from cowest.core.records import PreferencePair, read_jsonl
+from cowest.core.traces import read_traces
+from cowest.scoring.extract import is_bare_answer
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -68,6 +72,20 @@ def sft_rows_line(layout: RunLayout) -> str:
             f"{r['without_rationale']} without one were {rest} ({trained} rows trained).")
 
 
+def bare_drafts_line(layout: RunLayout, stats: dict) -> str:
+    """How often a draft is only an answer line: in the pairs (chosen and rejected) and in each weak model's dev
+    drafts. The ETHICS run's alignment collapsed into such drafts; this line shows it, or its absence."""
+    parts = []
+    for name in (SFT, ALIGNED, CONTROL):
+        drafts = [st.output.text for t in read_traces(layout.eval.trace(name, 0)) for st in t.steps
+                  if st.role == "weak" and st.output is not None]
+        if drafts:
+            parts.append(f"{NAMES[name]} {sum(map(is_bare_answer, drafts))} of {len(drafts)}")
+    bare = bare_answer_pairs(read_jsonl(layout.pairs(1), PreferencePair))  # pairs_stats.json older than the count lack it
+    return (f"Drafts that are only an answer line: in the pairs, {bare['chosen']} chosen and {bare['rejected']} "
+            f"rejected of {stats['pairs']}; on dev, {'; '.join(parts)}.")
+
+
 def domain_block(domain: str, layout: RunLayout, load_before: str) -> str:
     run = layout.root
     metrics = json.loads(layout.eval.metrics.read_text())
@@ -88,6 +106,7 @@ def domain_block(domain: str, layout: RunLayout, load_before: str) -> str:
         f"({stats['pairs_per_feedback_question']:.2f} per question, goal ≥ 1); distinct drafts per question "
         f"{stats['distinct_drafts_mean']:.2f}; questions without a pair {stats['questions_without_pair']} "
         f"({', '.join(f'{k} {v}' for k, v in stats['no_pair_reasons'].items()) or 'none'}).", "",
+        bare_drafts_line(layout, stats), "",
     ])
 
 

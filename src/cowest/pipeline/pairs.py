@@ -90,6 +90,14 @@ def naive_calls(records: list[FeedbackRecord], fb: FeedbackConfig) -> dict[str, 
     return {"strong": len(records) * (fb.k + 1), "judge": judged * (fb.k + 1)}
 
 
+def bare_answer_pairs(pairs: list[PreferencePair]) -> dict[str, int]:
+    """How many pairs choose, and how many reject, a draft that is only an answer line."""
+    def bare(d: list[Message] | str) -> bool:
+        return is_bare_answer(d if isinstance(d, str) else d[-1]["content"])
+
+    return {"chosen": sum(bare(p.chosen) for p in pairs), "rejected": sum(bare(p.rejected) for p in pairs)}
+
+
 def build_pairs(records: list[FeedbackRecord], fb: FeedbackConfig, conversational: bool = True) -> tuple[list[PreferencePair], dict[str, Any]]:
     """The selected pairs and the statistics of how they were obtained."""
     pairs: list[PreferencePair] = []
@@ -117,8 +125,6 @@ def build_pairs(records: list[FeedbackRecord], fb: FeedbackConfig, conversationa
     naive_total = naive["strong"] + naive["judge"]
     actual = calls.get("strong", 0) + calls.get("judge", 0)
     gaps = [p.delta_chosen - p.delta_rejected for p in pairs]
-    bare = Counter(side for p in pairs for side, d in (("chosen", p.chosen), ("rejected", p.rejected))
-                   if is_bare_answer(d if isinstance(d, str) else d[-1]["content"]))
     stats = {
         "questions": len(records),
         "drafts": sum(len(r.drafts) for r in records),
@@ -129,7 +135,7 @@ def build_pairs(records: list[FeedbackRecord], fb: FeedbackConfig, conversationa
         "pairs": len(pairs),
         "pairs_per_feedback_question": (len(pairs) / len(records)) if records else 0.0,
         "mean_gap": (sum(gaps) / len(gaps)) if gaps else None,
-        "bare_answer_pairs": {"chosen": bare["chosen"], "rejected": bare["rejected"]},
+        "bare_answer_pairs": bare_answer_pairs(pairs),
         "positive_share": (sum(v > fb.margin for v in deltas) / len(deltas)) if deltas else 0.0,
         "delta_histogram": dict(sorted(Counter(round(v, 2) for v in deltas).items())),
         "pairs_per_question": dict(sorted(Counter(per_question).items())),
