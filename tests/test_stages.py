@@ -6,7 +6,7 @@ import pytest
 
 from cowest.core.config import ExperimentConfig
 from cowest.core.errors import ConfigError, CowestError
-from cowest.pipeline.stage_inputs import stage_inputs
+from cowest.pipeline.stage_inputs import AlignInputs, stage_inputs
 from cowest.pipeline.stages import stage
 
 
@@ -58,6 +58,11 @@ def test_speed_settings_are_not_inputs_and_later_rounds_depend_on_align(tmp_path
     control = cfg(tmp_path, align={"sft_positive_control": True})
     assert stage_inputs(control, "align") == stage_inputs(cfg(tmp_path), "align")
     assert stage_inputs(control, "eval") != stage_inputs(cfg(tmp_path), "eval")
+    # the control (SFT on the chosen drafts) reads no DPO loss setting: a DPO variant reuses it
+    plain, rpo = cfg(tmp_path), cfg(tmp_path, align={"rpo_alpha": 1.0, "beta": 0.2})
+    assert AlignInputs.of(plain, "sft_positive").record() == AlignInputs.of(rpo, "sft_positive").record()
+    assert AlignInputs.of(plain).record() != AlignInputs.of(rpo).record()
+    assert "align.lr" in AlignInputs.of(plain, "sft_positive").record()
     st = stage(cfg(tmp_path), "feedback2", tmp_path / "f2")
     assert "align.beta" in st.inputs and stage_inputs(cfg(tmp_path), "feedback", 2) == st.inputs
 

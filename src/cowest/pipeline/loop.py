@@ -236,7 +236,7 @@ def align_reference(cfg: ExperimentConfig, rnd: int) -> Path:
 def align_stage(cfg: ExperimentConfig, rnd: int, method: str) -> Stage:
     run = RunLayout.of(cfg)
     out = run.aligned_adapter(rnd, method)
-    return stage(cfg, f"align{rnd}-{method}", out.parent, inputs=AlignInputs.of(cfg),
+    return stage(cfg, f"align{rnd}-{method}", out.parent, inputs=AlignInputs.of(cfg, method),
                  upstream=[run.pairs(rnd), align_reference(cfg, rnd)],
                  outputs=adapter_outputs(out))
 

@@ -166,7 +166,7 @@ def rounds_section(run_dir: Path, out_dir: Path) -> list[str]:
 DIAGNOSTIC_KEYS = ("logps/chosen", "logps/rejected", "rewards/chosen", "rewards/margins")
 
 
-def _train_log(adapter: Path) -> list[dict[str, Any]]:
+def dpo_log(adapter: Path) -> list[dict[str, Any]]:
     rows = []
     for line in (adapter / "train_log.jsonl").read_text(encoding="utf-8").splitlines():
         try:
@@ -206,7 +206,7 @@ def diagnostics_section(run_dir: Path, out_dir: Path, prefix: str = "") -> list[
     limit = _logp_drop_warn(run_dir)
     rows, warnings, logs = [], [], {}
     for adapter in RunLayout(run_dir).train_logs():
-        log = _train_log(adapter)
+        log = dpo_log(adapter)
         if not log:
             continue  # SFT-style recipes log no rewards
         try:

@@ -132,20 +132,26 @@ class FeedbackInputs(Inputs):
                    prompts=cfg.collaboration.prompts, align=_align(cfg.align) if rnd > 1 else None)
 
 
-def _align(a: AlignConfig, *, with_control: bool = False) -> dict[str, Any]:
+DPO_ONLY = ("beta", "loss_type", "rpo_alpha", "label_smoothing", "precompute_ref_log_probs")
+"""Alignment settings that only the DPO loss reads: SFT on the chosen drafts (the control) trains the same without
+them, so a DPO variant reuses its control."""
+
+
+def _align(a: AlignConfig, *, with_control: bool = False, dpo: bool = True) -> dict[str, Any]:
     # The control adds a stage and eval systems; it changes no DPO output. The log-probability warning is the report's.
-    return a.model_dump(mode="json", exclude={"logp_drop_warn"} | (set() if with_control else {"sft_positive_control"}))
+    drop = {"logp_drop_warn"} | (set() if with_control else {"sft_positive_control"}) | (set() if dpo else set(DPO_ONLY))
+    return a.model_dump(mode="json", exclude=drop)
 
 
 class AlignInputs(Inputs):
-    """Alignment trains on the feedback's pairs from its reference adapter."""
+    """Alignment trains on the feedback's pairs from its reference adapter, with `method` (dpo or sft_positive)."""
 
     upstream: FeedbackInputs
     align: dict[str, Any] = Field(alias="align")
 
     @classmethod
-    def of(cls, cfg: ExperimentConfig) -> "AlignInputs":
-        return cls(upstream=FeedbackInputs.of(cfg), align=_align(cfg.align))
+    def of(cls, cfg: ExperimentConfig, method: str = "dpo") -> "AlignInputs":
+        return cls(upstream=FeedbackInputs.of(cfg), align=_align(cfg.align, dpo=method == "dpo"))
 
 
 class EvalInputs(Inputs):

@@ -1,0 +1,133 @@
+"""Alignment recipe options measured on a real domain's tuning questions, never on the questions a report shows.
+
+Starts from a finished method run (`benchmarks/method.py`) and keeps its SFT model and feedback: each variant is a
+copy of that run directory with `align.*` overrides (`align.rpo_alpha=null`, `align.loss_type=robust`, ...),
+run again with `cowest run`: DPO and the eval are redone, the SFT model, the feedback and the SFT-on-chosen control
+(which reads no DPO setting) are reused. Every variant evaluates collaboration with the SFT, the
+aligned and the SFT-on-chosen weak model on the whole dev split; the table scores only the dev questions that the
+method block does not report (the rows outside its seeded subsample), so a default chosen here is not tuned on
+the figures the method block shows.
+
+Resumable: rerun the same command; finished variants and stages are skipped. About 40 min a DPO variant on 2 cores
+(MedMCQA, 301 pairs); alone, under the CPU lock, never in CI:
+
+    flock /tmp/cowest-cpu.lock python benchmarks/recipe.py --base runs/method-medmcqa --out runs/recipe \\
+        --variant rpo1 --variant plain_dpo align.rpo_alpha=null [--record]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import shutil
+import sys
+from pathlib import Path
+
+from cowest.core.config import load_config
+from cowest.core.layout import PAIRS_STATS, RunLayout
+from cowest.core.system_id import SystemId
+from cowest.core.traces import read_traces
+from cowest.pipeline.report import chosen_logp_drop, dpo_log
+from cowest.scoring.metrics import bootstrap_ci, paired_bootstrap
+from cowest.tasks.base import load_samples
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from bench_io import load_average, machine, record, run_loop  # noqa: E402
+
+SFT, ALIGNED, CONTROL = (SystemId.collab().name, SystemId.collab("aligned", 1).name,
+                         SystemId.collab("sft_positive", 1).name)
+METRIC = "accuracy"
+EVAL_ALL = ["task.eval_limit=null", "eval.strategies=[collaborate]"]
+"""What every variant evaluates: collaboration only, on every dev question (the reported ones are response-cache
+hits for the systems the base run already evaluated)."""
+
+
+def tune_samples(base: RunLayout) -> tuple[list, int]:
+    """The eval split's questions outside the base run's reported subsample, and how many it reported."""
+    cfg = load_config(base.config)
+    reported = {s.id for s in load_samples(cfg.task, cfg.task.eval_split, cfg.task.eval_limit)}
+    every = load_samples(cfg.task, cfg.task.eval_split, None)
+    return [s for s in every if s.id not in reported], len(reported)
+
+
+def run_variant(base: RunLayout, out: Path, name: str, overrides: list[str]) -> RunLayout:
+    """Copy the base run once, without its eval and (when the variant changes a DPO setting) without its DPO
+    adapter, then run the loop with the variant's overrides: DPO and eval are redone, the rest is reused."""
+    other = [o for o in overrides if not o.startswith("align.")]
+    if other:
+        raise SystemExit(f"variant {name}: {', '.join(other)}: recipe.py varies align.* settings only (the SFT "
+                         "model and the feedback are the base run's)")
+    root = out / name
+    if not root.exists():
+        tmp = out / f".{name}.copying"
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(base.root, tmp, ignore=shutil.ignore_patterns("eval", "run.lock"))
+        if overrides:
+            shutil.rmtree(tmp / base.align_dir(1).relative_to(base.root))
+        tmp.rename(root)
+    cfg = load_config(base.config, [f"run_dir={root}", *EVAL_ALL, *overrides])
+    return run_loop(cfg)
+
+
+def predictions(layout: RunLayout, system: str, samples: list) -> list:
+    by_id = {t.sample_id: t.prediction for t in read_traces(layout.eval.trace(system, 0))}
+    missing = [s.id for s in samples if s.id not in by_id]
+    if missing:
+        raise SystemExit(f"{layout.eval.trace(system, 0)}: no trace for {len(missing)} tuning questions")
+    return [by_id[s.id] for s in samples]
+
+
+def dpo_trend(layout: RunLayout) -> str:
+    """The DPO run's reward margin at the end and the chosen drafts' log-ratio change per token."""
+    adapter = layout.aligned_adapter(1)
+    log = dpo_log(adapter) if (adapter / "train_log.jsonl").exists() else []
+    if not log:
+        return "–"
+    meta = json.loads((adapter / "cowest_adapter.json").read_text())
+    drop = chosen_logp_drop(log, float(meta["beta"]), meta.get("chosen_tokens_mean"))
+    return f"{log[-1]['rewards/margins']:+.2f} / {-drop:+.3f}"
+
+
+def variant_row(name: str, overrides: list[str], layout: RunLayout, samples: list) -> str:
+    sft, aligned, control = (predictions(layout, s, samples) for s in (SFT, ALIGNED, CONTROL))
+    stats = json.loads((layout.feedback_dir(1) / PAIRS_STATS).read_text())
+    return (f"| {name} | {' '.join(f'`{o}`' for o in overrides) or '(the method config)'} | {stats['pairs']} | "
+            f"{bootstrap_ci(METRIC, samples, aligned)} | {paired_bootstrap(METRIC, samples, aligned, sft)} | "
+            f"{paired_bootstrap(METRIC, samples, aligned, control)} | {dpo_trend(layout)} |")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--base", required=True, help="a finished benchmarks/method.py run directory")
+    ap.add_argument("--out", required=True, help="variants go in OUT/<name>")
+    ap.add_argument("--variant", nargs="+", action="append", required=True, metavar="NAME [KEY=VALUE ...]",
+                    help="a name and its config overrides (repeatable)")
+    ap.add_argument("--record", action="store_true", help="put the table in BENCHMARKS.md")
+    args = ap.parse_args()
+    base, out = RunLayout(Path(args.base)), Path(args.out)
+    samples, n_reported = tune_samples(base)
+    before = load_average()
+    layouts = {v[0]: run_variant(base, out, v[0], v[1:]) for v in args.variant}
+    first = next(iter(layouts.values()))
+    cfg = load_config(base.config)
+    text = "\n".join([
+        f"### Alignment recipe options (`benchmarks/recipe.py`, {datetime.date.today()}, {machine()})", "",
+        f"{cfg.task.name}: the SFT model and the feedback of `{base.root.name}`; scored on the "
+        f"{len(samples)} {cfg.task.eval_split} questions outside the {n_reported} the method block reports, greedy, "
+        f"95% paired bootstrap CIs; load average {before} before the last invocation, {load_average()} after. "
+        f"Collaboration with the SFT weak model on these questions: "
+        f"{bootstrap_ci(METRIC, samples, predictions(first, SFT, samples))}.", "",
+        f"| variant | overrides | pairs | aligned {METRIC} | aligned − SFT | aligned − SFT-on-chosen | "
+        "DPO margin at the end / chosen log-ratio change per token |",
+        "|---|---|---|---|---|---|---|",
+        *[variant_row(v[0], v[1:], layouts[v[0]], samples) for v in args.variant], "",
+    ])
+    print(text)
+    if args.record:
+        record("recipe.py", text)
+
+
+if __name__ == "__main__":
+    main()
