@@ -8,8 +8,8 @@ aligned and the SFT-on-chosen weak model on the whole dev split; the table score
 method block does not report (the rows outside its seeded subsample), so a default chosen here is not tuned on
 the figures the method block shows.
 
-Resumable: rerun the same command; finished variants and stages are skipped. About 40 min a DPO variant on 2 cores
-(MedMCQA, 301 pairs); alone, under the CPU lock, never in CI:
+Resumable: rerun the same command; finished variants and stages are skipped. About an hour a DPO variant on 2
+cores (MedMCQA: 34 min of DPO on 301 pairs, 500 dev questions drafted again); alone, under the CPU lock, never in CI:
 
     flock /tmp/cowest-cpu.lock python benchmarks/recipe.py --base runs/method-medmcqa --out runs/recipe \\
         --variant rpo1 --variant plain_dpo align.rpo_alpha=null [--record]
@@ -29,6 +29,7 @@ from cowest.core.layout import PAIRS_STATS, RunLayout
 from cowest.core.system_id import SystemId
 from cowest.core.traces import read_traces
 from cowest.pipeline.report import chosen_logp_drop, dpo_log
+from cowest.pipeline.stage_inputs import DPO_ONLY
 from cowest.scoring.metrics import bootstrap_ci, paired_bootstrap
 from cowest.tasks.base import load_samples
 
@@ -39,55 +40,64 @@ from bench_io import load_average, machine, record, run_loop  # noqa: E402
 SFT, ALIGNED, CONTROL = (SystemId.collab().name, SystemId.collab("aligned", 1).name,
                          SystemId.collab("sft_positive", 1).name)
 METRIC = "accuracy"
-EVAL_ALL = ["task.eval_limit=null", "eval.strategies=[collaborate]"]
-"""What every variant evaluates: collaboration only, on every dev question (the reported ones are response-cache
-hits for the systems the base run already evaluated)."""
+EVAL_ALL = ["task.eval_limit=null", "eval.strategies=[collaborate]", "eval.recall_split=null"]
+"""What every variant evaluates: the loop's own systems (weak SFT and strong alone, collaboration with the SFT, the
+aligned and the control weak model) and nothing else, on every dev question. Only the strong model's replies are
+cached, so each variant drafts all of them again; the strong model's refinements of unchanged drafts are cache
+hits."""
 
 
 def tune_samples(base: RunLayout) -> tuple[list, int]:
     """The eval split's questions outside the base run's reported subsample, and how many it reported."""
-    cfg = load_config(base.config)
+    cfg = load_config(base.eval.config)  # the config the eval ran with (a later stage may rewrite the run's own)
     reported = {s.id for s in load_samples(cfg.task, cfg.task.eval_split, cfg.task.eval_limit)}
     every = load_samples(cfg.task, cfg.task.eval_split, None)
     return [s for s in every if s.id not in reported], len(reported)
 
 
 def run_variant(base: RunLayout, out: Path, name: str, overrides: list[str]) -> RunLayout:
-    """Copy the base run once, without its eval and (when the variant changes a DPO setting) without its DPO
-    adapter, then run the loop with the variant's overrides: DPO and eval are redone, the rest is reused."""
+    """Copy the base run once, without its eval, without its DPO adapter when the variant changes an align
+    setting, and without its control too when a changed setting is one the control reads (`align.lr` ...); then run
+    the loop with the variant's overrides: what was left out is redone, the rest is reused."""
     other = [o for o in overrides if not o.startswith("align.")]
     if other:
         raise SystemExit(f"variant {name}: {', '.join(other)}: recipe.py varies align.* settings only (the SFT "
                          "model and the feedback are the base run's)")
+    if load_config(base.config).rounds != 1:
+        raise SystemExit(f"{base.root}: recipe.py compares one round of alignment (the base run has more)")
     root = out / name
     if not root.exists():
         tmp = out / f".{name}.copying"
         shutil.rmtree(tmp, ignore_errors=True)
-        shutil.copytree(base.root, tmp, ignore=shutil.ignore_patterns("eval", "run.lock"))
-        if overrides:
-            shutil.rmtree(tmp / base.align_dir(1).relative_to(base.root))
+        shutil.copytree(base.root, tmp, ignore=shutil.ignore_patterns("eval", "recall", "run.lock"))
+        keys = {o.split("=", 1)[0].removeprefix("align.") for o in overrides}
+        for method in ("dpo", "sft_positive") if keys - set(DPO_ONLY) else ("dpo",) if keys else ():
+            shutil.rmtree(tmp / base.align_dir(1, method).relative_to(base.root), ignore_errors=True)
         tmp.rename(root)
     cfg = load_config(base.config, [f"run_dir={root}", *EVAL_ALL, *overrides])
     return run_loop(cfg)
 
 
 def predictions(layout: RunLayout, system: str, samples: list) -> list:
-    by_id = {t.sample_id: t.prediction for t in read_traces(layout.eval.trace(system, 0))}
+    seed = load_config(layout.eval.config).eval.seeds[0]
+    by_id = {t.sample_id: t.prediction for t in read_traces(layout.eval.trace(system, seed))}
     missing = [s.id for s in samples if s.id not in by_id]
     if missing:
-        raise SystemExit(f"{layout.eval.trace(system, 0)}: no trace for {len(missing)} tuning questions")
+        raise SystemExit(f"{layout.eval.trace(system, seed)}: no trace for {len(missing)} tuning questions")
     return [by_id[s.id] for s in samples]
 
 
 def dpo_trend(layout: RunLayout) -> str:
-    """The DPO run's reward margin at the end and the chosen drafts' log-ratio change per token."""
+    """The DPO run's reward margin over its last tenth of logged steps (each step sees other pairs) and the chosen
+    drafts' log-ratio change per token between the first and the last tenth (`report.chosen_logp_drop`)."""
     adapter = layout.aligned_adapter(1)
     log = dpo_log(adapter) if (adapter / "train_log.jsonl").exists() else []
     if not log:
         return "–"
     meta = json.loads((adapter / "cowest_adapter.json").read_text())
     drop = chosen_logp_drop(log, float(meta["beta"]), meta.get("chosen_tokens_mean"))
-    return f"{log[-1]['rewards/margins']:+.2f} / {-drop:+.3f}"
+    tail = log[-max(1, len(log) // 10):]
+    return f"{sum(r['rewards/margins'] for r in tail) / len(tail):+.2f} / {-drop:+.3f}"
 
 
 def variant_row(name: str, overrides: list[str], layout: RunLayout, samples: list) -> str:
@@ -120,7 +130,7 @@ def main() -> None:
         f"Collaboration with the SFT weak model on these questions: "
         f"{bootstrap_ci(METRIC, samples, predictions(first, SFT, samples))}.", "",
         f"| variant | overrides | pairs | aligned {METRIC} | aligned − SFT | aligned − SFT-on-chosen | "
-        "DPO margin at the end / chosen log-ratio change per token |",
+        "DPO reward margin (last tenth of steps) / chosen log-ratio change per token |",
         "|---|---|---|---|---|---|---|",
         *[variant_row(v[0], v[1:], layouts[v[0]], samples) for v in args.variant], "",
     ])
