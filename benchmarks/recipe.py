@@ -26,11 +26,12 @@ from pathlib import Path
 
 from cowest.core.config import load_config
 from cowest.core.layout import PAIRS_STATS, RunLayout
+from cowest.core.results import signed
 from cowest.core.system_id import SystemId
 from cowest.core.traces import read_traces
 from cowest.pipeline.report import chosen_logp_drop, dpo_log
 from cowest.pipeline.stage_inputs import DPO_ONLY
-from cowest.scoring.metrics import bootstrap_ci, paired_bootstrap
+from cowest.scoring.metrics import CI, bootstrap_ci, paired_bootstrap
 from cowest.tasks.base import load_samples
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -100,12 +101,20 @@ def dpo_trend(layout: RunLayout) -> str:
     return f"{sum(r['rewards/margins'] for r in tail) / len(tail):+.2f} / {-drop:+.3f}"
 
 
+def value(ci: CI) -> str:
+    return f"{ci.value:.3f} [{ci.lo:.3f}, {ci.hi:.3f}]"
+
+
+def difference(ci: CI) -> str:
+    return f"{signed(ci.value)} [{signed(ci.lo)}, {signed(ci.hi)}]"
+
+
 def variant_row(name: str, overrides: list[str], layout: RunLayout, samples: list) -> str:
     sft, aligned, control = (predictions(layout, s, samples) for s in (SFT, ALIGNED, CONTROL))
     stats = json.loads((layout.feedback_dir(1) / PAIRS_STATS).read_text())
     return (f"| {name} | {' '.join(f'`{o}`' for o in overrides) or '(the method config)'} | {stats['pairs']} | "
-            f"{bootstrap_ci(METRIC, samples, aligned)} | {paired_bootstrap(METRIC, samples, aligned, sft)} | "
-            f"{paired_bootstrap(METRIC, samples, aligned, control)} | {dpo_trend(layout)} |")
+            f"{value(bootstrap_ci(METRIC, samples, aligned))} | {difference(paired_bootstrap(METRIC, samples, aligned, sft))} | "
+            f"{difference(paired_bootstrap(METRIC, samples, aligned, control))} | {dpo_trend(layout)} |")
 
 
 def main() -> None:
@@ -128,7 +137,7 @@ def main() -> None:
         f"{len(samples)} {cfg.task.eval_split} questions outside the {n_reported} the method block reports, greedy, "
         f"95% paired bootstrap CIs; load average {before} before the last invocation, {load_average()} after. "
         f"Collaboration with the SFT weak model on these questions: "
-        f"{bootstrap_ci(METRIC, samples, predictions(first, SFT, samples))}.", "",
+        f"{value(bootstrap_ci(METRIC, samples, predictions(first, SFT, samples)))}.", "",
         f"| variant | overrides | pairs | aligned {METRIC} | aligned − SFT | aligned − SFT-on-chosen | "
         "DPO reward margin (last tenth of steps) / chosen log-ratio change per token |",
         "|---|---|---|---|---|---|---|",
