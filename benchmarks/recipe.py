@@ -1,9 +1,10 @@
 """Alignment recipe options measured on a real domain's tuning questions, never on the questions a report shows.
 
 Starts from a finished method run (`benchmarks/method.py`) and keeps its SFT model and feedback: each variant is a
-copy of that run directory with `align.*` overrides (`align.rpo_alpha=null`, `align.loss_type=robust`, ...),
-run again with `cowest run`: DPO and the eval are redone, the SFT model, the feedback and the SFT-on-chosen control
-(which reads no DPO setting) are reused. Every variant evaluates collaboration with the SFT, the
+copy of that run directory with `align.*` overrides (`align.rpo_alpha=null`, `align.loss_type=robust`, ...) or
+pair-selection overrides (`feedback.pair_rule=best_vs_worst`, `feedback.min_gap=0.5`, ...), run again with
+`cowest run`: DPO and the eval are redone, the SFT model and the scored drafts are reused (a new pair selection is
+made from them in seconds), and so is the SFT-on-chosen control where it reads no changed setting. Every variant evaluates collaboration with the SFT, the
 aligned and the SFT-on-chosen weak model on the whole dev split; the table scores only the dev questions that the
 method block does not report (the rows outside its seeded subsample), so a default chosen here is not tuned on
 the figures the method block shows.
@@ -30,7 +31,7 @@ from cowest.core.results import signed
 from cowest.core.system_id import SystemId
 from cowest.core.traces import read_traces
 from cowest.pipeline.report import chosen_logp_drop, dpo_log
-from cowest.pipeline.stage_inputs import DPO_ONLY
+from cowest.pipeline.stage_inputs import DPO_ONLY, PAIR_SELECTION
 from cowest.scoring.metrics import CI, bootstrap_ci, paired_bootstrap
 from cowest.tasks.base import load_samples
 
@@ -57,13 +58,16 @@ def tune_samples(base: RunLayout) -> tuple[list, int]:
 
 
 def run_variant(base: RunLayout, out: Path, name: str, overrides: list[str]) -> RunLayout:
-    """Copy the base run once, without its eval, without its DPO adapter when the variant changes an align
-    setting, and without its control too when a changed setting is one the control reads (`align.lr` ...); then run
-    the loop with the variant's overrides: what was left out is redone, the rest is reused."""
-    other = [o for o in overrides if not o.startswith("align.")]
+    """Copy the base run once, without its eval, without its DPO adapter when the variant changes a setting, and
+    without its control too when the setting is one the control reads (`align.lr`, the pair selection ...); then run
+    the loop with the variant's overrides: what was left out is redone, the rest is reused (a new pair selection is
+    made from the copied feedback's scored drafts, `Stage.derived`)."""
+    keys = {o.split("=", 1)[0] for o in overrides}
+    other = sorted(k for k in keys if not k.startswith("align.") and k not in PAIR_SELECTION)
     if other:
-        raise SystemExit(f"variant {name}: {', '.join(other)}: recipe.py varies align.* settings only (the SFT "
-                         "model and the feedback are the base run's)")
+        raise SystemExit(f"variant {name}: {', '.join(other)}: recipe.py varies align.* settings and how pairs are "
+                         f"selected ({', '.join(PAIR_SELECTION)}) only (the SFT model and the scored drafts are the "
+                         "base run's)")
     if load_config(base.config).rounds != 1:
         raise SystemExit(f"{base.root}: recipe.py compares one round of alignment (the base run has more)")
     root = out / name
@@ -71,8 +75,8 @@ def run_variant(base: RunLayout, out: Path, name: str, overrides: list[str]) -> 
         tmp = out / f".{name}.copying"
         shutil.rmtree(tmp, ignore_errors=True)
         shutil.copytree(base.root, tmp, ignore=shutil.ignore_patterns("eval", "recall", "run.lock"))
-        keys = {o.split("=", 1)[0].removeprefix("align.") for o in overrides}
-        for method in ("dpo", "sft_positive") if keys - set(DPO_ONLY) else ("dpo",) if keys else ():
+        # New pairs, or a setting the control reads too (`align.lr` ...), redo the control; DPO-only ones do not.
+        for method in ("dpo", "sft_positive") if keys - {f"align.{k}" for k in DPO_ONLY} else ("dpo",) if keys else ():
             shutil.rmtree(tmp / base.align_dir(1, method).relative_to(base.root), ignore_errors=True)
         tmp.rename(root)
     cfg = load_config(base.config, [f"run_dir={root}", *EVAL_ALL, *overrides])

@@ -89,3 +89,37 @@ def test_rerun_skips_every_stage_and_a_changed_config_is_refused(loop_run, capfd
     changed = cfg.model_copy(update={"sft": cfg.sft.model_copy(update={"lr": 1e-5})})
     with pytest.raises(ConfigError, match=r"differing keys: sft\.lr.*--force sft"):
         do_sft(changed)
+
+
+def test_a_new_pair_rule_selects_the_pairs_again_without_generating(loop_run, tmp_path, capfd, monkeypatch):
+    import shutil
+
+    import cowest.models.base
+    from cowest.pipeline.loop import do_align, do_feedback
+
+    cfg, run, _ = loop_run
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    fb = copy / "round1" / "feedback"
+    scored = (fb / "feedback.jsonl").read_bytes()
+    before = json.loads((fb / "pairs_stats.json").read_text())
+    changed = load_config(copy / "config.yaml", [f"run_dir={copy}", "feedback.pair_rule=best_vs_worst"])
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("a model was loaded")
+
+    monkeypatch.setattr(cowest.models.base, "load_backend", no_model)
+    capfd.readouterr()
+    stats = do_feedback(changed)
+    assert "feedback.pair_rule changed" in capfd.readouterr().err
+    pairs = read_jsonl(fb / "pairs.jsonl", PreferencePair)
+    per_question = [p.question_id for p in pairs]
+    assert len(per_question) == len(set(per_question)) == stats["pairs"]  # one pair a question at most
+    assert 0 < stats["pairs"] <= before["pairs"] and stats["questions"] == before["questions"]
+    assert (fb / "feedback.jsonl").read_bytes() == scored
+    assert json.loads((fb / "inputs.json").read_text())["feedback.pair_rule"] == "best_vs_worst"
+    assert json.loads((fb / "done.json").read_text())["pairs"] == stats["pairs"]
+    do_feedback(changed)
+    assert "feedback round 1: done already, skipped" in capfd.readouterr().err
+    with pytest.raises(ConfigError, match=r"feedback\.pair_rule.*--force align"):  # trained on the old pairs
+        do_align(changed)

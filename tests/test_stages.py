@@ -47,6 +47,30 @@ def test_a_changed_upstream_output_is_refused(tmp_path):
         stage(c, "feedback1", tmp_path / "round1" / "feedback", upstream=[adapter]).begin()
 
 
+def test_a_change_in_derived_keys_alone_is_redone_not_refused(tmp_path):
+    from cowest.pipeline.stage_inputs import PAIR_SELECTION
+
+    def feedback(c: ExperimentConfig):
+        return stage(c, "feedback1", tmp_path / "fb", derived=PAIR_SELECTION)
+
+    st = feedback(cfg(tmp_path))
+    st.begin()  # killed before finish: a new pair rule goes on where it stopped
+    st = feedback(cfg(tmp_path, feedback={"pair_rule": "best_vs_worst"}))
+    assert st.begin() is True
+    st.finish({"pairs": 5, "questions": 8})
+    gap = feedback(cfg(tmp_path, feedback={"pair_rule": "best_vs_worst", "min_gap": 0.5}))
+    assert gap.begin() is False and gap.rederive == ("feedback.min_gap",)
+    gap.amend({"pairs": 2})
+    assert gap.summary()["pairs"] == 2 and gap.summary()["questions"] == 8  # the generating run's keys stay
+    again = feedback(cfg(tmp_path, feedback={"pair_rule": "best_vs_worst", "min_gap": 0.5}))
+    assert again.begin() is False and again.rederive == ()  # amended: done for the new keys
+    other = feedback(cfg(tmp_path, feedback={"k": 8, "min_gap": 0.0}))
+    with pytest.raises(ConfigError, match=r"differing keys: feedback\.k\)"):  # only the key that needs a rerun
+        other.begin()
+    with pytest.raises(ConfigError, match=r"differing keys: feedback\.k\)"):
+        other.check_config()
+
+
 def test_speed_settings_are_not_inputs_and_later_rounds_depend_on_align(tmp_path):
     base = stage_inputs(cfg(tmp_path), "feedback")
     faster = stage_inputs(cfg(tmp_path, models={"strong": {"spec": "embedded/qwen2.5-coder-1.5b", "concurrency": 64,

@@ -21,12 +21,13 @@ from cowest.core.errors import CowestError
 from cowest.core.progress import log
 from cowest.core.layout import EvalDir, RunLayout
 from cowest.core.results import Metrics
-from cowest.pipeline.stage_inputs import AlignInputs, EvalInputs, FeedbackInputs, SFTInputs
-from cowest.pipeline.stages import STAGES, Stage, exclusive, stage, write_atomic
+from cowest.pipeline.stage_inputs import PAIR_SELECTION, AlignInputs, EvalInputs, FeedbackInputs, SFTInputs
+from cowest.pipeline.stages import STAGES, Stage, exclusive, read_bookkeeping, stage, write_atomic
 from cowest.core.system_id import SystemId
 
 if TYPE_CHECKING:
     from cowest.core.system_id import System
+    from cowest.pipeline.feedback import FeedbackRecord
 
 
 def run_dir(cfg: ExperimentConfig) -> Path:
@@ -136,7 +137,7 @@ def feedback_stage(cfg: ExperimentConfig, rnd: int) -> Stage:
 
     # Rounds after the first draft with the previous round's aligned model, so they depend on the align keys too.
     return stage(cfg, f"feedback{rnd}", RunLayout.of(cfg).feedback_dir(rnd), inputs=FeedbackInputs.of(cfg, rnd),
-                 upstream=[draft_adapter(cfg, rnd)],
+                 upstream=[draft_adapter(cfg, rnd)], derived=PAIR_SELECTION,
                  outputs=(FEEDBACK_FILE, PAIRS_FILE, f"{PAIRS_FILE}.tmp", PAIRS_STATS, PAIRS_PLOT,  # pairs.write_pairs
                           FAULTS_FILE, f"{FAULTS_FILE}.tmp", "costs.json", "costs.json.tmp"))  # faults.FaultLog
 
@@ -148,9 +149,42 @@ def do_feedback(cfg: ExperimentConfig, rnd: int = 1, force: bool = False) -> dic
     st = feedback_stage(cfg, rnd)
     with entered(cfg, st, force) as runs:
         if not runs:
+            if st.rederive:
+                return _select_pairs_again(cfg, rnd, st)
             log(f"feedback round {rnd}: done already, skipped")
             return st.summary()
         return _feedback(cfg, rnd, st)
+
+
+PAIR_SUMMARY = ("questions", "pairs", "positive_share", "questions_without_pair", "unscored")
+"""The pair statistics a feedback stage's done.json holds."""
+
+
+def _pair_outputs(cfg: ExperimentConfig, rnd: int, out: Path, records: list["FeedbackRecord"], conversational: bool) -> dict[str, Any]:
+    """pairs.jsonl with its statistics and plot, and costs.json, from the stage's scored questions."""
+    from cowest.pipeline.costs import feedback_costs, write_costs
+    from cowest.pipeline.pairs import write_pairs
+
+    stats = write_pairs(records, cfg.feedback, out, conversational=conversational)
+    write_costs(out, feedback_costs(cfg, records, stats["pairs"], drafter(cfg, rnd).spec))
+    return stats
+
+
+def _select_pairs_again(cfg: ExperimentConfig, rnd: int, st: Stage) -> dict[str, Any]:
+    """A finished feedback stage whose config changed only in how pairs are selected: the pairs are selected again
+    from the scored drafts it holds (seconds); nothing is generated."""
+    from cowest.core.layout import FEEDBACK_FILE, PAIRS_STATS
+    from cowest.pipeline.feedback import load_done
+
+    records = list(load_done(st.path / FEEDBACK_FILE).values())
+    old = read_bookkeeping(st.path / PAIRS_STATS)
+    # pairs_stats.json of older versions has no "conversational": every weak model they ran had a chat template
+    conversational = old.get("conversational", True) if isinstance(old, dict) else True
+    stats = _pair_outputs(cfg, rnd, st.path, records, conversational)
+    st.amend({k: stats[k] for k in PAIR_SUMMARY})
+    log(f"feedback round {rnd}: {', '.join(st.rederive)} changed: {stats['pairs']} pairs selected again from the "
+        f"{stats['questions']} scored questions, nothing generated")
+    return stats
 
 
 def _feedback(cfg: ExperimentConfig, rnd: int, st: Stage) -> dict[str, Any]:
@@ -159,7 +193,6 @@ def _feedback(cfg: ExperimentConfig, rnd: int, st: Stage) -> dict[str, Any]:
     from cowest.pipeline.feedback import load_done, run_feedback
     from cowest.models.base import load_backend
     from cowest.models.cache import open_backend
-    from cowest.pipeline.pairs import write_pairs
     from cowest.core.progress import Progress
     from cowest.tasks.base import load_samples, subsample
 
@@ -186,17 +219,13 @@ def _feedback(cfg: ExperimentConfig, rnd: int, st: Stage) -> dict[str, Any]:
             b.close()
     ids = {s.id for s in samples}
     records = [r for r in load_done(path).values() if r.question_id in ids]
-    stats = write_pairs(records, cfg.feedback, out, conversational=weak.has_chat_template)
-    from cowest.pipeline.costs import feedback_costs, write_costs
-
-    write_costs(out, feedback_costs(cfg, records, stats["pairs"], drafter(cfg, rnd).spec))
+    stats = _pair_outputs(cfg, rnd, out, records, weak.has_chat_template)
     work_s = round(sum(r.wall_s for r in records), 1)  # all attempts, where done.json's wall_s is the last one's
     if budget.failed:  # within the budget: pairs from what finished, but the stage stays open for a rerun
         log(f"feedback round {rnd}: {len(budget.failed)} questions failed (counted in pairs_stats.json); "
             "rerun to retry them")
     else:
-        st.finish({**{k: stats[k] for k in ("questions", "pairs", "positive_share", "questions_without_pair",
-                                            "unscored")}, "work_s": work_s, "engines": engines})
+        st.finish({**{k: stats[k] for k in PAIR_SUMMARY}, "work_s": work_s, "engines": engines})
     log(f"feedback round {rnd}: {stats['pairs']} pairs from {stats['questions']} questions "
         f"(positive share {stats['positive_share']:.0%})")
     return stats

@@ -127,6 +127,7 @@ def build_pairs(records: list[FeedbackRecord], fb: FeedbackConfig, conversationa
     gaps = [p.delta_chosen - p.delta_rejected for p in pairs]
     stats = {
         "questions": len(records),
+        "conversational": conversational,
         "drafts": sum(len(r.drafts) for r in records),
         "sampling": {"k": fb.k, "temperature": fb.temperature, "top_p": fb.top_p},
         "distinct_drafts_mean": (sum(distinct) / len(distinct)) if distinct else 0.0,

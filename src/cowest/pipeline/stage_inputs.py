@@ -132,6 +132,10 @@ class FeedbackInputs(Inputs):
                    prompts=cfg.collaboration.prompts, align=_align(cfg.align) if rnd > 1 else None)
 
 
+PAIR_SELECTION = tuple(f"feedback.{k}" for k in ("margin", "pair_rule", "min_gap", "max_pairs_per_question"))
+"""Feedback settings read only when pairs are selected from the scored drafts (`cowest.pipeline.pairs`): a finished
+feedback stage whose config differs in these alone selects its pairs again, without generating anything."""
+
 DPO_ONLY = ("beta", "loss_type", "rpo_alpha", "label_smoothing", "precompute_ref_log_probs")
 """Alignment settings that only the DPO loss reads: SFT on the chosen drafts (the control) trains the same without
 them, so a DPO variant reuses its control."""

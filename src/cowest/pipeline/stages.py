@@ -7,7 +7,8 @@ and the SHA-256 of the upstream files it reads) written when it starts, and
 and an empty or torn one reads as "not done". A finished stage is skipped; a stage directory whose inputs differ from
 the current config is refused, naming the differing keys, unless the stage is forced (a key only one of the two
 records holds, written before it became an input or after it stopped being one, is not compared: run directories of
-earlier versions stay usable). Forcing removes only the
+earlier versions stay usable; nor is a key only the stage's last, cheap step reads, `Stage.derived`, which is redone
+instead). Forcing removes only the
 stage's own files (its bookkeeping and the output names it declares), never anything else in the folder.
 
 A stage is entered under an exclusive `flock` on `stage.lock` in its folder (`with st.locked(): ...`): a second
@@ -110,8 +111,9 @@ def differing_keys(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
 
 
 def refusal(path: Path, name: str, differing: list[str]) -> ConfigError:
+    kind = next(k for k in STAGES if name.startswith(k))  # what --force takes: `align`, not `align1-dpo`
     return ConfigError(f"{path} holds outputs of a different config (differing keys: {', '.join(differing)}); "
-                       f"refusing to mix them. Use another run_dir, or redo the stage with --force {name}")
+                       f"refusing to mix them. Use another run_dir, or redo the stage with --force {kind}")
 
 
 @dataclass
@@ -125,6 +127,11 @@ class Stage:
     path: Path
     inputs: dict[str, Any]
     outputs: tuple[str, ...] = ()
+    derived: tuple[str, ...] = ()
+    """Config keys that only the stage's last, cheap step reads (feedback: how pairs are selected from the scored
+    drafts). A change in them alone is never refused: an unfinished stage goes on, and a finished one is not run
+    again but leaves the changed keys in `rederive` for its caller to redo that step and `amend` the record."""
+    rederive: tuple[str, ...] = ()
 
     @property
     def done(self) -> bool:
@@ -143,7 +150,8 @@ class Stage:
         compared when it begins: a stage redone before it may still change them)."""
         old = self.recorded_inputs()
         if old is not None:
-            differing = [k for k in differing_keys(old, self.inputs) if not k.startswith(UPSTREAM)]
+            differing = [k for k in differing_keys(old, self.inputs)
+                         if not k.startswith(UPSTREAM) and k not in self.derived]
             if differing:
                 raise refusal(self.path, self.name, differing)
 
@@ -168,9 +176,10 @@ class Stage:
         old = self.recorded_inputs()
         if old is not None:
             differing = differing_keys(old, self.inputs)
-            if differing:
-                raise refusal(self.path, self.name, differing)
+            if set(differing) - set(self.derived):
+                raise refusal(self.path, self.name, [k for k in differing if k not in self.derived])
             if self.done:
+                self.rederive = tuple(differing)
                 return False
         self.path.mkdir(parents=True, exist_ok=True)
         write_atomic(self.path / INPUTS_FILE, json.dumps(self.inputs, indent=1, sort_keys=True))
@@ -187,17 +196,25 @@ class Stage:
                 "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
         write_atomic(self.path / DONE_FILE, json.dumps({**body, **(summary or {})}, indent=2))
 
+    def amend(self, summary: dict[str, Any]) -> None:
+        """Record the current inputs for a finished stage whose `rederive` step was redone, and merge that step's
+        `summary` into done.json (its wall time stays the generating run's). inputs.json last: a crash before it
+        leaves the old record's keys differing, so the step is redone."""
+        done = self.summary()
+        write_atomic(self.path / DONE_FILE, json.dumps({**done, **summary, "rederived": list(self.rederive)}, indent=2))
+        write_atomic(self.path / INPUTS_FILE, json.dumps(self.inputs, indent=1, sort_keys=True))
+
     def summary(self) -> dict[str, Any]:
         done = read_bookkeeping(self.path / DONE_FILE)
         return done if isinstance(done, dict) else {}
 
 
 def stage(cfg: ExperimentConfig, name: str, path: Path, *, inputs: Inputs | None = None,
-          upstream: list[Path] | None = None, outputs: tuple[str, ...] = ()) -> Stage:
+          upstream: list[Path] | None = None, outputs: tuple[str, ...] = (), derived: tuple[str, ...] = ()) -> Stage:
     """A stage whose inputs are its bundle (default: that of the stage kind its name starts with, a feedback stage's
     round read off its name, `feedback2`) plus the fingerprints of the upstream outputs it reads, so a retrained
     adapter or new pairs file is never mixed with outputs made from the old one. `outputs`: the names the stage
-    writes into `path` (what `--force` removes)."""
+    writes into `path` (what `--force` removes); `derived`: see `Stage.derived`."""
     kind = next(k for k in STAGES if name.startswith(k))
     if inputs is None and kind != "report":
         rnd = int(name[len("feedback"):] or 1) if kind == "feedback" else 1
@@ -205,4 +222,4 @@ def stage(cfg: ExperimentConfig, name: str, path: Path, *, inputs: Inputs | None
     record = inputs.record() if inputs is not None else {}
     for p in upstream or []:
         record[f"{UPSTREAM}{p.relative_to(cfg.run_dir) if p.is_relative_to(cfg.run_dir) else p}"] = fingerprint(p)
-    return Stage(name=name, path=path, inputs=record, outputs=outputs)
+    return Stage(name=name, path=path, inputs=record, outputs=outputs, derived=derived)
