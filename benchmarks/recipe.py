@@ -4,16 +4,21 @@ Starts from a finished method run (`benchmarks/method.py`) and keeps its SFT mod
 copy of that run directory with `align.*` overrides (`align.rpo_alpha=null`, `align.loss_type=robust`, ...) or
 pair-selection overrides (`feedback.pair_rule=best_vs_worst`, `feedback.min_gap=0.5`, ...), run again with
 `cowest run`: DPO and the eval are redone, the SFT model and the scored drafts are reused (a new pair selection is
-made from them in seconds), and so is the SFT-on-chosen control where it reads no changed setting. Every variant evaluates collaboration with the SFT, the
-aligned and the SFT-on-chosen weak model on the whole dev split; the table scores only the dev questions that the
-method block does not report (the rows outside its seeded subsample), so a default chosen here is not tuned on
-the figures the method block shows.
+made from them in seconds), and so is the SFT-on-chosen control where it reads no changed setting. Every variant
+evaluates collaboration with the SFT, the aligned and the SFT-on-chosen weak model on the whole dev split; the table
+scores only the dev questions that the method block does not report (the rows outside its seeded subsample), so
+a default chosen here is not tuned on the figures the method block shows.
 
-Resumable: rerun the same command; finished variants and stages are skipped. About an hour a DPO variant on 2
-cores (MedMCQA: 34 min of DPO on 301 pairs, 500 dev questions drafted again); alone, under the CPU lock, never in CI:
+The systems no variant changes (weak SFT and strong alone, collaboration with the SFT weak model, and the control
+where a variant keeps it) are evaluated by the first variant only; the later ones copy its traces (two variants that
+each ran them wrote the same 500 predictions, the control's but 3). Resumable: rerun the same command; finished
+variants and stages are skipped. On 2 cores (MedMCQA): the first variant about 80 min (34 min of DPO on 301 pairs,
+500 dev questions in five systems), a later one about 50 (DPO, then the aligned model's 500 collaborations); alone,
+under the CPU lock, never in CI:
 
     flock /tmp/cowest-cpu.lock python benchmarks/recipe.py --base runs/method-medmcqa --out runs/recipe \\
-        --variant rpo1 --variant plain_dpo align.rpo_alpha=null [--record]
+        --variant rpo1 --variant plain_dpo align.rpo_alpha=null --variant one_pair feedback.pair_rule=best_vs_worst \\
+        [--record]
 """
 
 from __future__ import annotations
@@ -57,11 +62,27 @@ def tune_samples(base: RunLayout) -> tuple[list, int]:
     return [s for s in every if s.id not in reported], len(reported)
 
 
-def run_variant(base: RunLayout, out: Path, name: str, overrides: list[str]) -> RunLayout:
+def reuse_traces(done: RunLayout, root: Path, control: bool) -> None:
+    """Copy into a variant's eval the traces of the systems it does not change, from a variant whose eval is done:
+    weak SFT and strong alone, collaboration with the SFT weak model, and the control when it is kept. These
+    systems read none of the settings the variants change; the eval resumes them, so each is evaluated once (and
+    every variant's differences are taken against the same SFT predictions)."""
+    unchanged = [SystemId.weak_sft().name, SystemId.strong().name, SFT, *([CONTROL] if control else [])]
+    dst = RunLayout(root)
+    for seed in load_config(done.eval.config).eval.seeds:
+        for system in unchanged:
+            target = dst.eval.trace(system, seed)
+            if not target.exists():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(done.eval.trace(system, seed), target)
+
+
+def run_variant(base: RunLayout, out: Path, name: str, overrides: list[str], done: RunLayout | None) -> RunLayout:
     """Copy the base run once, without its eval, without its DPO adapter when the variant changes a setting, and
     without its control too when the setting is one the control reads (`align.lr`, the pair selection ...); then run
     the loop with the variant's overrides: what was left out is redone, the rest is reused (a new pair selection is
-    made from the copied feedback's scored drafts, `Stage.derived`)."""
+    made from the copied feedback's scored drafts, `Stage.derived`; the unchanged systems' traces come from `done`,
+    an earlier variant's finished eval)."""
     keys = {o.split("=", 1)[0] for o in overrides}
     other = sorted(k for k in keys if not k.startswith("align.") and k not in PAIR_SELECTION)
     if other:
@@ -76,8 +97,11 @@ def run_variant(base: RunLayout, out: Path, name: str, overrides: list[str]) -> 
         shutil.rmtree(tmp, ignore_errors=True)
         shutil.copytree(base.root, tmp, ignore=shutil.ignore_patterns("eval", "recall", "run.lock"))
         # New pairs, or a setting the control reads too (`align.lr` ...), redo the control; DPO-only ones do not.
-        for method in ("dpo", "sft_positive") if keys - {f"align.{k}" for k in DPO_ONLY} else ("dpo",) if keys else ():
+        control_kept = not keys - {f"align.{k}" for k in DPO_ONLY}
+        for method in ("dpo",) + (() if control_kept else ("sft_positive",)) if keys else ():
             shutil.rmtree(tmp / base.align_dir(1, method).relative_to(base.root), ignore_errors=True)
+        if done is not None:
+            reuse_traces(done, tmp, control_kept)
         tmp.rename(root)
     cfg = load_config(base.config, [f"run_dir={root}", *EVAL_ALL, *overrides])
     return run_loop(cfg)
@@ -132,14 +156,17 @@ def main() -> None:
     base, out = RunLayout(Path(args.base)), Path(args.out)
     samples, n_reported = tune_samples(base)
     before = load_average()
-    layouts = {v[0]: run_variant(base, out, v[0], v[1:]) for v in args.variant}
+    layouts: dict[str, RunLayout] = {}
+    for v in args.variant:  # in order: the first variant's eval serves the systems the later ones do not change
+        layouts[v[0]] = run_variant(base, out, v[0], v[1:], next(iter(layouts.values()), None))
     first = next(iter(layouts.values()))
     cfg = load_config(base.config)
     text = "\n".join([
         f"### Alignment recipe options (`benchmarks/recipe.py`, {datetime.date.today()}, {machine()})", "",
         f"{cfg.task.name}: the SFT model and the feedback of `{base.root.name}`; scored on the "
         f"{len(samples)} {cfg.task.eval_split} questions outside the {n_reported} the method block reports, greedy, "
-        f"95% paired bootstrap CIs; load average {before} before the last invocation, {load_average()} after. "
+        f"95% paired bootstrap CIs; the systems a variant does not change are evaluated once, by the first; "
+        f"load average {before} before the last invocation, {load_average()} after. "
         f"Collaboration with the SFT weak model on these questions: "
         f"{value(bootstrap_ci(METRIC, samples, predictions(first, SFT, samples)))}.", "",
         f"| variant | overrides | pairs | aligned {METRIC} | aligned − SFT | aligned − SFT-on-chosen | "
