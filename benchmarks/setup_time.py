@@ -129,7 +129,7 @@ def main() -> None:
     ap.add_argument("--no-engines", action="store_true", help="skip the engine calibration")
     ap.add_argument("--record", action="store_true", help="write the tables into BENCHMARKS.md")
     args = ap.parse_args()
-    parts = [f"### Set-up time and what llama.cpp buys ({datetime.date.today().isoformat()}, {machine()})\n"]
+    parts = [f"### Set-up time and what llama.cpp buys (`benchmarks/setup_time.py`, {datetime.date.today().isoformat()}, {machine()})\n"]
     engines, setups = [], []
     if not args.no_engines:
         load = load_average()
