@@ -37,6 +37,7 @@ from cowest.core.system_id import SystemId
 from cowest.core.traces import read_traces
 from cowest.pipeline.report import chosen_logp_drop, dpo_log
 from cowest.pipeline.stage_inputs import DPO_ONLY, PAIR_SELECTION
+from cowest.pipeline.stages import fingerprint
 from cowest.scoring.metrics import CI, bootstrap_ci, paired_bootstrap
 from cowest.tasks.base import load_samples
 
@@ -62,12 +63,14 @@ def tune_samples(base: RunLayout) -> tuple[list, int]:
     return [s for s in every if s.id not in reported], len(reported)
 
 
-def reuse_traces(done: RunLayout, root: Path, control: bool) -> None:
+def reuse_traces(base: RunLayout, done: RunLayout, root: Path, control: bool) -> None:
     """Copy into a variant's eval the traces of the systems it does not change, from a variant whose eval is done:
-    weak SFT and strong alone, collaboration with the SFT weak model, and the control when it is kept. These
-    systems read none of the settings the variants change; the eval resumes them, so each is evaluated once (and
-    every variant's differences are taken against the same SFT predictions)."""
-    unchanged = [SystemId.weak_sft().name, SystemId.strong().name, SFT, *([CONTROL] if control else [])]
+    weak SFT and strong alone, collaboration with the SFT weak model, and the control when both keep the base run's.
+    These systems read none of the settings the variants change; the eval resumes them, so each is evaluated once
+    (and every variant's differences are taken against the same SFT predictions)."""
+    control_of = lambda run: fingerprint(run.aligned_adapter(1, "sft_positive"))  # noqa: E731
+    same_control = control and control_of(done) == control_of(base)
+    unchanged = [SystemId.weak_sft().name, SystemId.strong().name, SFT, *([CONTROL] if same_control else [])]
     dst = RunLayout(root)
     for seed in load_config(done.eval.config).eval.seeds:
         for system in unchanged:
@@ -101,7 +104,7 @@ def run_variant(base: RunLayout, out: Path, name: str, overrides: list[str], don
         for method in ("dpo",) + (() if control_kept else ("sft_positive",)) if keys else ():
             shutil.rmtree(tmp / base.align_dir(1, method).relative_to(base.root), ignore_errors=True)
         if done is not None:
-            reuse_traces(done, tmp, control_kept)
+            reuse_traces(base, done, tmp, control_kept)
         tmp.rename(root)
     cfg = load_config(base.config, [f"run_dir={root}", *EVAL_ALL, *overrides])
     return run_loop(cfg)
