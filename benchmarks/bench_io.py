@@ -19,16 +19,16 @@ SHARED_DATA = ROOT.parent / "shared" / "data"
 """The real data beside the checkout (train and dev splits), read by path, never copied."""
 
 
-def run_loop(cfg: Any) -> Any:
-    """The whole loop (`run_all`) with the libraries' bars and notices in RUN_DIR/logs/libraries.log, as `cowest run`
-    sends them; returns the run's RunLayout."""
+def run_loop(cfg: Any, force: set[str] | None = None) -> Any:
+    """The whole loop (`run_all`, redoing the `force` stages) with the libraries' bars and notices in
+    RUN_DIR/logs/libraries.log, as `cowest run` sends them; returns the run's RunLayout."""
     from cowest.cli.library_output import library_output
     from cowest.core.layout import RunLayout
     from cowest.pipeline.loop import run_all
 
     layout = RunLayout.of(cfg)
     with library_output(layout.libraries_log):
-        run_all(cfg)
+        run_all(cfg, force)
     return layout
 
 

@@ -11,7 +11,7 @@ budget, the pairs the feedback found per question, and the paired differences th
 Resumable after any interruption: rerun the same command; finished stages are skipped and feedback and eval go on
 where they stopped. Hours on 2 cores (about 2-3 h a domain); alone, under the CPU lock, never in CI:
 
-    flock /tmp/cowest-cpu.lock python benchmarks/method.py [--domains ethics medmcqa] [--out runs] [--record]
+    flock /tmp/cowest-cpu.lock python benchmarks/method.py [--domains ethics medmcqa] [--out runs] [--force eval] [--record]
 """
 
 from __future__ import annotations
@@ -22,11 +22,12 @@ import json
 import sys
 from pathlib import Path
 
-from cowest.core.config import load_config
+from cowest.core.config import ExperimentConfig, load_config
 from cowest.core.layout import PAIRS_STATS, RunLayout
 from cowest.models.hf_loading import read_adapter_meta
 from cowest.pipeline.pairs import bare_answer_pairs
 from cowest.pipeline.rationales import RATIONALES_STATS
+from cowest.pipeline.stages import STAGES
 from cowest.core.system_id import SystemId
 from cowest.core.records import PreferencePair, read_jsonl
 from cowest.core.traces import read_traces
@@ -86,7 +87,14 @@ def bare_drafts_line(layout: RunLayout, stats: dict) -> str:
             f"rejected of {stats['pairs']}; on dev, {'; '.join(parts)}.")
 
 
-def domain_block(domain: str, layout: RunLayout, load_before: str) -> str:
+def weak_answer_line(cfg: ExperimentConfig) -> str:
+    """How the weak model answered alone (and for SuperICL): the row "weak SFT alone" means one or the other."""
+    how = ("its draft, in the form SFT taught (`collaboration.weak_answer: draft`)"
+           if cfg.collaboration.weak_answer == "draft" else "the answer prompt (`collaboration.weak_answer: answer`)")
+    return f"The weak model answered alone, and gave SuperICL its prediction, with {how}."
+
+
+def domain_block(domain: str, cfg: ExperimentConfig, layout: RunLayout, load_before: str) -> str:
     run = layout.root
     metrics = json.loads(layout.eval.metrics.read_text())
     stats = json.loads((layout.feedback_dir(1) / PAIRS_STATS).read_text())
@@ -101,7 +109,8 @@ def domain_block(domain: str, layout: RunLayout, load_before: str) -> str:
         "|---|" + "---|" * (len(metrics["metrics"]) + 3), *system_rows(metrics, NAMES), "",
         "| paired difference | metric | value [95% CI] |", "|---|---|---|",
         *[r for r in paired_rows(metrics, claims, NAMES) if f"| {METRIC} |" in r], "",
-        f"Replies cut at the token budget: {cut_share(metrics)}.", "", sft_rows_line(layout), "",
+        f"Replies cut at the token budget: {cut_share(metrics)}.", "", weak_answer_line(cfg), "",
+        sft_rows_line(layout), "",
         f"Feedback: {stats['questions']} train questions × K = {stats['sampling']['k']} → {stats['pairs']} pairs "
         f"({stats['pairs_per_feedback_question']:.2f} per question, goal ≥ 1); distinct drafts per question "
         f"{stats['distinct_drafts_mean']:.2f}; questions without a pair {stats['questions_without_pair']} "
@@ -115,6 +124,8 @@ def main() -> None:
     ap.add_argument("--domains", nargs="+", default=["ethics", "medmcqa"], choices=["ethics", "medmcqa"])
     ap.add_argument("--out", default=str(ROOT / "runs"), help="run directories go in OUT/method-<domain>")
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides (every domain)")
+    ap.add_argument("--force", nargs="+", default=[], choices=STAGES, metavar="STAGE",
+                    help="redo these stages (every domain), as `cowest run --force`: after a config change they refuse")
     ap.add_argument("--record", action="store_true", help="put the report in BENCHMARKS.md")
     args = ap.parse_args()
     blocks = []
@@ -122,8 +133,8 @@ def main() -> None:
         overrides = [f"run_dir={Path(args.out) / f'method-{domain}'}", f"task.data={SHARED_DATA}", *args.set]
         cfg = load_config(ROOT / "configs" / f"method_{domain}.yaml", overrides)
         before = load_average()
-        layout = run_loop(cfg)
-        blocks.append(domain_block(domain, layout, before))
+        layout = run_loop(cfg, set(args.force))
+        blocks.append(domain_block(domain, cfg, layout, before))
     text = "\n".join([f"### The method on real domains (`benchmarks/method.py`, {datetime.date.today()}, "
                       f"{machine()})", "", *blocks])
     print(text)

@@ -159,6 +159,22 @@ def test_a_record_of_an_earlier_version_is_compared_on_the_keys_it_holds(tmp_pat
         stage(cfg(tmp_path, sft={"lr": 1e-5}), "sft", tmp_path / "sft").begin()
 
 
+def test_a_key_the_old_record_lacks_is_compared_with_its_default(tmp_path):
+    """An eval finished before collaboration.weak_answer existed ran as its default (`answer`): the same config
+    skips the stage, a config that sets the new key away from it is refused, not silently skipped."""
+    import json
+
+    st = stage(cfg(tmp_path), "eval", tmp_path / "eval")
+    st.begin()
+    st.finish()
+    old = dict(st.inputs)
+    del old["collaboration.weak_answer"]
+    (tmp_path / "eval" / "inputs.json").write_text(json.dumps(old))
+    assert stage(cfg(tmp_path), "eval", tmp_path / "eval").begin() is False
+    with pytest.raises(ConfigError, match=r"differing keys: collaboration\.weak_answer\b.*--force eval"):
+        stage(cfg(tmp_path, collaboration={"weak_answer": "draft"}), "eval", tmp_path / "eval").begin()
+
+
 def test_eval_refuses_traces_of_another_config(tmp_path):
     from cowest.pipeline.loop import do_eval
 

@@ -82,6 +82,41 @@ def test_super_icl_puts_prediction_and_logprob_confidence_in_the_prompt():
     assert t.prediction == "A"  # the strong model overrode the weak prediction
 
 
+def test_weak_answer_draft_makes_the_weak_model_answer_with_the_draft_it_was_trained_on():
+    """collaboration.weak_answer=draft: weak_only and SuperICL's prediction come from the cot draft prompt, not the
+    answer prompt (which a model trained on drafts alone never saw)."""
+    from cowest.core.config import load_config
+    from cowest.tasks import prompts as P
+
+    cot = P.draft_messages(mc(1, "C"), "cot", {})[-1]["content"]
+    weak = MockBackend("scripted", ModelConfig(spec="mock/scripted"), logprob=math.log(0.5),
+                       script=lambda msgs: "Because gamma.\nAnswer: C" if msgs[-1]["content"] == cot else "Well, it")
+    strong = scripted(lambda u: "Answer: A")
+    drafted = ctx(weak_answer_format="cot")
+    (t,) = STRATEGIES.get("weak_only")([mc(1, "C")], weak=weak, strong=None, ctx=drafted)
+    assert t.steps[0].name == "draft_cot" and t.prediction == "C" and t.scores["accuracy"] == 1.0
+    (t,) = STRATEGIES.get("weak_only")([mc(1, "C")], weak=weak, strong=None, ctx=ctx())  # the answer prompt
+    assert t.steps[0].name == "answer" and t.prediction is None
+    (t,) = STRATEGIES.get("super_icl")([mc(1, "C")], weak=weak, strong=strong, ctx=drafted)
+    assert weak.calls[-1][1].logprobs is True and t.steps[0].name == "draft_cot"
+    assert 'predicted "C" (confidence 0.50)' in t.steps[1].messages[-1]["content"]
+    cfg = load_config(None, ["collaboration.weak_answer=draft", "collaboration.draft_format=direct"])
+    assert StrategyContext.from_config(cfg).weak_answer_format == "direct"
+    assert StrategyContext.from_config(load_config(None, [])).weak_answer_format is None
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["collaboration.weak_answer=draft", "collaboration.draft_format=knowledge"], r"needs a draft that ends in an answer line"),
+    (["collaboration.weak_answer=draft", "sft.answer_rows=direct"], r"sft\.answer_rows=direct trains the answer prompt"),
+])
+def test_weak_answer_draft_refuses_configs_it_cannot_serve(overrides, message):
+    from cowest.core.config import load_config
+    from cowest.core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, overrides)
+
+
 def test_confidence_is_geometric_mean_probability():
     from cowest.core.records import Generation
 

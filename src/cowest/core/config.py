@@ -233,11 +233,24 @@ class CollaborationConfig(Section):
     with the SFT and the last aligned weak model beside the main systems."""
     prompts: dict[str, str] = Field(default_factory=dict)
     """Overrides of named prompt templates (see cowest.tasks.prompts), for training, feedback, eval and serve."""
+    weak_answer: Literal["answer", "draft"] = "answer"
+    """How the weak model gives an answer of its own (`weak_only`, and the prediction `super_icl` hands the strong
+    model): with the `answer` prompt, or as its draft, which for cot and direct drafts ends in the answer line. A
+    weak model trained on drafts alone (`sft.answer_rows: none`) has never seen the answer prompt: on MedMCQA the
+    135M SFT model asked it wrote sentences instead of an answer line and was cut at its budget on 21% of dev
+    questions, against 3% of its drafts. `draft` scores the model in the form its SFT taught."""
 
     @field_validator("eval_draft_formats")
     @classmethod
     def _no_repeats(cls, values: list[DraftFormat] | None) -> list[DraftFormat] | None:
         return _no_repeats(values)
+
+    @model_validator(mode="after")
+    def _draft_answers_need_an_answer_line(self) -> "CollaborationConfig":
+        if self.weak_answer == "draft" and self.draft_format == "knowledge":
+            raise ValueError("weak_answer=draft needs a draft that ends in an answer line (draft_format cot or "
+                             "direct); a knowledge draft gives none: use collaboration.weak_answer=answer")
+        return self
 
     @property
     def formats_evaluated(self) -> list[str]:
@@ -342,6 +355,14 @@ class ExperimentConfig(Section):
     when nothing failed."""
     cache_dir: str | None = None
     """Response cache folder; None = <run_dir>/cache."""
+
+    @model_validator(mode="after")
+    def _answer_rows_need_the_answer_prompt(self) -> "ExperimentConfig":
+        if self.collaboration.weak_answer == "draft" and self.sft.answer_rows != "none":
+            raise ValueError(f"sft.answer_rows={self.sft.answer_rows} trains the answer prompt, which "
+                             "collaboration.weak_answer=draft never asks; set one of them back (sft.answer_rows=none "
+                             "or collaboration.weak_answer=answer)")
+        return self
 
     @field_validator("prices")
     @classmethod

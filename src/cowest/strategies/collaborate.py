@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from cowest.core.records import Sample, Trace
-from cowest.strategies.common import StrategyContext, confidence, draft_step, finish, need, new_traces, run_step
+from cowest.strategies.common import (StrategyContext, confidence, draft_step, finish, need, new_traces, run_step,
+                                      weak_answer_step)
 from cowest.tasks import prompts as P
 
 if TYPE_CHECKING:
@@ -29,15 +30,14 @@ def super_icl(samples: list[Sample], *, weak: "Backend | None", strong: "Backend
               ctx: StrategyContext) -> list[Trace]:
     """SuperICL (Xu et al. 2023): the weak model's prediction and confidence go into the strong model's prompt.
 
-    Confidence = exp(mean token logprob) of the weak model's direct answer (see `common.confidence`); the
-    strong model may override the prediction.
+    Confidence = exp(mean token logprob) of the weak model's answer (see `common.confidence`; its whole draft with
+    collaboration.weak_answer=draft); the strong model may override the prediction.
     """
     from cowest.scoring.extract import extract_answer
 
     weak, strong = need(weak, "weak", "super_icl"), need(strong, "strong", "super_icl")
     traces = new_traces(samples, "super_icl", ctx)
-    answers = run_step(weak, "weak", "answer", [P.answer_messages(s, ctx.prompts) for s in samples],
-                       ctx.params("weak", logprobs=True), traces)
+    answers = weak_answer_step(weak, samples, ctx, traces, logprobs=True)
     preds = [extract_answer(g.text, s) for s, g in zip(samples, answers)]
     confs = [confidence(g) for g in answers]
     for t, p, c in zip(traces, preds, confs):

@@ -28,6 +28,9 @@ class StrategyContext:
     """The evaluated system's name, recorded in each trace's metadata."""
     config: "ExperimentConfig | None" = None
     """The whole config, for strategies with settings of their own (`route`: cfg.route, its run directory)."""
+    weak_answer_format: str | None = None
+    """None: the weak model answers with the `answer` prompt; a draft format: its draft of that format is its
+    answer (collaboration.weak_answer=draft, the format SFT trained)."""
 
     @classmethod
     def from_config(cls, cfg: "ExperimentConfig", *, draft_format: str | None = None, seed: int = 0,
@@ -35,7 +38,9 @@ class StrategyContext:
         return cls(weak_params=cfg.generation.weak, strong_params=cfg.generation.strong,
                    draft_format=draft_format or cfg.collaboration.formats_evaluated[0],
                    prompts=dict(cfg.collaboration.prompts),
-                   seed=seed, system=system, config=cfg)
+                   seed=seed, system=system, config=cfg,
+                   weak_answer_format=cfg.collaboration.draft_format
+                   if cfg.collaboration.weak_answer == "draft" else None)
 
     def params(self, role: str, **update: Any) -> SamplingParams:
         """The role's sampling params with this context's seed (and any `update`)."""
@@ -93,6 +98,18 @@ def draft_step(weak: "Backend", samples: list[Sample], ctx: StrategyContext, tra
     P.check_draft_format(fmt)
     return run_step(weak, "weak", f"draft_{fmt}", [P.draft_messages(s, fmt, ctx.prompts) for s in samples],
                     ctx.params("weak"), traces)
+
+
+def weak_answer_step(weak: "Backend", samples: list[Sample], ctx: StrategyContext, traces: list[Trace],
+                     **update: Any) -> list[Generation]:
+    """The weak model's own answer to every sample: the `answer` prompt, or its draft where
+    `ctx.weak_answer_format` says so (`update`: sampling changes, such as logprobs)."""
+    fmt = ctx.weak_answer_format
+    if fmt is None:
+        name, prompts = "answer", [P.answer_messages(s, ctx.prompts) for s in samples]
+    else:
+        name, prompts = f"draft_{fmt}", [P.draft_messages(s, fmt, ctx.prompts) for s in samples]
+    return run_step(weak, "weak", name, prompts, ctx.params("weak", **update), traces)
 
 
 def failed_step(trace: Trace) -> str | None:

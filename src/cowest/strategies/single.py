@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from cowest.core.records import Sample, Trace
-from cowest.strategies.common import StrategyContext, draft_step, finish, need, new_traces, run_step
+from cowest.strategies.common import (StrategyContext, draft_step, finish, need, new_traces, run_step,
+                                      weak_answer_step)
 from cowest.tasks import prompts as P
 
 if TYPE_CHECKING:
@@ -14,10 +15,10 @@ if TYPE_CHECKING:
 
 def weak_only(samples: list[Sample], *, weak: "Backend | None", strong: "Backend | None",
               ctx: StrategyContext) -> list[Trace]:
-    """The weak model answers directly (`answer` prompt)."""
+    """The weak model answers alone (`answer` prompt, or its draft: `weak_answer_step`)."""
     weak = need(weak, "weak", "weak_only")
     traces = new_traces(samples, "weak_only", ctx)
-    run_step(weak, "weak", "answer", [P.answer_messages(s, ctx.prompts) for s in samples], ctx.params("weak"), traces)
+    weak_answer_step(weak, samples, ctx, traces)
     return finish(traces, samples)
 
 
