@@ -134,7 +134,7 @@ class Stage:
     """Config keys that only the stage's last, cheap step reads (feedback: how pairs are selected from the scored
     drafts). A change in them alone is never refused: an unfinished stage goes on, and a finished one is not run
     again but leaves the changed keys in `rederive` for its caller to redo that step and `amend` the record."""
-    rederive: tuple[str, ...] = ()
+    rederive: tuple[str, ...] = field(default=(), init=False)
     defaults: dict[str, Any] = field(default_factory=dict)
     """The record the stage's bundle has with every option at its default (the run's task kept): a key written
     by a later version than the recorded inputs is compared with it."""
