@@ -123,3 +123,17 @@ def test_a_new_pair_rule_selects_the_pairs_again_without_generating(loop_run, tm
     assert "feedback round 1: done already, skipped" in capfd.readouterr().err
     with pytest.raises(ConfigError, match=r"feedback\.pair_rule.*--force align"):  # trained on the old pairs
         do_align(changed)
+
+
+def test_recall_asks_only_the_draft_when_the_weak_model_answers_with_it(tmp_path, monkeypatch):
+    """collaboration.weak_answer=draft makes weak_sft and weak_draft_sft the same prompt: the recall check asks it
+    once, and the summary does not call a draft "answering"."""
+    from cowest.core.config import load_config
+    from cowest.pipeline import loop
+
+    asked = []
+    monkeypatch.setattr(loop, "do_eval", lambda rcfg, force, systems, **kw: asked.append([s.name for s in systems]))
+    base = [f"run_dir={tmp_path}", "task.name=demo", "eval.recall_split=facts"]
+    loop.do_recall(load_config(None, base))
+    loop.do_recall(load_config(None, [*base, "collaboration.weak_answer=draft"]))
+    assert asked == [["weak_sft", "weak_draft_sft"], ["weak_draft_sft"]]

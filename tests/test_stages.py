@@ -148,20 +148,21 @@ def test_a_record_of_an_earlier_version_is_compared_on_the_keys_it_holds(tmp_pat
     still reads as the same inputs; a key both hold with different values is still refused."""
     import json
 
-    st = stage(cfg(tmp_path), "sft", tmp_path / "sft")
+    batch8 = cfg(tmp_path, sft={"batch_size": 8})  # not the default, and not recorded by that version
+    st = stage(batch8, "sft", tmp_path / "sft")
     st.begin()
     st.finish()
     old = dict(st.inputs, **{"models.weak.engine": "hf"})
     del old["task.options"], old["sft.batch_size"]
     (tmp_path / "sft" / "inputs.json").write_text(json.dumps(old))
-    assert stage(cfg(tmp_path), "sft", tmp_path / "sft").begin() is False
+    assert stage(batch8, "sft", tmp_path / "sft").begin() is False
     with pytest.raises(ConfigError, match=r"differing keys: sft\.lr\b"):
         stage(cfg(tmp_path, sft={"lr": 1e-5}), "sft", tmp_path / "sft").begin()
 
 
 def test_a_key_the_old_record_lacks_is_compared_with_its_default(tmp_path):
-    """An eval finished before collaboration.weak_answer existed ran as its default (`answer`): the same config
-    skips the stage, a config that sets the new key away from it is refused, not silently skipped."""
+    """An eval finished before collaboration.weak_answer existed ran as `answer` (stage_inputs.ADDED_KEYS): the same
+    config skips the stage, a config that sets the new key away from it is refused, not silently skipped."""
     import json
 
     st = stage(cfg(tmp_path), "eval", tmp_path / "eval")

@@ -361,12 +361,15 @@ def align_methods(cfg: ExperimentConfig) -> list[str]:
 
 def do_recall(cfg: ExperimentConfig, force: bool = False) -> Metrics | None:
     """The SFT weak model alone on `eval.recall_split` (training facts): how much of what SFT taught it recalls,
-    asked for a direct answer (`weak_sft`) and for its draft (`weak_draft_sft`, the form the strong model reads)."""
+    asked for a direct answer (`weak_sft`) and for its draft (`weak_draft_sft`, the form the strong model reads);
+    with collaboration.weak_answer=draft the two are one, and only the draft is asked."""
     if cfg.eval.recall_split is None:
         return None
     rcfg = cfg.model_copy(deep=True)
     rcfg.task.eval_split, rcfg.task.eval_limit = cfg.eval.recall_split, None
-    systems = [loop_system(cfg, sid) for sid in (SystemId.weak_sft(), SystemId.weak_draft())]
+    asked = [SystemId.weak_draft()] if cfg.collaboration.weak_answer == "draft" else [SystemId.weak_sft(),
+                                                                                      SystemId.weak_draft()]
+    systems = [loop_system(cfg, sid) for sid in asked]
     return do_eval(rcfg, force, systems, out=RunLayout.of(cfg).recall.path, record=False)
 
 

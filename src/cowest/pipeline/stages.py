@@ -7,9 +7,10 @@ and the SHA-256 of the upstream files it reads) written when it starts, and
 and an empty or torn one reads as "not done". A finished stage is skipped; a stage directory whose inputs differ from
 the current config is refused, naming the differing keys, unless the stage is forced (a key only one of the two
 records holds, written before it became an input or after it stopped being one, is not compared: run directories of
-earlier versions stay usable; but a key only the new record holds is compared with its default, what the earlier
-version did, `Stage.defaults`, so that setting a new option on a finished run redoes the stage instead of skipping
-it; nor is a key only the stage's last, cheap step reads, `Stage.derived`, which is redone instead). Forcing removes only the
+earlier versions stay usable; but a key of `stage_inputs.ADDED_KEYS`, whose default is what earlier versions did,
+counts as set to that default in a record that lacks it, so that setting the new option on a finished run redoes
+the stage instead of skipping it; nor is a key only the stage's last, cheap step reads, `Stage.derived`, which is
+redone instead). Forcing removes only the
 stage's own files (its bookkeeping and the output names it declares), never anything else in the folder.
 
 A stage is entered under an exclusive `flock` on `stage.lock` in its folder (`with st.locked(): ...`): a second
@@ -32,7 +33,7 @@ from typing import Any, Iterator
 from cowest.core.config import ExperimentConfig
 from cowest.core.errors import ConfigError, CowestError
 from cowest.core.hashing import sha256_file
-from cowest.pipeline.stage_inputs import Inputs, bundle
+from cowest.pipeline.stage_inputs import ADDED_KEYS, Inputs, bundle
 
 STAGES = ("sft", "feedback", "align", "eval", "report")
 INPUTS_FILE, DONE_FILE, ATTEMPTS_FILE, LOCK_FILE = "inputs.json", "done.json", "attempts", "stage.lock"
@@ -103,12 +104,12 @@ def fingerprint(path: Path) -> str:
     return sha256_file(target) if target.exists() else "missing"
 
 
-def differing_keys(old: dict[str, Any], new: dict[str, Any], defaults: dict[str, Any] | None = None) -> list[str]:
-    """The config keys both records hold with different values, a key only `new` holds set away from its value in
-    `defaults` (see the module's note on keys only one of them holds), and the upstream files either one names that
-    the other does not or with another hash."""
+def differing_keys(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """The config keys both records hold with different values, a key of ADDED_KEYS only `new` holds set away from
+    what earlier versions did (see the module's note on keys only one of them holds), and the upstream files either
+    one names that the other does not or with another hash."""
     upstream = {k for k in set(old) | set(new) if k.startswith(UPSTREAM)}
-    before = {**(defaults or {}), **old}  # a key the old record lacks ran at its default
+    before = {**ADDED_KEYS, **old}
     return sorted(k for k in set(new) | upstream if (k in before and k in new and before[k] != new[k]) or (
         k in upstream and (k in old) != (k in new)))
 
@@ -135,9 +136,6 @@ class Stage:
     drafts). A change in them alone is never refused: an unfinished stage goes on, and a finished one is not run
     again but leaves the changed keys in `rederive` for its caller to redo that step and `amend` the record."""
     rederive: tuple[str, ...] = field(default=(), init=False)
-    defaults: dict[str, Any] = field(default_factory=dict)
-    """The record the stage's bundle has with every option at its default (the run's task kept): a key written
-    by a later version than the recorded inputs is compared with it."""
 
     @property
     def done(self) -> bool:
@@ -156,7 +154,7 @@ class Stage:
         compared when it begins: a stage redone before it may still change them)."""
         old = self.recorded_inputs()
         if old is not None:
-            differing = [k for k in differing_keys(old, self.inputs, self.defaults)
+            differing = [k for k in differing_keys(old, self.inputs)
                          if not k.startswith(UPSTREAM) and k not in self.derived]
             if differing:
                 raise refusal(self.path, self.name, differing)
@@ -181,7 +179,7 @@ class Stage:
             self.clear()
         old = self.recorded_inputs()
         if old is not None:
-            differing = differing_keys(old, self.inputs, self.defaults)
+            differing = differing_keys(old, self.inputs)
             if set(differing) - set(self.derived):
                 raise refusal(self.path, self.name, [k for k in differing if k not in self.derived])
             if self.done:
@@ -222,11 +220,10 @@ def stage(cfg: ExperimentConfig, name: str, path: Path, *, inputs: Inputs | None
     adapter or new pairs file is never mixed with outputs made from the old one. `outputs`: the names the stage
     writes into `path` (what `--force` removes); `derived`: see `Stage.derived`."""
     kind = next(k for k in STAGES if name.startswith(k))
-    rnd = int(name[len("feedback"):] or 1) if kind == "feedback" else 1
     if inputs is None and kind != "report":
+        rnd = int(name[len("feedback"):] or 1) if kind == "feedback" else 1
         inputs = bundle(cfg, kind, rnd)  # type: ignore[arg-type]
     record = inputs.record() if inputs is not None else {}
-    defaults = {} if kind == "report" else bundle(ExperimentConfig(task=cfg.task), kind, rnd).record()  # type: ignore[arg-type]
     for p in upstream or []:
         record[f"{UPSTREAM}{p.relative_to(cfg.run_dir) if p.is_relative_to(cfg.run_dir) else p}"] = fingerprint(p)
-    return Stage(name=name, path=path, inputs=record, outputs=outputs, derived=derived, defaults=defaults)
+    return Stage(name=name, path=path, inputs=record, outputs=outputs, derived=derived)
