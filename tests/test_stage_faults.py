@@ -1,11 +1,18 @@
 """Issue 13 item 6: a request that fails for good fails its sample, not the stage. The eval and feedback stages run
 through the real CLI over the `openai` provider against a fault-injecting server on 127.0.0.1; finished work is
 written, failed samples are counted (metrics.json, pairs_stats.json, faults.json) and retried by the next run, and
-past `max_failed_share` the stage stops with a one-line error, keeping what it finished."""
+past `max_failed_share` the stage stops with a one-line error, keeping what it finished. A killed feedback stage keeps
+the chunks it finished."""
 
 from __future__ import annotations
 
 import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -106,3 +113,34 @@ def test_feedback_counts_a_failed_question_in_pairs_stats_and_finishes_it_on_a_r
     assert sorted(ids_in(out / "feedback.jsonl", "question_id")) == [f"q{i}" for i in range(5)]
     stats = json.loads((out / "pairs_stats.json").read_text())
     assert stats["questions"] == 5 and stats["faults"]["failed_samples"] == 0
+
+
+def test_a_killed_feedback_stage_keeps_the_chunks_it_finished(tmp_path: Path) -> None:
+    # Each question sends K + 1 strong prompts, so a chunk of eval's size counted in questions (16 here) held all
+    # 15 questions: nothing was written before the end, and a kill lost the whole stage.
+    questions = [f"plan:slow;question {i}" for i in range(15)]  # every request 0.3 s: a chunk takes seconds
+    with FaultServer() as srv:
+        cfg = write_config(tmp_path, srv, write_task(tmp_path, questions))
+        out = tmp_path / "run" / "round1" / "feedback" / "feedback.jsonl"
+        err = tmp_path / "stderr.txt"
+        with err.open("w") as f:
+            proc = subprocess.Popen([sys.executable, "-m", "cowest", "feedback", str(cfg)],
+                                    stdout=subprocess.DEVNULL, stderr=f)
+        try:
+            deadline = time.monotonic() + 300
+            while time.monotonic() < deadline and proc.poll() is None:
+                if out.exists() and out.read_text(encoding="utf-8").count("\n"):
+                    with srv.lock:
+                        asked = {int(i) for p in srv.hits for i in re.findall(r"question (\d+)", p)}
+                    break
+                time.sleep(0.01)
+        finally:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+        assert out.exists(), err.read_text()[-2000:]
+        kept = ids_in(out, "question_id")
+        assert len(asked) < 15, "the first chunk must be on disk before the last questions are asked"
+        assert 0 < len(kept) < 15
+        assert main(["feedback", str(cfg)]) == 0
+    ids = ids_in(out, "question_id")
+    assert ids[:len(kept)] == kept and sorted(ids) == sorted(f"q{i}" for i in range(15))

@@ -188,9 +188,8 @@ def _select_pairs_again(cfg: ExperimentConfig, rnd: int, st: Stage) -> dict[str,
 
 
 def _feedback(cfg: ExperimentConfig, rnd: int, st: Stage) -> dict[str, Any]:
-    from cowest.pipeline.evaluate import chunk_size
     from cowest.core.faults import FailureBudget, TolerantBackend
-    from cowest.pipeline.feedback import load_done, run_feedback
+    from cowest.pipeline.feedback import load_done, questions_per_chunk, run_feedback
     from cowest.models.base import load_backend
     from cowest.models.cache import open_backend
     from cowest.core.progress import Progress
@@ -209,9 +208,8 @@ def _feedback(cfg: ExperimentConfig, rnd: int, st: Stage) -> dict[str, Any]:
     bar = Progress(len(samples), f"feedback round {rnd}")
     budget = FailureBudget(f"feedback round {rnd}", len(samples), cfg.max_failed_share)
     try:
-        # Chunks as large as eval's, so batched engines and HTTP concurrency are filled.
         path = run_feedback(cfg, samples, out, weak=weak, strong=strong, judge=judge, progress=bar,
-                            chunk_size=chunk_size(cfg), budget=budget)
+                            chunk_size=questions_per_chunk(cfg), budget=budget)
     finally:
         bar.close()
         engines = {"weak": engine_record(weak), "strong": engine_record(strong)}  # after: with the decode stats
