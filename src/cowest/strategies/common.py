@@ -92,24 +92,24 @@ def run_step(backend: "Backend", role: str, name: str, prompts: list[list[Messag
     return gens
 
 
-def draft_step(weak: "Backend", samples: list[Sample], ctx: StrategyContext, traces: list[Trace]) -> list[Generation]:
-    """The weak model's draft of every sample in `ctx.draft_format` (a `draft_<format>` step of each trace)."""
-    fmt = ctx.draft_format
+def draft_step(weak: "Backend", samples: list[Sample], ctx: StrategyContext, traces: list[Trace],
+               fmt: str | None = None, **update: Any) -> list[Generation]:
+    """The weak model's draft of every sample in `fmt` (default `ctx.draft_format`), a `draft_<format>` step of each
+    trace (`update`: sampling changes, such as logprobs)."""
+    fmt = fmt or ctx.draft_format
     P.check_draft_format(fmt)
     return run_step(weak, "weak", f"draft_{fmt}", [P.draft_messages(s, fmt, ctx.prompts) for s in samples],
-                    ctx.params("weak"), traces)
+                    ctx.params("weak", **update), traces)
 
 
 def weak_answer_step(weak: "Backend", samples: list[Sample], ctx: StrategyContext, traces: list[Trace],
                      **update: Any) -> list[Generation]:
     """The weak model's own answer to every sample: the `answer` prompt, or its draft where
     `ctx.weak_answer_format` says so (`update`: sampling changes, such as logprobs)."""
-    fmt = ctx.weak_answer_format
-    if fmt is None:
-        name, prompts = "answer", [P.answer_messages(s, ctx.prompts) for s in samples]
-    else:
-        name, prompts = f"draft_{fmt}", [P.draft_messages(s, fmt, ctx.prompts) for s in samples]
-    return run_step(weak, "weak", name, prompts, ctx.params("weak", **update), traces)
+    if ctx.weak_answer_format is not None:
+        return draft_step(weak, samples, ctx, traces, ctx.weak_answer_format, **update)
+    return run_step(weak, "weak", "answer", [P.answer_messages(s, ctx.prompts) for s in samples],
+                    ctx.params("weak", **update), traces)
 
 
 def failed_step(trace: Trace) -> str | None:
