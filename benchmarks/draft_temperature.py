@@ -98,7 +98,8 @@ def measure(run: Path, n: int, temperatures: list[float]) -> str:
     choice = engine.get("choice") or {}
     return "\n".join([
         f"#### {cfg.task.name} (`{run}`)", "",
-        f"The SFT weak model ({engine['identity']}; engine {choice.get('engine', '?')} {choice.get('dtype', '')}), "
+        f"The SFT weak model ({cfg.models.weak.spec} with the run's SFT adapter; engine {choice.get('engine', '?')} "
+        f"{choice.get('dtype', '')}), "
         f"K = {fb.k} `{fmt}` drafts of the first {len(asked)} feedback questions at top_p {fb.top_p}, at most "
         f"{cfg.generation.weak.max_tokens} tokens; the run's feedback used temperature {fb.temperature:g}.", "",
         HEAD, *rows, "", pairs_by_kind(layout, samples), ""])
