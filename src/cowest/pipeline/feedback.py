@@ -21,7 +21,6 @@ from cowest.core.config import ExperimentConfig
 from cowest.core.faults import FailureBudget, FaultLog
 from cowest.core.layout import FEEDBACK_FILE
 from cowest.models.base import Backend
-from cowest.pipeline.evaluate import chunk_size
 from cowest.core.records import (
     Generation,
     Message,
@@ -310,14 +309,6 @@ def _score_question(ans: _ChunkAnswers, qi: int, st: _Settings) -> FeedbackRecor
         drafts=draft_rows, requests=u.requests, calls=u.calls, tokens=u.tokens, completion_tokens=u.completion,
         unscored=sum(d.score is None for d in draft_rows) + (solo_score is None),
         wall_s=ans.shared_s + time.perf_counter() - t0)
-
-
-def questions_per_chunk(cfg: ExperimentConfig) -> int:
-    """Feedback questions per chunk (and per resume point). Each question sends K + 1 strong prompts (its solo
-    answer and K refinements), so eval's chunk of prompts is divided by K + 1: a chunk of eval's size counted in
-    questions made a 200-question feedback one chunk, with nothing written for about 50 minutes on 2 cores and an
-    interruption restarting it from its first question."""
-    return max(1, chunk_size(cfg) // (cfg.feedback.k + 1))
 
 
 def run_feedback(

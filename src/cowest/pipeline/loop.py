@@ -187,9 +187,19 @@ def _select_pairs_again(cfg: ExperimentConfig, rnd: int, st: Stage) -> dict[str,
     return stats
 
 
+def questions_per_chunk(cfg: ExperimentConfig) -> int:
+    """Feedback questions per chunk (and per resume point). Each question sends K + 1 strong prompts (its solo
+    answer and K refinements), so eval's chunk of prompts is divided by K + 1: a chunk of eval's size counted in
+    questions made a 200-question feedback one chunk, with nothing written for about 50 minutes on 2 cores and an
+    interruption restarting it from its first question."""
+    from cowest.pipeline.evaluate import chunk_size
+
+    return max(1, chunk_size(cfg) // (cfg.feedback.k + 1))
+
+
 def _feedback(cfg: ExperimentConfig, rnd: int, st: Stage) -> dict[str, Any]:
     from cowest.core.faults import FailureBudget, TolerantBackend
-    from cowest.pipeline.feedback import load_done, questions_per_chunk, run_feedback
+    from cowest.pipeline.feedback import load_done, run_feedback
     from cowest.models.base import load_backend
     from cowest.models.cache import open_backend
     from cowest.core.progress import Progress
