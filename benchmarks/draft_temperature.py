@@ -19,16 +19,15 @@ import sys
 import time
 from pathlib import Path
 
-from cowest.core.config import ExperimentConfig, load_config
+from cowest.core.config import load_config
 from cowest.core.layout import RunLayout
 from cowest.core.records import Generation, PreferencePair, Sample, read_jsonl
 from cowest.models.base import load_backend
 from cowest.models.calibrate import engine_record
 from cowest.pipeline.feedback import FeedbackRecord
-from cowest.pipeline.loop import drafter
+from cowest.pipeline.loop import drafter, feedback_questions
 from cowest.pipeline.rationales import reaches_gold
 from cowest.scoring.extract import is_bare_answer
-from cowest.tasks.base import load_samples, subsample
 from cowest.tasks.prompts import draft_messages
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -36,12 +35,6 @@ from bench_io import load_average, machine, record  # noqa: E402
 
 HEAD = ("| temperature | distinct drafts / question | drafts reaching gold | mixed questions | drafts cut | "
         "answer line only | wall s |\n|---|---|---|---|---|---|---|")
-
-
-def feedback_questions(cfg: ExperimentConfig) -> list[Sample]:
-    """The train questions the feedback stage sampled drafts for, in its order (as `loop._feedback` picks them)."""
-    return subsample(load_samples(cfg.task, cfg.task.train_split, cfg.task.train_limit), cfg.feedback.questions,
-                     cfg.task.seed)
 
 
 def is_mixed(sample: Sample, drafts: list[str]) -> bool:

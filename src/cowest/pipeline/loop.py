@@ -27,6 +27,7 @@ from cowest.core.system_id import SystemId
 
 if TYPE_CHECKING:
     from cowest.core.system_id import System
+    from cowest.core.records import Sample
     from cowest.pipeline.feedback import FeedbackRecord
 
 
@@ -197,17 +198,23 @@ def questions_per_chunk(cfg: ExperimentConfig) -> int:
     return max(1, chunk_size(cfg) // (cfg.feedback.k + 1))
 
 
+def feedback_questions(cfg: ExperimentConfig) -> list["Sample"]:
+    """The train questions the feedback stage asks, in its order: a seeded subsample of the train rows SFT saw."""
+    from cowest.tasks.base import load_samples, subsample
+
+    return subsample(load_samples(cfg.task, cfg.task.train_split, cfg.task.train_limit), cfg.feedback.questions,
+                     cfg.task.seed)
+
+
 def _feedback(cfg: ExperimentConfig, rnd: int, st: Stage) -> dict[str, Any]:
     from cowest.core.faults import FailureBudget, TolerantBackend
     from cowest.pipeline.feedback import load_done, run_feedback
     from cowest.models.base import load_backend
     from cowest.models.cache import open_backend
     from cowest.core.progress import Progress
-    from cowest.tasks.base import load_samples, subsample
 
     out = st.path
-    samples = subsample(load_samples(cfg.task, cfg.task.train_split, cfg.task.train_limit),
-                        cfg.feedback.questions, cfg.task.seed)
+    samples = feedback_questions(cfg)
     weak = TolerantBackend(load_backend(drafter(cfg, rnd)))
     strong = TolerantBackend(open_backend(cfg.models.strong, "strong", cache_dir(cfg)))
     judge = None
