@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import sys
 import time
 from pathlib import Path
 
 from cowest.core.config import load_config
-from cowest.core.layout import RunLayout
+from cowest.core.layout import PAIRS_STATS, RunLayout
 from cowest.core.records import Generation, PreferencePair, Sample, read_jsonl
 from cowest.models.base import load_backend
 from cowest.models.calibrate import engine_record
@@ -54,8 +55,11 @@ def temperature_row(temperature: float, samples: list[Sample], gens: list[list[G
             f"| {cut / n_d:.1%} | {bare / n_d:.1%} | {wall_s:.0f} |")
 
 
-def pairs_by_kind(layout: RunLayout, samples: list[Sample]) -> str:
-    """How many of the recorded feedback's mixed and uniform questions gave at least one pair."""
+def pairs_by_kind(layout: RunLayout, samples: list[Sample], temperature: float) -> str:
+    """The recorded feedback's pairs per question, and how many of its mixed and uniform questions gave a pair."""
+    if not layout.feedback(1).exists():
+        return "The run has no recorded feedback (its feedback stage has not run)."
+    stats = json.loads((layout.feedback_dir(1) / PAIRS_STATS).read_text())
     by_id = {s.id: s for s in samples}
     paired = {p.question_id for p in read_jsonl(layout.pairs(1), PreferencePair)}
     counts = {True: [0, 0], False: [0, 0]}
@@ -64,7 +68,8 @@ def pairs_by_kind(layout: RunLayout, samples: list[Sample]) -> str:
         c[0] += 1
         c[1] += r.question_id in paired
     (mq, mp), (uq, up) = counts[True], counts[False]
-    return (f"In the run's recorded feedback ({mq + uq} questions): {mp} of {mq} mixed questions gave a pair "
+    return (f"The run's recorded feedback (temperature {temperature:g}, {mq + uq} questions): {stats['pairs']} pairs, "
+            f"{stats['pairs_per_feedback_question']:.2f} per question; {mp} of {mq} mixed questions gave a pair "
             f"({mp / max(mq, 1):.0%}), {up} of {uq} uniform ones ({up / max(uq, 1):.0%}).")
 
 
@@ -95,7 +100,7 @@ def measure(run: Path, n: int, temperatures: list[float]) -> str:
         f"{choice.get('dtype', '')}), "
         f"K = {fb.k} `{fmt}` drafts of the first {len(asked)} feedback questions at top_p {fb.top_p}, at most "
         f"{cfg.generation.weak.max_tokens} tokens; the run's feedback used temperature {fb.temperature:g}.", "",
-        HEAD, *rows, "", pairs_by_kind(layout, samples), ""])
+        HEAD, *rows, "", pairs_by_kind(layout, samples, fb.temperature), ""])
 
 
 def main() -> None:
