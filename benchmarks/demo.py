@@ -85,7 +85,7 @@ def draft_facts(run: Path, cfg: dict) -> list[str]:
         for t in rows:
             draft, needed = t["steps"][0]["output"]["text"], gold[t["sample_id"]].knowledge or ""
             stated = [f"{x.strip().rstrip('.')}." for x in draft.replace("\n", " ").split(". ") if x.strip()]
-            has_all = all(f"{x.rstrip('.')}." in draft for x in needed.split(". "))
+            has_all = demo.states_every_fact(needed, draft)
             complete += has_all
             false += any(x not in catalogue for x in stated)
             right += has_all and t["scores"].get("exact_match", 0) == 1

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from cowest.core.config import TaskConfig
@@ -140,3 +142,14 @@ def test_a_leaked_dev_question_stops_the_run():
     leaked = dev[5].model_copy(update={"id": "other-id", "question": dev[5].question.upper() + "  "})
     with pytest.raises(DataError, match=r"1 questions of the 'dev' split are also in the training data \(demo-dev-5\)"):
         check_disjoint(train + [leaked], dev, "dev")
+
+
+def test_states_every_fact_needs_each_fact_sentence_word_for_word():
+    s = next(s for s in demo.build("dev", TaskConfig()) if s.knowledge.count(". ") >= 1)
+    first, second = s.knowledge.split(". ", 1)
+    assert demo.states_every_fact(s.knowledge, s.knowledge)
+    assert demo.states_every_fact(s.knowledge, f"{second} Also, {first}.")  # any order, other words around
+    assert not demo.states_every_fact(s.knowledge, f"{first}.")  # a fact missing
+    wrong = re.sub(r"\d+", lambda m: str(int(m.group()) + 1), first, count=1)
+    assert wrong != first
+    assert not demo.states_every_fact(s.knowledge, s.knowledge.replace(first, wrong))  # a wrong number

@@ -243,6 +243,11 @@ def build(split: str, cfg: TaskConfig) -> list[Sample]:
     ]
 
 
+def states_every_fact(knowledge: str, draft: str) -> bool:
+    """The draft states every fact sentence of `knowledge` (a sample's needed facts) word for word."""
+    return all(f"{x.rstrip('.')}." in draft for x in knowledge.split(". "))
+
+
 def documents(cfg: TaskConfig) -> list[str]:
     """The catalogue as plain sentences, one fact each: what the weak model specialises on (never the strong one)."""
     return [sentence(p) for p in catalogue(cfg.seed) for sentence in (_price, _weight, _year, _city)]
