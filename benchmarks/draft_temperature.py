@@ -9,7 +9,8 @@ run's recorded feedback (at its config's temperature), and of `--feedback` runs 
 was redone at another temperature: `cowest feedback COPY/config.yaml feedback.temperature=T`): pairs per question, and
 how many mixed and how many uniform questions gave a pair, which ties the share of mixed questions to pairs. A
 draft is useful when its answer reaches the gold one; a `knowledge` draft (the demo's: facts, no answer) when it
-states every fact the question needs. Minutes per domain; alone, under the CPU lock:
+states every fact the question needs. Minutes per domain; each temperature's row is kept in RUN/draft_temperature.json
+as it is measured, and a rerun measures only the rows it lacks. Alone, under the CPU lock:
 
     flock /tmp/cowest-cpu.lock python benchmarks/draft_temperature.py RUN_DIR... [--n 100] [--temperatures 0.7 1.0 1.3] \\
         [--feedback RUN...] [--record]
@@ -32,6 +33,7 @@ from cowest.models.calibrate import engine_record
 from cowest.pipeline.feedback import FeedbackRecord
 from cowest.pipeline.loop import drafter, feedback_questions
 from cowest.pipeline.rationales import reaches_gold
+from cowest.pipeline.stages import fingerprint
 from cowest.scoring.extract import is_bare_answer
 from cowest.tasks.demo import states_every_fact
 from cowest.tasks.prompts import draft_messages
@@ -95,25 +97,51 @@ def recorded_feedback(run: Path) -> str:
     return f"- `{run}`: " + pairs_by_kind(load_config(run / "config.yaml"))
 
 
+class SavedRows:
+    """Each temperature's row as it is measured, in RUN/draft_temperature.json, so that a rerun (after a crash, or
+    to record) measures only the temperatures it lacks; rows of another SFT adapter or other settings are dropped."""
+
+    def __init__(self, path: Path, key: dict) -> None:
+        self.path, self.key = path, key
+        old = json.loads(path.read_text()) if path.exists() else {}
+        self.rows: dict[str, str] = old.get("rows", {}) if old.get("key") == key else {}
+        self.engine: dict = old.get("engine", {}) if self.rows else {}
+
+    def row(self, temperature: float) -> str | None:
+        return self.rows.get(f"{temperature:g}")
+
+    def add(self, temperature: float, row: str, engine: dict) -> None:
+        self.rows[f"{temperature:g}"], self.engine = row, engine
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"key": self.key, "rows": self.rows, "engine": engine}, indent=1))
+        tmp.replace(self.path)
+
+
 def measure(run: Path, n: int, temperatures: list[float]) -> str:
     cfg = load_config(run / "config.yaml")
     asked = feedback_questions(cfg)[:n]
     fmt, fb = cfg.collaboration.draft_format, cfg.feedback
     messages = [draft_messages(s, fmt, cfg.collaboration.prompts) for s in asked]
-    backend = load_backend(drafter(cfg, 1))
-    rows = []
+    weak = drafter(cfg, 1)
+    saved = SavedRows(run / "draft_temperature.json", {"adapter": fingerprint(Path(weak.adapter)) if weak.adapter else None, "n": n,
+                                                       "k": fb.k, "top_p": fb.top_p, "format": fmt,
+                                                       "max_tokens": cfg.generation.weak.max_tokens})
+    backend = None
     try:
         for t in temperatures:
+            if saved.row(t) is not None:
+                continue
+            backend = backend or load_backend(weak)
             params = cfg.generation.weak.model_copy(update={"n": fb.k, "temperature": t, "top_p": fb.top_p,
                                                             "seed": cfg.task.seed})
             t0 = time.perf_counter()
             gens = backend.generate(messages, params)
-            rows.append(temperature_row(t, asked, gens, fmt, time.perf_counter() - t0))
-            print(rows[-1], flush=True)
-        engine = engine_record(backend)
+            saved.add(t, temperature_row(t, asked, gens, fmt, time.perf_counter() - t0), engine_record(backend))
+            print(saved.row(t), flush=True)
     finally:
-        backend.close()
-    choice = engine.get("choice") or {}
+        if backend is not None:
+            backend.close()
+    rows, choice = [saved.row(t) for t in temperatures], saved.engine.get("choice") or {}
     return "\n".join([
         f"#### {cfg.task.name} (`{run}`)", "",
         f"The SFT weak model ({cfg.models.weak.spec} with the run's SFT adapter; engine {choice.get('engine', '?')} "
