@@ -141,7 +141,7 @@ def measure(run: Path, n: int, temperatures: list[float]) -> str:
     finally:
         if backend is not None:
             backend.close()
-    rows, choice = [saved.row(t) for t in temperatures], saved.engine.get("choice") or {}
+    rows, choice = [saved.rows[f"{t:g}"] for t in temperatures], saved.engine.get("choice") or {}
     return "\n".join([
         f"#### {cfg.task.name} (`{run}`)", "",
         f"The SFT weak model ({cfg.models.weak.spec} with the run's SFT adapter; engine {choice.get('engine', '?')} "
