@@ -27,14 +27,14 @@ from pathlib import Path
 
 from cowest.core.config import ExperimentConfig, load_config
 from cowest.core.layout import PAIRS_STATS, RunLayout
-from cowest.core.records import Generation, PreferencePair, Sample, read_jsonl
+from cowest.core.records import Generation, Message, PreferencePair, Sample, read_jsonl
 from cowest.models.base import load_backend
 from cowest.models.calibrate import engine_record
 from cowest.pipeline.feedback import FeedbackRecord
 from cowest.pipeline.loop import drafter, feedback_questions
 from cowest.pipeline.rationales import reaches_gold
 from cowest.pipeline.stages import fingerprint
-from cowest.scoring.extract import is_bare_answer
+from cowest.scoring.extract import extract_answer, is_bare_answer
 from cowest.tasks.demo import states_every_fact
 from cowest.tasks.prompts import draft_messages
 
@@ -78,17 +78,32 @@ def pairs_by_kind(cfg: ExperimentConfig) -> str:
         return "The run has no recorded feedback (its feedback stage has not run)."
     stats = json.loads((layout.feedback_dir(1) / PAIRS_STATS).read_text())
     by_id = {s.id: s for s in feedback_questions(cfg)}
-    paired = {p.question_id for p in read_jsonl(layout.pairs(1), PreferencePair)}
+    pairs = read_jsonl(layout.pairs(1), PreferencePair)
+    paired = {p.question_id for p in pairs}
     counts = {True: [0, 0], False: [0, 0]}
     for r in read_jsonl(layout.feedback(1), FeedbackRecord):
         c = counts[is_mixed(by_id[r.question_id], [d.text for d in r.drafts], fmt)]
         c[0] += 1
         c[1] += r.question_id in paired
     (mq, mp), (uq, up) = counts[True], counts[False]
-    return (f"The run's recorded feedback (temperature {cfg.feedback.temperature:g}, {mq + uq} questions): "
-            f"{stats['pairs']} pairs, {stats['pairs_per_feedback_question']:.2f} per question, {stats['distinct_drafts_mean']:.2f} distinct "
-            f"drafts per question; {mp} of {mq} mixed questions gave a pair "
-            f"({mp / max(mq, 1):.0%}), {up} of {uq} uniform ones ({up / max(uq, 1):.0%}).")
+    line = (f"The run's recorded feedback (temperature {cfg.feedback.temperature:g}, {mq + uq} questions): "
+            f"{stats['pairs']} pairs, {stats['pairs_per_feedback_question']:.2f} per question, "
+            f"{stats['distinct_drafts_mean']:.2f} distinct drafts per question; {mp} of {mq} mixed questions gave a "
+            f"pair ({mp / max(mq, 1):.0%}), {up} of {uq} uniform ones ({up / max(uq, 1):.0%}).")
+    return line if fmt == "knowledge" else f"{line} {unanswered(pairs, by_id)}"
+
+
+def unanswered(pairs: list[PreferencePair], by_id: dict[str, Sample]) -> str:
+    """How many pairs prefer a draft with an answer line over one without (cut at the budget before it): pairs that
+    teach the weak model to finish, not what to say."""
+    def text(m: list[Message] | str) -> str:
+        return m if isinstance(m, str) else m[-1]["content"]
+
+    no_answer = lambda p, m: extract_answer(text(m), by_id[p.question_id]) is None  # noqa: E731
+    rej = sum(no_answer(p, p.rejected) and not no_answer(p, p.chosen) for p in pairs)
+    cho = sum(no_answer(p, p.chosen) for p in pairs)
+    return (f"Pairs whose rejected draft has no answer line and whose chosen one has: {rej} of {len(pairs)}; "
+            f"pairs whose chosen draft has none: {cho}.")
 
 
 def recorded_feedback(run: Path) -> str:
