@@ -1,16 +1,16 @@
 """Feedback sampling temperature: how varied the weak model's K drafts of one question are, per temperature.
 
 A preference pair needs two drafts of one question whose refinements score differently, which happens mostly where
-the drafts differ in being useful ("mixed" questions below). For each method run directory given, its
-SFT weak model (round 1's drafter) samples K drafts at each temperature on the first N of that run's own feedback
-questions, with the run's draft prompt, budget and top_p. Per temperature: distinct drafts per question, drafts that
-are useful (below), mixed questions, drafts cut at the token budget, drafts that are only an answer line. From the
-run's recorded feedback (at its config's temperature), and of `--feedback` runs (copies of the run whose feedback
-was redone at another temperature: `cowest feedback COPY/config.yaml feedback.temperature=T`): pairs per question, and
-how many mixed and how many uniform questions gave a pair, which ties the share of mixed questions to pairs. A
-draft is useful when its answer reaches the gold one; a `knowledge` draft (the demo's: facts, no answer) when it
-states every fact the question needs. Minutes per domain; each temperature's row is kept in RUN/draft_temperature.json
-as it is measured, and a rerun measures only the rows it lacks. Alone, under the CPU lock:
+the drafts differ in being useful ("mixed" questions below). For each method run directory given, its SFT weak model
+(round 1's drafter) samples K drafts at each temperature on the first N of that run's own feedback questions, with
+the run's draft prompt, budget and top_p. Per temperature: distinct drafts per question, drafts that are useful
+(below), mixed questions, drafts cut at the token budget, drafts that are only an answer line. From the run's
+recorded feedback (at its config's temperature), and of `--feedback` runs (copies of the run directory without its
+round1/, given feedback at another temperature: `cowest feedback CONFIG run_dir=COPY feedback.temperature=T`): pairs
+per question, and how many mixed and how many uniform questions gave a pair, which ties the share of mixed questions
+to pairs. A draft is useful when its answer reaches the gold one; a `knowledge` draft (the demo's: facts, no answer)
+when it states every fact the question needs. Minutes per domain; each temperature's row is kept in
+RUN/draft_temperature.json as it is measured, and a rerun measures only the rows it lacks. Alone, under the CPU lock:
 
     flock /tmp/cowest-cpu.lock python benchmarks/draft_temperature.py RUN_DIR... [--n 100] [--temperatures 0.7 1.0 1.3] \\
         [--feedback RUN...] [--record]
@@ -108,7 +108,7 @@ def unanswered(pairs: list[PreferencePair], by_id: dict[str, Sample]) -> str:
 
 def recorded_feedback(run: Path) -> str:
     """A run's recorded feedback, at the temperature its config gave it (`--feedback`: the same SFT model's
-    feedback at other temperatures, run with `cowest feedback RUN feedback.temperature=T`)."""
+    feedback at other temperatures)."""
     return f"- `{run}`: " + pairs_by_kind(load_config(run / "config.yaml"))
 
 
