@@ -138,9 +138,9 @@ def measure(run: Path, n: int, temperatures: list[float]) -> str:
     fmt, fb = cfg.collaboration.draft_format, cfg.feedback
     messages = [draft_messages(s, fmt, cfg.collaboration.prompts) for s in asked]
     weak = drafter(cfg, 1)
-    saved = SavedRows(run / "draft_temperature.json", {"adapter": fingerprint(Path(weak.adapter)) if weak.adapter else None, "n": len(asked),
-                                                       "k": fb.k, "top_p": fb.top_p, "format": fmt,
-                                                       "max_tokens": cfg.generation.weak.max_tokens})
+    key = {"adapter": fingerprint(Path(weak.adapter)) if weak.adapter else None, "n": len(asked), "k": fb.k,
+           "top_p": fb.top_p, "format": fmt, "max_tokens": cfg.generation.weak.max_tokens}
+    saved = SavedRows(run / "draft_temperature.json", key)
     backend = None
     try:
         for t in temperatures:
