@@ -1,7 +1,7 @@
 """Feedback sampling temperature: how varied the weak model's K drafts of one question are, per temperature.
 
 A preference pair needs two drafts of one question whose refinements score differently, which happens mostly where
-the drafts differ in being useful ("mixed" questions below). For each method run directory given, its SFT weak model
+the drafts differ in being useful ("mixed" questions below). For each run directory given, its SFT weak model
 (round 1's drafter) samples K drafts at each temperature on the first N of that run's own feedback questions, with
 the run's draft prompt, budget and top_p. Per temperature: distinct drafts per question, drafts that are useful
 (below), mixed questions, drafts cut at the token budget, drafts that are only an answer line. From the run's
@@ -168,7 +168,8 @@ def measure(run: Path, n: int, temperatures: list[float]) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("runs", nargs="+", type=Path, help="method run directories (benchmarks/method.py --out)")
+    ap.add_argument("runs", nargs="+", type=Path,
+                    help="run directories whose SFT stage is done (benchmarks/method.py --out, `cowest sft`)")
     ap.add_argument("--n", type=int, default=100, help="feedback questions per run (its first N)")
     ap.add_argument("--temperatures", type=float, nargs="+", default=[0.7, 1.0, 1.3])
     ap.add_argument("--feedback", nargs="*", type=Path, default=[], metavar="RUN",
