@@ -27,11 +27,12 @@ from pathlib import Path
 
 from cowest.core.config import ExperimentConfig, load_config
 from cowest.core.layout import PAIRS_STATS, RunLayout
-from cowest.core.records import Generation, Message, PreferencePair, Sample, read_jsonl
+from cowest.core.records import Generation, PreferencePair, Sample, read_jsonl
 from cowest.models.base import load_backend
 from cowest.models.calibrate import engine_record
 from cowest.pipeline.feedback import FeedbackRecord
 from cowest.pipeline.loop import drafter, feedback_questions
+from cowest.pipeline.pairs import completion_text
 from cowest.pipeline.rationales import reaches_gold
 from cowest.pipeline.stages import fingerprint
 from cowest.scoring.extract import extract_answer, is_bare_answer
@@ -63,11 +64,11 @@ def temperature_row(temperature: float, samples: list[Sample], gens: list[list[G
     drafts = [g for row in gens for g in row]
     n_q, n_d = len(samples), len(drafts)
     distinct = sum(len({g.text for g in row}) for row in gens) / n_q
-    gold = sum(is_useful(s, g.text, fmt) for s, row in zip(samples, gens) for g in row)
+    useful = sum(is_useful(s, g.text, fmt) for s, row in zip(samples, gens) for g in row)
     mixed = sum(is_mixed(s, [g.text for g in row], fmt) for s, row in zip(samples, gens))
     cut = sum(g.finish_reason == "length" for g in drafts)
     bare = sum(is_bare_answer(g.text) for g in drafts)
-    return (f"| {temperature:g} | {distinct:.2f} | {gold}/{n_d} ({gold / n_d:.0%}) | {mixed}/{n_q} ({mixed / n_q:.0%}) "
+    return (f"| {temperature:g} | {distinct:.2f} | {useful}/{n_d} ({useful / n_d:.0%}) | {mixed}/{n_q} ({mixed / n_q:.0%}) "
             f"| {cut / n_d:.1%} | {bare / n_d:.1%} | {wall_s:.0f} |")
 
 
@@ -96,10 +97,7 @@ def pairs_by_kind(cfg: ExperimentConfig) -> str:
 def unanswered(pairs: list[PreferencePair], by_id: dict[str, Sample]) -> str:
     """How many pairs prefer a draft with an answer line over one without (cut at the budget before it): pairs that
     teach the weak model to finish, not what to say."""
-    def text(m: list[Message] | str) -> str:
-        return m if isinstance(m, str) else m[-1]["content"]
-
-    no_answer = lambda p, m: extract_answer(text(m), by_id[p.question_id]) is None  # noqa: E731
+    no_answer = lambda p, m: extract_answer(completion_text(m), by_id[p.question_id]) is None  # noqa: E731
     rej = sum(no_answer(p, p.rejected) and not no_answer(p, p.chosen) for p in pairs)
     cho = sum(no_answer(p, p.chosen) for p in pairs)
     return (f"Pairs whose rejected draft has no answer line and whose chosen one has: {rej} of {len(pairs)}; "

@@ -90,10 +90,15 @@ def naive_calls(records: list[FeedbackRecord], fb: FeedbackConfig) -> dict[str, 
     return {"strong": len(records) * (fb.k + 1), "judge": judged * (fb.k + 1)}
 
 
+def completion_text(d: list[Message] | str) -> str:
+    """The draft text of a pair's `chosen` or `rejected` side, in either TRL form."""
+    return d if isinstance(d, str) else d[-1]["content"]
+
+
 def bare_answer_pairs(pairs: list[PreferencePair]) -> dict[str, int]:
     """How many pairs choose, and how many reject, a draft that is only an answer line."""
     def bare(d: list[Message] | str) -> bool:
-        return is_bare_answer(d if isinstance(d, str) else d[-1]["content"])
+        return is_bare_answer(completion_text(d))
 
     return {"chosen": sum(bare(p.chosen) for p in pairs), "rejected": sum(bare(p.rejected) for p in pairs)}
 
