@@ -5,8 +5,10 @@ rows that got none trained as a bare answer or left out as the config says,
 feedback on 200 train questions with K = 4, DPO and the SFT-on-chosen control, evaluation on 300 dev questions of:
 weak SFT alone, strong alone, SuperICL, collaboration with the SFT, the aligned and the SFT-on-chosen weak model),
 then one markdown block per domain: stage times, every system with its CI, the share of replies cut at the token
-budget, the pairs the feedback found per question, and the paired differences that carry the method's claims
-(collaboration against the best single model, aligned against SFT collaboration, DPO against its control).
+budget, the pairs the feedback found per question and the sampling that drew them, and the paired differences that
+carry the method's claims (collaboration against the best single model, aligned against SFT collaboration, DPO
+against its control). `--record` replaces only the blocks of the domains it ran (`method-<domain>`), so one domain
+can be measured again while the other's record stays.
 
 Resumable after any interruption: rerun the same command; finished stages are skipped and feedback and eval go on
 where they stopped. Hours on 2 cores (about 2-3 h a domain); alone, under the CPU lock, never in CI:
@@ -101,7 +103,8 @@ def domain_block(domain: str, cfg: ExperimentConfig, layout: RunLayout, load_bef
     best = best_single(metrics)
     claims = [(best, SFT), (best, ALIGNED), (SFT, ALIGNED), (CONTROL, ALIGNED)]
     return "\n".join([
-        f"#### {domain} (`configs/method_{domain}.yaml`)", "",
+        f"### The method on {domain} (`benchmarks/method.py`, `configs/method_{domain}.yaml`, {datetime.date.today()}, "
+        f"{machine()})", "",
         f"{metrics['n_samples']} dev questions, greedy, 95% bootstrap CIs; load average {load_before} before the "
         f"run's last invocation, {load_average()} after.", "",
         "| stage | wall s | what |", "|---|---|---|", *stage_rows(run), "",
@@ -111,7 +114,8 @@ def domain_block(domain: str, cfg: ExperimentConfig, layout: RunLayout, load_bef
         *[r for r in paired_rows(metrics, claims, NAMES) if f"| {METRIC} |" in r], "",
         f"Replies cut at the token budget: {cut_share(metrics)}.", "", weak_answer_line(cfg), "",
         sft_rows_line(layout), "",
-        f"Feedback: {stats['questions']} train questions × K = {stats['sampling']['k']} → {stats['pairs']} pairs "
+        f"Feedback: {stats['questions']} train questions × K = {stats['sampling']['k']} drafts (temperature "
+        f"{stats['sampling']['temperature']:g}, top_p {stats['sampling']['top_p']:g}) → {stats['pairs']} pairs "
         f"({stats['pairs_per_feedback_question']:.2f} per question, goal ≥ 1); distinct drafts per question "
         f"{stats['distinct_drafts_mean']:.2f}; questions without a pair {stats['questions_without_pair']} "
         f"({', '.join(f'{k} {v}' for k, v in stats['no_pair_reasons'].items()) or 'none'}).", "",
@@ -128,18 +132,15 @@ def main() -> None:
                     help="redo these stages (every domain), as `cowest run --force`: after a config change they refuse")
     ap.add_argument("--record", action="store_true", help="put the report in BENCHMARKS.md")
     args = ap.parse_args()
-    blocks = []
     for domain in args.domains:
         overrides = [f"run_dir={Path(args.out) / f'method-{domain}'}", f"task.data={SHARED_DATA}", *args.set]
         cfg = load_config(ROOT / "configs" / f"method_{domain}.yaml", overrides)
         before = load_average()
         layout = run_loop(cfg, set(args.force))
-        blocks.append(domain_block(domain, cfg, layout, before))
-    text = "\n".join([f"### The method on real domains (`benchmarks/method.py`, {datetime.date.today()}, "
-                      f"{machine()})", "", *blocks])
-    print(text)
-    if args.record:
-        record("method", text)
+        text = domain_block(domain, cfg, layout, before)
+        print(text)
+        if args.record:
+            record(f"method-{domain}", text)
 
 
 if __name__ == "__main__":
