@@ -6,7 +6,7 @@ import pytest
 
 from cowest.core.config import validate_config
 from cowest.pipeline.evaluate import run_eval
-from cowest.pipeline.report import render_report
+from cowest.pipeline.report import metrics_section, render_report
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -154,3 +154,24 @@ def test_sft_positive_control_is_a_row_of_the_results_table(run_dir):
     text = render_report([run_dir]).read_text()
     table = text[text.index("| system | strategy |"):text.index("Paired differences")]
     assert "| collab_sft_positive_r1 | collaborate | cot | 0.500 [" in table
+
+
+def test_draft_column_names_the_format_the_weak_model_answered_with(tmp_path):
+    """With collaboration.weak_answer=draft the weak model alone answers with its draft: the results table says which
+    format, where it said "–" (the weak model seemed to write no draft)."""
+    data = tmp_path / "m.jsonl"
+    data.write_text("".join(json.dumps({"id": f"q{i}", "question": f"Question {i}?", "options": {"A": "a", "B": "b"},
+                                        "answer": "A"}) + "\n" for i in range(2)))
+    run = tmp_path / "run"
+    metrics = {}
+    for weak_answer in ("answer", "draft"):
+        cfg = validate_config({"run_dir": str(run), "task": {"name": "medmcqa", "data": str(data)},
+                               "models": {"weak": {"spec": "mock/answer:Answer: A"}, "strong": {"spec": "mock/answer:Answer: A"}},
+                               "collaboration": {"weak_answer": weak_answer},
+                               "eval": {"strategies": ["weak_only", "strong_only"], "bootstrap_samples": 10}})
+        metrics[weak_answer] = run_eval(cfg, run / f"eval-{weak_answer}")
+    assert metrics["answer"].systems["weak_only"].draft_format is None
+    assert metrics["draft"].systems["weak_only"].draft_format == "cot"
+    assert metrics["draft"].systems["strong_only"].draft_format is None
+    row = next(line for line in metrics_section(metrics["draft"]) if line.startswith("| weak_only"))
+    assert [c.strip() for c in row.split("|")[1:4]] == ["weak_only", "weak_only", "cot"]

@@ -73,7 +73,7 @@ def summarize(cfg: "ExperimentConfig", samples: list[Sample], systems: list["Sys
     if allow_missing:
         samples = present_in_all(out_dir, systems, list(cfg.eval.seeds), samples)
     from cowest.scoring.metrics import bootstrap_ci, compute, paired_bootstrap
-    from cowest.strategies.common import finish
+    from cowest.strategies.common import StrategyContext, finish
     from cowest.tasks.base import task_metrics
 
     names = list(task_metrics(cfg.task))
@@ -81,6 +81,9 @@ def summarize(cfg: "ExperimentConfig", samples: list[Sample], systems: list["Sys
     n_boot = cfg.eval.bootstrap_samples
     pooled_samples = samples * len(seeds)
     preds: dict[str, list[str | None]] = {}
+    # weak_only has no draft format of its own, but under collaboration.weak_answer=draft it answers with its draft:
+    # the report's draft column then names that format instead of "–".
+    answer_format = StrategyContext.from_config(cfg).weak_answer_format
     out: dict[str, Any] = {"task": cfg.task.name, "n_samples": len(samples), "failed_samples": n_all - len(samples),
                            "seeds": seeds, "metrics": names,
                            "headline": names[0], "bootstrap_samples": n_boot, "systems": {}, "paired": []}
@@ -91,7 +94,8 @@ def summarize(cfg: "ExperimentConfig", samples: list[Sample], systems: list["Sys
         all_traces = [t for ts in per_seed.values() for t in ts]
         preds[system.name] = [t.prediction for t in all_traces]
         entry: dict[str, Any] = {
-            "strategy": system.strategy, "draft_format": system.draft_format,
+            "strategy": system.strategy,
+            "draft_format": system.draft_format or (answer_format if system.strategy == "weak_only" else None),
             "weak": (system.weak or cfg.models.weak).spec, "strong": (system.strong or cfg.models.strong).spec,
             "metrics": {},
         }
