@@ -7,7 +7,7 @@ weak SFT alone, strong alone, SuperICL, collaboration with the SFT, the aligned 
 then one markdown block per domain: stage times, every system with its CI, the share of replies cut at the token
 budget, the pairs the feedback found per question and the sampling that drew them, and the paired differences that
 carry the method's claims (collaboration against the best single model, aligned against SFT collaboration, DPO
-against its control). `--record` replaces only the blocks of the domains it ran (`method-<domain>`), so one domain
+against its control). `--record` replaces only the blocks of the domains it ran (`method.py <domain>`), so one domain
 can be measured again while the other's record stays.
 
 Resumable after any interruption: rerun the same command; finished stages are skipped and feedback and eval go on
@@ -140,7 +140,7 @@ def main() -> None:
         text = domain_block(domain, cfg, layout, before)
         print(text)
         if args.record:
-            record(f"method-{domain}", text)
+            record(f"method.py {domain}", text)
 
 
 if __name__ == "__main__":
