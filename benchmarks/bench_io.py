@@ -19,17 +19,57 @@ SHARED_DATA = ROOT.parent / "shared" / "data"
 """The real data beside the checkout (train and dev splits), read by path, never copied."""
 
 
-def run_loop(cfg: Any, force: set[str] | None = None) -> Any:
-    """The whole loop (`run_all`, redoing the `force` stages) with the libraries' bars and notices in
-    RUN_DIR/logs/libraries.log, as `cowest run` sends them; returns the run's RunLayout."""
+def library_log(layout: Any) -> Any:
+    """A context in which the libraries' bars and notices go to RUN_DIR/logs/libraries.log, as `cowest run` sends
+    them."""
     from cowest.cli.library_output import library_output
+
+    return library_output(layout.libraries_log)
+
+
+def run_loop(cfg: Any, force: set[str] | None = None) -> Any:
+    """The whole loop (`run_all`, redoing the `force` stages) with the libraries' output in the run's log; returns
+    the run's RunLayout."""
     from cowest.core.layout import RunLayout
     from cowest.pipeline.loop import run_all
 
     layout = RunLayout.of(cfg)
-    with library_output(layout.libraries_log):
+    with library_log(layout):
         run_all(cfg, force)
     return layout
+
+
+def reported_and_rest(cfg: Any) -> tuple[list, list]:
+    """The eval split's questions a run reports (its seeded `task.eval_limit` subsample) and the rest of the split:
+    where a benchmark tunes, or checks a reported difference again, without touching the reported figures."""
+    from cowest.tasks.base import load_samples
+
+    reported = load_samples(cfg.task, cfg.task.eval_split, cfg.task.eval_limit)
+    ids = {s.id for s in reported}
+    return reported, [s for s in load_samples(cfg.task, cfg.task.eval_split, None) if s.id not in ids]
+
+
+def predictions(trace: Path, samples: list) -> list:
+    """One system's predictions (`trace`: its traces file) for `samples`, in their order."""
+    from cowest.core.traces import read_traces
+
+    by_id = {t.sample_id: t.prediction for t in read_traces(trace)}
+    missing = [s.id for s in samples if s.id not in by_id]
+    if missing:
+        raise SystemExit(f"{trace}: no trace for {len(missing)} of the {len(samples)} questions")
+    return [by_id[s.id] for s in samples]
+
+
+def value(ci: Any) -> str:
+    """A metric with its CI (a `scoring.metrics.CI`)."""
+    return f"{ci.value:.3f} [{ci.lo:.3f}, {ci.hi:.3f}]"
+
+
+def difference(ci: Any) -> str:
+    """A paired difference with its CI, signed."""
+    from cowest.core.results import signed
+
+    return f"{signed(ci.value)} [{signed(ci.lo)}, {signed(ci.hi)}]"
 
 
 SPEED_FLAGS = ("amx_bf16", "amx_tile", "avx512_bf16", "avx512f", "avx2")

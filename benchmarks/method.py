@@ -7,13 +7,17 @@ weak SFT alone, strong alone, SuperICL, collaboration with the SFT, the aligned 
 then one markdown block per domain: stage times, every system with its CI, the share of replies cut at the token
 budget, the pairs the feedback found per question and the sampling that drew them, and the paired differences that
 carry the method's claims (collaboration against the best single model, aligned against SFT collaboration, DPO
-against its control). `--record` replaces only the blocks of the domains it ran (`method.py <domain>`), so one domain
+against its control). `--fresh N` then evaluates collaboration with the SFT and with the aligned weak model on N more
+dev questions outside the reported ones (a seeded subsample of the rest, in RUN/fresh-N), a second look at the
+aligned − SFT difference on questions that did not shape it, and adds it to the block with the difference on both
+sets pooled. `--record` replaces only the blocks of the domains it ran (`method.py <domain>`), so one domain
 can be measured again while the other's record stays.
 
 Resumable after any interruption: rerun the same command; finished stages are skipped and feedback and eval go on
 where they stopped. Hours on 2 cores (about 2-3 h a domain); alone, under the CPU lock, never in CI:
 
-    flock /tmp/cowest-cpu.lock python benchmarks/method.py [--domains ethics medmcqa] [--out runs] [--force eval] [--record]
+    flock /tmp/cowest-cpu.lock python benchmarks/method.py [--domains ethics medmcqa] [--out runs] [--force eval] \
+        [--fresh 600] [--record]
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import sys
 from pathlib import Path
 
 from cowest.core.config import ExperimentConfig, load_config
-from cowest.core.layout import PAIRS_STATS, RunLayout
+from cowest.core.layout import PAIRS_STATS, EvalDir, RunLayout
 from cowest.models.hf_loading import read_adapter_meta
 from cowest.pipeline.pairs import bare_answer_pairs
 from cowest.pipeline.rationales import RATIONALES_STATS
@@ -33,11 +37,16 @@ from cowest.pipeline.stages import STAGES
 from cowest.core.system_id import SystemId
 from cowest.core.records import PreferencePair, read_jsonl
 from cowest.core.traces import read_traces
+from cowest.pipeline.evaluate import run_eval
+from cowest.pipeline.loop import loop_system
 from cowest.scoring.extract import is_bare_answer
+from cowest.scoring.metrics import bootstrap_ci, paired_bootstrap
+from cowest.tasks.base import subsample
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from bench_io import SHARED_DATA, load_average, machine, paired_rows, record, run_loop, stage_rows, system_rows  # noqa: E402
+from bench_io import (SHARED_DATA, difference, library_log, load_average, machine, paired_rows,  # noqa: E402
+                      predictions, record, reported_and_rest, run_loop, stage_rows, system_rows, value)
 
 WEAK, STRONG, SUPER_ICL = SystemId.weak_sft().name, SystemId.strong().name, SystemId("super_icl").name
 SFT, ALIGNED, CONTROL = (SystemId.collab().name, SystemId.collab("aligned", 1).name,
@@ -123,6 +132,36 @@ def domain_block(domain: str, cfg: ExperimentConfig, layout: RunLayout, load_bef
     ])
 
 
+def fresh_eval(cfg: ExperimentConfig, layout: RunLayout, n: int) -> tuple[list, EvalDir]:
+    """Collaboration with the SFT and the aligned weak model on `n` dev questions outside the reported subsample
+    (seeded with the task's seed); resumable like any eval. Returns the questions and the eval folder."""
+    _, rest = reported_and_rest(cfg)
+    samples, out = subsample(rest, n, cfg.task.seed), EvalDir(layout.root / f"fresh-{n}")
+    with library_log(layout):
+        run_eval(cfg, out.path, [loop_system(cfg, SystemId.collab()), loop_system(cfg, SystemId.collab("aligned", 1))],
+                 samples=samples)
+    return samples, out
+
+
+def fresh_lines(cfg: ExperimentConfig, layout: RunLayout, fresh: list, out: EvalDir) -> list[str]:
+    """The fresh questions' SFT and aligned collaboration, their paired difference, and the difference on the
+    reported and the fresh questions pooled."""
+    reported, rest = reported_and_rest(cfg)
+    seed = cfg.eval.seeds[0]
+    sft, aligned = ([*predictions(layout.eval.trace(s, seed), reported), *predictions(out.trace(s, seed), fresh)]
+                    for s in (SFT, ALIGNED))
+    n = len(fresh)
+    d = paired_bootstrap(METRIC, fresh, aligned[-n:], sft[-n:])
+    pooled = paired_bootstrap(METRIC, reported + fresh, aligned, sft)
+    return [
+        f"Held out from the figures above (`--fresh {n}`): {n} more {cfg.task.eval_split} questions, a seeded "
+        f"subsample of the {len(rest)} outside the {len(reported)} reported; collaboration with the SFT weak model "
+        f"{value(bootstrap_ci(METRIC, fresh, sft[-n:]))}, with the aligned weak model "
+        f"{value(bootstrap_ci(METRIC, fresh, aligned[-n:]))}; **aligned − SFT {difference(d)}** ({METRIC}); on "
+        f"all {len(reported) + n} questions pooled {difference(pooled)}.", "",
+    ]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--domains", nargs="+", default=["ethics", "medmcqa"], choices=["ethics", "medmcqa"])
@@ -130,6 +169,8 @@ def main() -> None:
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides (every domain)")
     ap.add_argument("--force", nargs="+", default=[], choices=STAGES, metavar="STAGE",
                     help="redo these stages (every domain), as `cowest run --force`: after a config change they refuse")
+    ap.add_argument("--fresh", type=int, metavar="N",
+                    help="also evaluate SFT and aligned collaboration on N dev questions outside the reported ones")
     ap.add_argument("--record", action="store_true", help="put the report in BENCHMARKS.md")
     args = ap.parse_args()
     for domain in args.domains:
@@ -138,6 +179,8 @@ def main() -> None:
         before = load_average()
         layout = run_loop(cfg, set(args.force))
         text = domain_block(domain, cfg, layout, before)
+        if args.fresh:
+            text += "\n" + "\n".join(fresh_lines(cfg, layout, *fresh_eval(cfg, layout, args.fresh)))
         print(text)
         if args.record:
             record(f"method.py {domain}", text)

@@ -32,18 +32,16 @@ from pathlib import Path
 
 from cowest.core.config import load_config
 from cowest.core.layout import PAIRS_STATS, RunLayout
-from cowest.core.results import signed
 from cowest.core.system_id import SystemId
-from cowest.core.traces import read_traces
 from cowest.pipeline.report import chosen_logp_drop, dpo_log
 from cowest.pipeline.stage_inputs import DPO_ONLY, PAIR_SELECTION
 from cowest.pipeline.stages import fingerprint
-from cowest.scoring.metrics import CI, bootstrap_ci, paired_bootstrap
-from cowest.tasks.base import load_samples
+from cowest.scoring.metrics import bootstrap_ci, paired_bootstrap
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from bench_io import load_average, machine, record, run_loop  # noqa: E402
+from bench_io import (difference, load_average, machine, predictions, record, reported_and_rest,  # noqa: E402
+                      run_loop, value)
 
 SFT, ALIGNED, CONTROL = (SystemId.collab().name, SystemId.collab("aligned", 1).name,
                          SystemId.collab("sft_positive", 1).name)
@@ -57,10 +55,8 @@ hits."""
 
 def tune_samples(base: RunLayout) -> tuple[list, int]:
     """The eval split's questions outside the base run's reported subsample, and how many it reported."""
-    cfg = load_config(base.eval.config)  # the config the eval ran with (a later stage may rewrite the run's own)
-    reported = {s.id for s in load_samples(cfg.task, cfg.task.eval_split, cfg.task.eval_limit)}
-    every = load_samples(cfg.task, cfg.task.eval_split, None)
-    return [s for s in every if s.id not in reported], len(reported)
+    reported, rest = reported_and_rest(load_config(base.eval.config))  # the eval's config (a later stage may rewrite the run's own)
+    return rest, len(reported)
 
 
 def reuse_traces(base: RunLayout, done: RunLayout, root: Path, control: bool) -> None:
@@ -110,13 +106,8 @@ def run_variant(base: RunLayout, out: Path, name: str, overrides: list[str], don
     return run_loop(cfg)
 
 
-def predictions(layout: RunLayout, system: str, samples: list) -> list:
-    seed = load_config(layout.eval.config).eval.seeds[0]
-    by_id = {t.sample_id: t.prediction for t in read_traces(layout.eval.trace(system, seed))}
-    missing = [s.id for s in samples if s.id not in by_id]
-    if missing:
-        raise SystemExit(f"{layout.eval.trace(system, seed)}: no trace for {len(missing)} tuning questions")
-    return [by_id[s.id] for s in samples]
+def layout_predictions(layout: RunLayout, system: str, samples: list) -> list:
+    return predictions(layout.eval.trace(system, load_config(layout.eval.config).eval.seeds[0]), samples)
 
 
 def dpo_trend(layout: RunLayout) -> str:
@@ -132,16 +123,8 @@ def dpo_trend(layout: RunLayout) -> str:
     return f"{sum(r['rewards/margins'] for r in tail) / len(tail):+.2f} / {-drop:+.3f}"
 
 
-def value(ci: CI) -> str:
-    return f"{ci.value:.3f} [{ci.lo:.3f}, {ci.hi:.3f}]"
-
-
-def difference(ci: CI) -> str:
-    return f"{signed(ci.value)} [{signed(ci.lo)}, {signed(ci.hi)}]"
-
-
 def variant_row(name: str, overrides: list[str], layout: RunLayout, samples: list) -> str:
-    sft, aligned, control = (predictions(layout, s, samples) for s in (SFT, ALIGNED, CONTROL))
+    sft, aligned, control = (layout_predictions(layout, s, samples) for s in (SFT, ALIGNED, CONTROL))
     stats = json.loads((layout.feedback_dir(1) / PAIRS_STATS).read_text())
     return (f"| {name} | {' '.join(f'`{o}`' for o in overrides) or '(the method config)'} | {stats['pairs']} | "
             f"{value(bootstrap_ci(METRIC, samples, aligned))} | {difference(paired_bootstrap(METRIC, samples, aligned, sft))} | "
@@ -171,7 +154,7 @@ def main() -> None:
         f"95% paired bootstrap CIs; the systems a variant does not change are evaluated once, by the first; "
         f"load average {before} before the last invocation, {load_average()} after. "
         f"Collaboration with the SFT weak model on these questions: "
-        f"{value(bootstrap_ci(METRIC, samples, predictions(first, SFT, samples)))}.", "",
+        f"{value(bootstrap_ci(METRIC, samples, layout_predictions(first, SFT, samples)))}.", "",
         f"| variant | overrides | pairs | aligned {METRIC} | aligned − SFT | aligned − SFT-on-chosen | "
         "DPO reward margin (last tenth of steps) / chosen log-ratio change per token |",
         "|---|---|---|---|---|---|---|",

@@ -176,3 +176,16 @@ def test_chunk_size_gives_local_engines_several_batches_and_servers_their_concur
     # a served model's batch_size is not its own: its concurrency decides
     assert chunk_size(cfg({**local, "batch_size": 2}, served)) == 24
     assert chunk_size(cfg({**local, "batch_size": 2}, {**served, "concurrency": 4})) == 16
+
+
+def test_samples_chosen_by_the_caller_replace_the_eval_split(setup):
+    """A benchmark's held-out questions (method.py --fresh): only those are evaluated and scored."""
+    from cowest.tasks.base import load_samples
+
+    make, out, _ = setup
+    cfg = make(eval={"seeds": [0]})
+    chosen = [s for s in load_samples(cfg.task, cfg.task.eval_split) if s.id in ("q2", "q4")]
+    m = run_eval(cfg, out, [System("strong", "strong_only")], samples=chosen)
+    assert [t.sample_id for t in read_jsonl(trace_path(out, "strong", 0), Trace)] == ["q2", "q4"]
+    # strong answers B to q2 (gold B) and nothing readable to q4: 1 of 2, where the whole split scores 3 of 4
+    assert m.n_samples == 2 and m.value("strong", "accuracy").value == pytest.approx(0.5)

@@ -164,8 +164,9 @@ def run_system(system: System, seed: int, samples: list[Sample], cfg: Experiment
 
 
 def run_eval(cfg: ExperimentConfig, out_dir: Path, systems: list[System] | None = None, *,
-             chunk: int | None = None) -> Metrics:
-    """Evaluate every system for every seed in cfg.eval.seeds on the eval split; write and return metrics.json.
+             chunk: int | None = None, samples: list[Sample] | None = None) -> Metrics:
+    """Evaluate every system for every seed in cfg.eval.seeds on the eval split (or on `samples`, questions chosen
+    by the caller, such as a benchmark's held-out ones); write and return metrics.json.
 
     All systems see the same samples. Models load once per distinct config, only for systems with work left.
     """
@@ -176,7 +177,8 @@ def run_eval(cfg: ExperimentConfig, out_dir: Path, systems: list[System] | None 
     folder = EvalDir(out_dir)
     systems = systems if systems is not None else default_systems(cfg)
     check_systems(cfg, systems)
-    samples = load_samples(cfg.task, cfg.task.eval_split, cfg.task.eval_limit)
+    if samples is None:
+        samples = load_samples(cfg.task, cfg.task.eval_split, cfg.task.eval_limit)
     out_dir.mkdir(parents=True, exist_ok=True)
     folder.config.write_text(dump_config(cfg), encoding="utf-8")
     pool = ModelPool(RunLayout.of(cfg).cache(cfg.cache_dir))
