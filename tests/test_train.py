@@ -218,10 +218,52 @@ def test_bootstrapped_rationales_keep_only_reasoning_that_reaches_the_gold_label
     assert rows[0]["completion"][0]["content"] == "Work earns rest, so the claim holds.\nAnswer: reasonable"
     assert rows[1]["completion"][0]["content"] == "Answer: unreasonable"  # sft.target=auto falls back
     stats = json.loads((tmp_path / "rationales_stats.json").read_text())
-    assert stats == {"samples": 5, "with_rationale_in_data": 1, "bootstrapped": 2, "without_rationale": 2,
-                     "source": "weak", "samples_per_question": 2}
+    assert stats == {"samples": 5, "with_rationale_in_data": 1, "bootstrapped": 2, "rationalized": 0,
+                     "without_rationale": 2, "source": "weak", "samples_per_question": 2}
     kept = [json.loads(x) for x in (tmp_path / "rationales.jsonl").read_text().splitlines()]
     assert [k["id"] for k in kept] == ["e1", "e5"]
+
+
+def test_rationalize_asks_the_rows_left_again_with_the_gold_answer_as_a_hint(tmp_path):
+    """STaR's rationalization: rows whose replies all missed gold get a hinted second try, so the kept rows do not
+    follow the model's own label bias; a hinted reply that cites the hint is refused, and SFT trains the unhinted
+    prompt."""
+    from cowest.pipeline.rationales import bootstrap_rationales
+    from cowest.pipeline.stages import differing_keys
+    from cowest.pipeline.stage_inputs import stage_inputs
+
+    hint = "worked.\n\n(Hint: the correct answer is"
+    replies = {
+        f"Claim 2: I deserve a break because I {hint} unreasonable.": [
+            ("A break is not owed for ordinary work.\nAnswer: unreasonable", "stop")],
+        f"Claim 5: I deserve a break because I {hint} unreasonable.": [
+            ("As the hint says, it is not owed.\nAnswer: unreasonable", "stop")],  # cites the hint: refused
+        "Claim 1": [("Work earns rest.\nAnswer: reasonable", "stop")],
+        "Claim 2": [("It is fine.\nAnswer: reasonable", "stop")],  # the model's favoured label, wrong
+        "Claim 4": [("Work earns rest.\nAnswer: reasonable", "stop")],
+        "Claim 5": [("It is fine.\nAnswer: reasonable", "stop")],
+    }
+    drafter = ScriptedDrafter(replies)
+    cfg = _cfg()
+    cfg.sft.rationales, cfg.sft.rationale_samples, cfg.sft.rationalize = "strong", 1, True
+    out = bootstrap_rationales(_label_only(), drafter, cfg, tmp_path)
+    assert drafter.asked[:4] == ["Claim 1", "Claim 2", "Claim 4", "Claim 5"]
+    assert [a.split(":")[0] for a in drafter.asked[4:]] == ["Claim 2", "Claim 5"]  # only the rows left, hinted
+    assert [s.rationale for s in out] == ["Work earns rest.", "A break is not owed for ordinary work.",
+                                          "Given in the data.", "Work earns rest.", None]
+    assert "Hint" not in out[1].question  # the hint is the asking prompt's, never the training row's
+    stats = json.loads((tmp_path / "rationales_stats.json").read_text())
+    assert (stats["bootstrapped"], stats["rationalized"], stats["without_rationale"]) == (4, 1, 1)
+    kept = [json.loads(x) for x in (tmp_path / "rationales.jsonl").read_text().splitlines()]
+    assert [(k["id"], k.get("hinted", False)) for k in kept] == [("e1", False), ("e4", False), ("e2", True)]
+    # Off (the default) asks nothing more; switching it on later redoes a finished SFT stage.
+    plain = ScriptedDrafter(replies)
+    cfg.sft.rationalize = False
+    bootstrap_rationales(_label_only(), plain, cfg, tmp_path / "off")
+    assert len(plain.asked) == 4
+    old = {k: v for k, v in stage_inputs(cfg, "sft").items() if k != "sft.rationalize"}  # a record from before
+    cfg.sft.rationalize = True
+    assert differing_keys(old, stage_inputs(cfg, "sft")) == ["sft.rationalize"]
 
 
 def test_rationales_resume_from_the_last_finished_chunk(tmp_path):

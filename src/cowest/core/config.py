@@ -189,6 +189,12 @@ class SFTConfig(Section):
     rationale_samples: int = Field(default=4, ge=1)
     """Replies sampled per row when bootstrapping rationales."""
     rationale_temperature: float = 0.7
+    rationalize: bool = False
+    """Rows whose sampled replies all missed the gold answer are asked once more with the gold answer as a hint
+    (STaR's rationalization); a hinted reply that reaches it and does not mention the hint gives the rationale.
+    Keeping only the replies that reach gold keeps the rows whose label the model already favours: on ETHICS-justice
+    178 of the 201 rows kept were `unreasonable` (194 of the 400 train rows), and the SFT model's drafts ended in
+    `unreasonable` on 297 of 300 dev questions."""
 
     @model_validator(mode="after")
     def _drop_needs_a_rationale_target(self) -> "SFTConfig":

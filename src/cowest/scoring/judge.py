@@ -30,10 +30,15 @@ Reply with one line: "Score: N" where N is an integer from 1 to 10."""
 SCALE_MAX = 10.0
 
 
-def judge_messages(sample: Sample, response: str, template: str = JUDGE_TEMPLATE) -> list[Message]:
-    gold = " / ".join(sample.answers)
+def gold_text(sample: Sample) -> str:
+    """The gold answer as a reader sees it: every accepted answer, or the gold option with its text."""
     if sample.options and sample.gold in sample.options:
-        gold = f"{sample.gold}) {sample.options[sample.gold]}"
+        return f"{sample.gold}) {sample.options[sample.gold]}"
+    return " / ".join(sample.answers)
+
+
+def judge_messages(sample: Sample, response: str, template: str = JUDGE_TEMPLATE) -> list[Message]:
+    gold = gold_text(sample)
     return [
         {"role": "system", "content": JUDGE_SYSTEM},
         {"role": "user", "content": template.format(question=sample.question, gold=gold, response=response)},
