@@ -23,6 +23,7 @@ where they stopped. Hours on 2 cores (about 2-3 h a domain); alone, under the CP
 from __future__ import annotations
 
 import argparse
+from collections import Counter
 import datetime
 import json
 import sys
@@ -32,7 +33,7 @@ from cowest.core.config import ExperimentConfig, load_config
 from cowest.core.layout import PAIRS_STATS, EvalDir, RunLayout
 from cowest.models.hf_loading import read_adapter_meta
 from cowest.pipeline.pairs import bare_answer_pairs
-from cowest.pipeline.rationales import RATIONALES_STATS
+from cowest.pipeline.rationales import RATIONALES_FILE, RATIONALES_STATS
 from cowest.pipeline.stages import STAGES
 from cowest.core.system_id import SystemId
 from cowest.core.records import PreferencePair, read_jsonl
@@ -41,7 +42,7 @@ from cowest.pipeline.evaluate import run_eval
 from cowest.pipeline.loop import loop_system
 from cowest.scoring.extract import is_bare_answer
 from cowest.scoring.metrics import bootstrap_ci, paired_bootstrap
-from cowest.tasks.base import subsample
+from cowest.tasks.base import load_samples, subsample
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -72,15 +73,21 @@ def cut_share(metrics: dict) -> str:
     return "; ".join(parts)
 
 
-def sft_rows_line(layout: RunLayout) -> str:
-    """How many SFT rows got a bootstrapped rationale, and what the SFT stage did with the rest: its adapter records
-    the rows it trained (an adapter older than that record trained every sample)."""
+def sft_rows_line(cfg: ExperimentConfig, layout: RunLayout) -> str:
+    """How many SFT rows got a bootstrapped rationale (and how many only from a hinted ask, `sft.rationalize`), the
+    gold answers of those rows, and what the SFT stage did with the rest: its adapter records the rows it trained (an
+    adapter older than that record trained every sample). Keeping only replies that reach gold can skew the labels
+    toward the ones the rationale model favours; the mix shows it."""
     r = json.loads((layout.sft_dir / RATIONALES_STATS).read_text())
     meta = read_adapter_meta(layout.sft_adapter)
     trained = meta.get("rows", meta["samples"])
     rest = "left out" if trained < r["samples"] else "trained on the bare answer line"
+    kept = {json.loads(ln)["id"] for ln in (layout.sft_dir / RATIONALES_FILE).read_text().splitlines() if ln.strip()}
+    golds = Counter(s.gold for s in load_samples(cfg.task, cfg.task.train_split, cfg.task.train_limit) if s.id in kept)
+    hinted = f", {r['rationalized']} of them only when given the gold answer as a hint" if r.get("rationalized") else ""
     return (f"SFT rows: {r['bootstrapped']} of {r['samples']} train rows got a rationale from the {r['source']} "
-            f"model ({r['samples_per_question']} samples each, kept when they reached the gold answer); the "
+            f"model ({r['samples_per_question']} samples each, kept when they reached the gold answer{hinted}); "
+            f"their gold answers: {', '.join(f'{n} {g}' for g, n in golds.most_common())}; the "
             f"{r['without_rationale']} without one were {rest} ({trained} rows trained).")
 
 
@@ -122,7 +129,7 @@ def domain_block(domain: str, cfg: ExperimentConfig, layout: RunLayout, load_bef
         "| paired difference | metric | value [95% CI] |", "|---|---|---|",
         *[r for r in paired_rows(metrics, claims, NAMES) if f"| {METRIC} |" in r], "",
         f"Replies cut at the token budget: {cut_share(metrics)}.", "", weak_answer_line(cfg), "",
-        sft_rows_line(layout), "",
+        sft_rows_line(cfg, layout), "",
         f"Feedback: {stats['questions']} train questions × K = {stats['sampling']['k']} drafts (temperature "
         f"{stats['sampling']['temperature']:g}, top_p {stats['sampling']['top_p']:g}) → {stats['pairs']} pairs "
         f"({stats['pairs_per_feedback_question']:.2f} per question, goal ≥ 1); distinct drafts per question "
