@@ -253,7 +253,7 @@ def test_rationalize_asks_the_rows_left_again_with_the_gold_answer_as_a_hint(tmp
                                           "Given in the data.", "Work earns rest.", None]
     assert "Hint" not in out[1].question  # the hint is the asking prompt's, never the training row's
     stats = json.loads((tmp_path / "rationales_stats.json").read_text())
-    assert (stats["bootstrapped"], stats["rationalized"], stats["without_rationale"]) == (4, 1, 1)
+    assert (stats["bootstrapped"], stats["rationalized"], stats["without_rationale"]) == (3, 1, 1)
     kept = [json.loads(x) for x in (tmp_path / "rationales.jsonl").read_text().splitlines()]
     assert [(k["id"], k.get("hinted", False)) for k in kept] == [("e1", False), ("e4", False), ("e2", True)]
     # Off (the default) asks nothing more; switching it on later redoes a finished SFT stage.
