@@ -194,7 +194,9 @@ class SFTConfig(Section):
     (STaR's rationalization); a hinted reply that reaches it and does not mention the hint gives the rationale.
     Keeping only the replies that reach gold keeps the rows whose label the model already favours: on ETHICS-justice
     178 of the 201 rows kept were `unreasonable` (194 of the 400 train rows), and the SFT model's drafts ended in
-    `unreasonable` on 297 of 300 dev questions."""
+    `unreasonable` on 297 of 300 dev questions. Measured there with the 1.5B: the hinted ask kept 54 more rows (40
+    `reasonable`), so 63 of 255 rows were `reasonable`, and the SFT model still drafted `unreasonable` on 299 of 300:
+    not enough to undo the skew (off by default)."""
 
     @model_validator(mode="after")
     def _drop_needs_a_rationale_target(self) -> "SFTConfig":
