@@ -17,7 +17,7 @@ Resumable after any interruption: rerun the same command; finished stages are sk
 where they stopped. Hours on 2 cores (about 2-3 h a domain); alone, under the CPU lock, never in CI:
 
     flock /tmp/cowest-cpu.lock python benchmarks/method.py [--domains ethics medmcqa] [--out runs] [--force eval] \
-        [--fresh 600] [--record]
+        [--fresh 900] [--record]
 """
 
 from __future__ import annotations
