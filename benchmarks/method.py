@@ -139,33 +139,27 @@ def domain_block(domain: str, cfg: ExperimentConfig, layout: RunLayout, load_bef
     ])
 
 
-def fresh_eval(cfg: ExperimentConfig, layout: RunLayout, n: int) -> tuple[list, EvalDir]:
+def fresh_eval(cfg: ExperimentConfig, layout: RunLayout, n: int) -> list[str]:
     """Collaboration with the SFT and the aligned weak model on `n` dev questions outside the reported subsample
-    (seeded with the task's seed); resumable like any eval. Returns the questions and the eval folder."""
-    _, rest = reported_and_rest(cfg)
-    samples, out = subsample(rest, n, cfg.task.seed), EvalDir(layout.root / f"fresh-{n}")
+    (seeded with the task's seed; resumable like any eval), and the block's lines for it: both systems, their paired
+    difference, and the difference on the reported and the fresh questions pooled."""
+    reported, rest = reported_and_rest(cfg)
+    fresh, out = subsample(rest, n, cfg.task.seed), EvalDir(layout.root / f"fresh-{n}")
     with library_log(layout):
         run_eval(cfg, out.path, [loop_system(cfg, SystemId.collab()), loop_system(cfg, SystemId.collab("aligned", 1))],
-                 samples=samples)
-    return samples, out
-
-
-def fresh_lines(cfg: ExperimentConfig, layout: RunLayout, fresh: list, out: EvalDir) -> list[str]:
-    """The fresh questions' SFT and aligned collaboration, their paired difference, and the difference on the
-    reported and the fresh questions pooled."""
-    reported, rest = reported_and_rest(cfg)
+                 samples=fresh)
     seed = cfg.eval.seeds[0]
-    sft, aligned = ([*predictions(layout.eval.trace(s, seed), reported), *predictions(out.trace(s, seed), fresh)]
-                    for s in (SFT, ALIGNED))
-    n = len(fresh)
-    d = paired_bootstrap(METRIC, fresh, aligned[-n:], sft[-n:])
-    pooled = paired_bootstrap(METRIC, reported + fresh, aligned, sft)
+    sft, aligned = (predictions(out.trace(s, seed), fresh) for s in (SFT, ALIGNED))
+    sft_all, aligned_all = ([*predictions(layout.eval.trace(s, seed), reported), *p]
+                            for s, p in ((SFT, sft), (ALIGNED, aligned)))
     return [
-        f"Held out from the figures above (`--fresh {n}`): {n} more {cfg.task.eval_split} questions, a seeded "
-        f"subsample of the {len(rest)} outside the {len(reported)} reported; collaboration with the SFT weak model "
-        f"{value(bootstrap_ci(METRIC, fresh, sft[-n:]))}, with the aligned weak model "
-        f"{value(bootstrap_ci(METRIC, fresh, aligned[-n:]))}; **aligned − SFT {difference(d)}** ({METRIC}); on "
-        f"all {len(reported) + n} questions pooled {difference(pooled)}.", "",
+        f"Held out from the figures above (`--fresh {n}`): {len(fresh)} more {cfg.task.eval_split} questions, a "
+        f"seeded subsample of the {len(rest)} outside the {len(reported)} reported; collaboration with the SFT weak "
+        f"model {value(bootstrap_ci(METRIC, fresh, sft))}, with the aligned weak model "
+        f"{value(bootstrap_ci(METRIC, fresh, aligned))}; **aligned − SFT "
+        f"{difference(paired_bootstrap(METRIC, fresh, aligned, sft))}** ({METRIC}); on all "
+        f"{len(reported) + len(fresh)} questions pooled "
+        f"{difference(paired_bootstrap(METRIC, reported + fresh, aligned_all, sft_all))}.", "",
     ]
 
 
@@ -187,7 +181,7 @@ def main() -> None:
         layout = run_loop(cfg, set(args.force))
         text = domain_block(domain, cfg, layout, before)
         if args.fresh:
-            text += "\n" + "\n".join(fresh_lines(cfg, layout, *fresh_eval(cfg, layout, args.fresh)))
+            text += "\n" + "\n".join(fresh_eval(cfg, layout, args.fresh))
         print(text)
         if args.record:
             record(f"method.py {domain}", text)
