@@ -85,10 +85,11 @@ def sft_rows_line(cfg: ExperimentConfig, layout: RunLayout) -> str:
     kept = {json.loads(ln)["id"] for ln in (layout.sft_dir / RATIONALES_FILE).read_text().splitlines() if ln.strip()}
     golds = Counter(s.gold for s in load_samples(cfg.task, cfg.task.train_split, cfg.task.train_limit) if s.id in kept)
     hinted = f", {r['rationalized']} of them only when given the gold answer as a hint" if r.get("rationalized") else ""
+    even = f", the gold answers evened out by sft.balance={cfg.sft.balance}" if cfg.sft.balance != "none" else ""
     return (f"SFT rows: {r['bootstrapped']} of {r['samples']} train rows got a rationale from the {r['source']} "
             f"model ({r['samples_per_question']} samples each, kept when they reached the gold answer{hinted}); "
             f"their gold answers: {', '.join(f'{n} {g}' for g, n in golds.most_common())}; the "
-            f"{r['without_rationale']} without one were {rest} ({trained} rows trained).")
+            f"{r['without_rationale']} without one were {rest} ({trained} rows trained{even}).")
 
 
 def bare_drafts_line(layout: RunLayout, stats: dict) -> str:

@@ -103,6 +103,37 @@ def test_without_rationale_drop_leaves_out_bare_rows():
         ExperimentConfig.model_validate({"sft": {"without_rationale": "drop", "target": "answer"}})
 
 
+def test_balance_evens_out_the_gold_labels_of_the_draft_rows():
+    """ETHICS-justice's bootstrapped rows were 178 `unreasonable` to 23 `reasonable`; sft.balance evens the draft rows
+    out (after rows without a rationale are dropped), down by a seeded subsample or up by repeating the rarer label."""
+    from collections import Counter
+
+    from cowest.pipeline.stage_inputs import stage_inputs
+    from cowest.pipeline.stages import differing_keys
+
+    mk = lambda i, gold, why="Because.": Sample(  # noqa: E731
+        id=f"e{i}", task="ethics", family="cls", question=f"Claim {i}", answers=[gold],
+        labels=["reasonable", "unreasonable"], rationale=why)
+    rows = [mk(i, "unreasonable") for i in range(7)] + [mk(7, "reasonable"), mk(8, "reasonable"),
+                                                         mk(9, "reasonable", None)]  # no rationale: dropped first
+    cfg = lambda how, seed=0: ExperimentConfig.model_validate(  # noqa: E731
+        {"sft": {"without_rationale": "drop", "balance": how, "seed": seed}})
+    gold = lambda rs: Counter(r["completion"][0]["content"].rsplit(" ", 1)[1] for r in rs)  # noqa: E731
+    assert gold(sft_rows(rows, cfg("none"))) == {"unreasonable": 7, "reasonable": 2}
+    down = sft_rows(rows, cfg("down"))
+    assert gold(down) == {"unreasonable": 2, "reasonable": 2}
+    assert [r["prompt"][-1]["content"] for r in down] != [r["prompt"][-1]["content"]
+                                                          for r in sft_rows(rows, cfg("down", seed=1))]
+    up = sft_rows(rows, cfg("up"))
+    assert gold(up) == {"unreasonable": 7, "reasonable": 7}
+    assert Counter(r["prompt"][-1]["content"].split("\n")[0] for r in up)["Claim 7"] in (3, 4)  # 7 = 2 x 3 + 1
+    with pytest.raises(ConfigError, match="sft.balance=up evens out class labels.*free answers"):
+        sft_rows(_samples(2), ExperimentConfig.model_validate({"sft": {"balance": "up"}}))
+    old = {k: v for k, v in stage_inputs(cfg("none"), "sft").items() if k != "sft.balance"}  # a record from before
+    assert differing_keys(old, stage_inputs(cfg("none"), "sft")) == []
+    assert differing_keys(old, stage_inputs(cfg("up"), "sft")) == ["sft.balance"]
+
+
 def test_positive_rows_dedupe_chosen():
     pairs = _pairs(_samples(2))
     rows = positive_rows(pairs + pairs)
@@ -222,6 +253,22 @@ def test_bootstrapped_rationales_keep_only_reasoning_that_reaches_the_gold_label
                      "without_rationale": 2, "source": "weak", "samples_per_question": 2}
     kept = [json.loads(x) for x in (tmp_path / "rationales.jsonl").read_text().splitlines()]
     assert [k["id"] for k in kept] == ["e1", "e5"]
+
+
+@pytest.mark.parametrize("reply, rationale", [
+    ("Joe works double shifts. Therefore, the answer is: unreasonable", "Joe works double shifts."),
+    ("It is owed.\nSo the final answer is:\nreasonable", "It is owed."),
+    ("It is owed. Answer: reasonable", "It is owed."),
+    ("He said \"no.\" So the answer is reasonable", "He said \"no.\""),
+    ("Because of this:\nAnswer: reasonable", "Because of this:"),
+    ("So the final answer is: reasonable", ""),  # no reasoning before the sentence that holds the marker
+])
+def test_a_marker_inside_a_sentence_takes_that_sentence_out_of_the_rationale(reply, rationale):
+    """Cut at the marker, "... Therefore, the answer is: X" left rationales ending in "Therefore, the" (50 of 201 on
+    ETHICS), and SFT taught drafts that stop mid-sentence."""
+    from cowest.pipeline.rationales import strip_answer
+
+    assert strip_answer(reply) == rationale
 
 
 def test_rationalize_asks_the_rows_left_again_with_the_gold_answer_as_a_hint(tmp_path):

@@ -198,6 +198,13 @@ class SFTConfig(Section):
     `reasonable`), so 63 of 255 rows were `reasonable`, and the SFT model still drafted `unreasonable` on 299 of 300:
     not enough to undo the skew (off by default)."""
 
+    balance: Literal["none", "down", "up"] = "none"
+    """Even out the gold answers of the draft rows (classification and multiple choice): `down` keeps as many rows of
+    each answer as the rarest one has, `up` repeats the rarer answers' rows (seeded) until each has as many as the
+    commonest. Bootstrapped rationales keep the rows whose label the model already favours (ETHICS-justice: 178 of
+    201 `unreasonable`), and an SFT model trained on them drafts that label on nearly every question, which leaves the
+    strong model one label to follow and the feedback drafts that differ too little to pair."""
+
     @model_validator(mode="after")
     def _drop_needs_a_rationale_target(self) -> "SFTConfig":
         if self.without_rationale == "drop" and self.target == "answer":

@@ -13,6 +13,7 @@ kept.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from cowest.core.config import ExperimentConfig
@@ -34,13 +35,24 @@ def reaches_gold(sample: Sample, text: str) -> bool:
     return scores.get("exact_match", scores.get("accuracy", 0.0)) == 1.0
 
 
+_SENTENCE_END = re.compile(r"[.!?][\"')\]]*(?=\s)|\n")
+
+
 def strip_answer(text: str) -> str:
-    """The reasoning of a reply: everything before its last answer marker (without a marker, before its last line)."""
+    """The reasoning of a reply: everything before its last answer marker (without a marker, before its last line).
+
+    A marker inside a sentence ("... Therefore, the answer is: X") takes that sentence with it: cut at the marker, the
+    rationale would end in "Therefore, the", and SFT would teach drafts that stop mid-sentence (50 of 201 bootstrapped
+    on ETHICS did).
+    """
     head = before_answer(text)
-    if head is not None:
-        return head.strip()
-    lines = text.strip().split("\n")
-    return "\n".join(lines[:-1]).strip()
+    if head is None:
+        lines = text.strip().split("\n")
+        return "\n".join(lines[:-1]).strip()
+    if head.strip() and not re.search(r"(?:[.!?][\"')\]]*|[:;])\s*$|\n[ \t]*$", head):
+        ends = list(_SENTENCE_END.finditer(head))
+        head = head[: ends[-1].end()] if ends else ""
+    return head.strip()
 
 
 def hinted(sample: Sample) -> Sample:

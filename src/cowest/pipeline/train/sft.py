@@ -6,6 +6,7 @@ completion; the loss covers the completion only.
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 from typing import Any
 
@@ -46,15 +47,37 @@ def prompt_names(cfg: ExperimentConfig) -> set[str]:
 
 
 def drafted_samples(samples: list[Sample], cfg: ExperimentConfig) -> list[Sample]:
-    """The samples SFT trains a draft row for: all, or (sft.without_rationale=drop) those with a gold draft."""
+    """The samples SFT trains a draft row for: all, or (sft.without_rationale=drop) those with a gold draft; then
+    evened out by gold answer with sft.balance."""
     fmt = cfg.collaboration.draft_format
-    if cfg.sft.without_rationale == "answer":
+    kept = samples
+    if cfg.sft.without_rationale == "drop":
+        kept = [s for s in samples if draft_target(s, fmt) is not None]
+        if not kept:
+            raise DataError(f"no training row has a rationale for a '{fmt}' draft; set sft.without_rationale=answer, "
+                            "or sft.rationales=strong to bootstrap them", field="rationale")
+    return balanced(kept, cfg.sft.balance, cfg.sft.seed)
+
+
+def balanced(samples: list[Sample], how: str, seed: int) -> list[Sample]:
+    """`samples` with as many rows of each gold answer: the commoner ones subsampled (`down`, file order kept) or the
+    rarer ones repeated whole and then a seeded draw for the rest (`up`, appended); `none` returns them as they are."""
+    if how == "none" or not samples:
         return samples
-    kept = [s for s in samples if draft_target(s, fmt) is not None]
-    if not kept:
-        raise DataError(f"no training row has a rationale for a '{fmt}' draft; set sft.without_rationale=answer, "
-                        "or sft.rationales=strong to bootstrap them", field="rationale")
-    return kept
+    if samples[0].family == "qa":
+        raise ConfigError(f"sft.balance={how} evens out class labels or option letters; task '{samples[0].task}' "
+                          "has free answers (set sft.balance=none)")
+    groups: dict[str, list[Sample]] = {}
+    for s in samples:
+        groups.setdefault(s.gold, []).append(s)
+    rng = random.Random(seed)
+    if how == "down":
+        size = min(len(g) for g in groups.values())
+        keep = {s.id for g in groups.values() for s in rng.sample(g, size)}
+        return [s for s in samples if s.id in keep]
+    size = max(len(g) for g in groups.values())
+    extra = [s for g in groups.values() for s in g * (size // len(g) - 1) + rng.sample(g, size % len(g))]
+    return samples + extra
 
 
 def sft_rows(samples: list[Sample], cfg: ExperimentConfig) -> list[dict[str, Any]]:
