@@ -77,11 +77,11 @@ def sft_rows_line(cfg: ExperimentConfig, layout: RunLayout) -> str:
     """How many SFT rows got a bootstrapped rationale (and how many only from a hinted ask, `sft.rationalize`), the
     gold answers of those rows, and what the SFT stage did with the rest: its adapter records the rows it trained (an
     adapter older than that record trained every sample). Keeping only replies that reach gold can skew the labels
-    toward the ones the rationale model favours; the mix shows it."""
+    toward the ones the rationale model favours; the mix shows it (sft.balance then evens out the rows trained)."""
     r = json.loads((layout.sft_dir / RATIONALES_STATS).read_text())
     meta = read_adapter_meta(layout.sft_adapter)
     trained = meta.get("rows", meta["samples"])
-    rest = "left out" if trained < r["samples"] else "trained on the bare answer line"
+    rest = "left out" if cfg.sft.without_rationale == "drop" else "trained on the bare answer line"
     kept = {json.loads(ln)["id"] for ln in (layout.sft_dir / RATIONALES_FILE).read_text().splitlines() if ln.strip()}
     golds = Counter(s.gold for s in load_samples(cfg.task, cfg.task.train_split, cfg.task.train_limit) if s.id in kept)
     hinted = f", {r['rationalized']} of them only when given the gold answer as a hint" if r.get("rationalized") else ""

@@ -125,9 +125,11 @@ def do_sft(cfg: ExperimentConfig, force: bool = False) -> Path:
 
         samples = load_samples(cfg.task, cfg.task.train_split, cfg.task.train_limit)
         samples = with_rationales(cfg, samples, run.sft_dir, cache_dir(cfg))
-        drafted = len(drafted_samples(samples, cfg))
-        left_out = f"; {len(samples) - drafted} without a rationale left out" if drafted < len(samples) else ""
-        log(f"sft: {len(samples)} samples of {cfg.task.name}/{cfg.task.train_split}{left_out}")
+        rows = drafted_samples(samples, cfg)
+        drafted, distinct = len(rows), len({s.id for s in rows})  # sft.balance=up repeats rows
+        left_out = f"; {len(samples) - distinct} without a rationale left out" if distinct < len(samples) else ""
+        evened = f"; {drafted} draft rows, gold answers evened out ({cfg.sft.balance})" if cfg.sft.balance != "none" else ""
+        log(f"sft: {len(samples)} samples of {cfg.task.name}/{cfg.task.train_split}{left_out}{evened}")
         path = run_sft(cfg, samples, run.sft_adapter)
         st.finish({"samples": len(samples), "draft_rows": drafted, "adapter": str(path)})
         return path
