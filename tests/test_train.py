@@ -264,7 +264,7 @@ def test_bootstrapped_rationales_keep_only_reasoning_that_reaches_the_gold_label
     ("So the final answer is: reasonable", ""),  # no reasoning before the sentence that holds the marker
 ])
 def test_a_marker_inside_a_sentence_takes_that_sentence_out_of_the_rationale(reply, rationale):
-    """Cut at the marker, "... Therefore, the answer is: X" left rationales ending in "Therefore, the" (50 of 201 on
+    """Cut at the marker, "... Therefore, the answer is: X" left rationales ending in "Therefore, the" (40 of 201 on
     ETHICS), and SFT taught drafts that stop mid-sentence."""
     from cowest.pipeline.rationales import strip_answer
 

@@ -196,7 +196,8 @@ class SFTConfig(Section):
     178 of the 201 rows kept were `unreasonable` (194 of the 400 train rows), and the SFT model's drafts ended in
     `unreasonable` on 297 of 300 dev questions. Measured there with the 1.5B: the hinted ask kept 54 more rows (40
     `reasonable`), so 63 of 255 rows were `reasonable`, and the SFT model still drafted `unreasonable` on 299 of 300:
-    not enough to undo the skew (off by default)."""
+    not enough alone; with `balance: up` it drafted `reasonable` on 60 of 300 (off by default; method_ethics.yaml sets
+    both)."""
 
     balance: Literal["none", "down", "up"] = "none"
     """Even out the gold answers of the draft rows (classification and multiple choice): `down` keeps as many rows of

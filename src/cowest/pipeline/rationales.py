@@ -42,7 +42,7 @@ def strip_answer(text: str) -> str:
     """The reasoning of a reply: everything before its last answer marker (without a marker, before its last line).
 
     A marker inside a sentence ("... Therefore, the answer is: X") takes that sentence with it: cut at the marker, the
-    rationale would end in "Therefore, the", and SFT would teach drafts that stop mid-sentence (50 of 201 bootstrapped
+    rationale would end in "Therefore, the", and SFT would teach drafts that stop mid-sentence (40 of 201 bootstrapped
     on ETHICS did).
     """
     head = before_answer(text)
