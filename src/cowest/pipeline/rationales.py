@@ -35,7 +35,8 @@ def reaches_gold(sample: Sample, text: str) -> bool:
     return scores.get("exact_match", scores.get("accuracy", 0.0)) == 1.0
 
 
-_SENTENCE_END = re.compile(r"[.!?][\"')\]]*(?=\s)|\n")
+_SENTENCE_END = re.compile(r"[.!?][\"')\]]*(?=\s|$)|[:;]$|\n")
+"""Where a sentence of reasoning ends (a colon or semicolon only at the very end: "Because of this:")."""
 
 
 def strip_answer(text: str) -> str:
@@ -49,10 +50,11 @@ def strip_answer(text: str) -> str:
     if head is None:
         lines = text.strip().split("\n")
         return "\n".join(lines[:-1]).strip()
-    if head.strip() and not re.search(r"(?:[.!?][\"')\]]*|[:;])\s*$|\n[ \t]*$", head):
-        ends = list(_SENTENCE_END.finditer(head))
-        head = head[: ends[-1].end()] if ends else ""
-    return head.strip()
+    if re.search(r"\n[ \t]*$", head):  # the marker starts its own line: the reasoning before it is whole
+        return head.strip()
+    head = head.rstrip()
+    ends = list(_SENTENCE_END.finditer(head))
+    return head[: ends[-1].end()].strip() if ends else ""
 
 
 def hinted(sample: Sample) -> Sample:
