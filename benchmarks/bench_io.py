@@ -27,15 +27,15 @@ def library_log(layout: Any) -> Any:
     return library_output(layout.libraries_log)
 
 
-def run_loop(cfg: Any, force: set[str] | None = None) -> Any:
-    """The whole loop (`run_all`, redoing the `force` stages) with the libraries' output in the run's log; returns
-    the run's RunLayout."""
+def run_loop(cfg: Any, force: set[str] | None = None, evaluate: bool = True) -> Any:
+    """The whole loop (`run_all`, redoing the `force` stages; through alignment only when not `evaluate`) with the
+    libraries' output in the run's log; returns the run's RunLayout."""
     from cowest.core.layout import RunLayout
     from cowest.pipeline.loop import run_all
 
     layout = RunLayout.of(cfg)
     with library_log(layout):
-        run_all(cfg, force)
+        run_all(cfg, force, evaluate)
     return layout
 
 

@@ -71,6 +71,23 @@ def test_best_vs_worst_is_the_largest_gap(records):
     assert _chosen_rejected(pairs) == [("q1", "A", "C"), ("q2", "E", "F")]
 
 
+def test_better_also_prefers_a_harmless_draft_where_the_strong_model_is_right_alone(tmp_path):
+    # q4: the strong model is right alone (solo 1.0), so no draft can help: H leaves it right (Δ 0), J half misleads
+    # it, I misleads it. The paper's rule finds no pair there; `better` prefers each draft over the worse ones.
+    rows = [_row("q4", 1.0, [("H", 0.0), ("I", -1.0), ("J", -0.5)], {"weak": 1, "strong": 4}), *ROWS[1:]]
+    path = tmp_path / "feedback.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    recs = list(load_done(path).values())
+    helpful, stats = build_pairs(recs, FeedbackConfig(k=3))
+    assert _chosen_rejected(helpful) == [("q2", "E", "F")]
+    assert stats["no_pair_reasons"] == {"none_helpful": 1, "identical_drafts": 1}
+    better, stats = build_pairs(recs, FeedbackConfig(k=3, preference="better"))
+    assert _chosen_rejected(better) == [("q4", "H", "I"), ("q4", "H", "J"), ("q4", "J", "I"), ("q2", "E", "F")]
+    gap, stats = build_pairs(recs, FeedbackConfig(k=3, preference="better", min_gap=0.75))
+    assert _chosen_rejected(gap) == [("q4", "H", "I")]
+    assert stats["no_pair_reasons"] == {"gap_below_min_gap": 1, "identical_drafts": 1}
+
+
 def test_distinct_drafts_per_question_and_sampling_are_reported(records, tmp_path):
     stats = write_pairs(records, FeedbackConfig(k=6, temperature=0.7), tmp_path)
     saved = json.loads((tmp_path / "pairs_stats.json").read_text())

@@ -223,7 +223,14 @@ class FeedbackConfig(Section):
     top_p: float = Field(0.95, gt=0, le=1)
     evaluator: Literal["metric", "judge", "hybrid"] = "metric"
     margin: float = 0.0
-    """A draft is chosen when its influence is > margin."""
+    """A draft is chosen when its influence is > margin (preference `helpful`)."""
+    preference: Literal["helpful", "better"] = "helpful"
+    """Which drafts of a question are paired. helpful (the paper's): a draft with Δ > margin over one with Δ <= 0.
+    better: any draft over one with a lower Δ, which adds a draft that leaves the strong model right over one that
+    misleads it. Under `helpful` a pair exists only where the strong model alone fails (no draft can have Δ > 0
+    where it is right), so when its failures lean to one label the chosen drafts do too: on ETHICS-justice 239 of
+    311 chosen drafts ended in `reasonable`, and DPO taught the weak model to draft `reasonable` on every dev
+    question."""
     pair_rule: Literal["all", "best_vs_worst"] = "all"
     """all: every (chosen, rejected) combination, largest gap Δ_chosen − Δ_rejected first; best_vs_worst: one pair,
     the largest gap."""

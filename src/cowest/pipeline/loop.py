@@ -396,8 +396,9 @@ def do_report(cfg: ExperimentConfig) -> Path:
     return render_report([RunLayout.of(cfg).root])
 
 
-def run_all(cfg: ExperimentConfig, force: set[str] | None = None) -> Path:
-    """sft -> (feedback -> align) x rounds -> eval -> report. `force` redoes the named stages (and nothing else)."""
+def run_all(cfg: ExperimentConfig, force: set[str] | None = None, evaluate: bool = True) -> Path:
+    """sft -> (feedback -> align) x rounds -> eval -> report. `force` redoes the named stages (and nothing else);
+    `evaluate=False` stops after alignment (a benchmark that evaluates other questions itself)."""
     from cowest.pipeline.preflight import check_run
 
     force = force or set()
@@ -406,12 +407,15 @@ def run_all(cfg: ExperimentConfig, force: set[str] | None = None) -> Path:
         raise CowestError(f"unknown stage(s) {sorted(unknown)}; valid: {', '.join(STAGES)}")
     with locked_run(cfg):
         # every stage's inputs, before the first one starts
-        check_run(cfg, planned_stages(cfg), force, eval_systems(cfg))
+        stages = [(n, st) for n, st in planned_stages(cfg) if evaluate or n != "eval"]
+        check_run(cfg, stages, force, eval_systems(cfg) if evaluate else [])
         do_sft(cfg, "sft" in force)
         for rnd in range(1, cfg.rounds + 1):
             do_feedback(cfg, rnd, "feedback" in force)
             for method in align_methods(cfg):
                 do_align(cfg, rnd, method, "align" in force)
+        if not evaluate:
+            return RunLayout.of(cfg).root
         from cowest.routing.learned import train_if_routed
 
         train_if_routed(cfg, "eval" in force)

@@ -1,6 +1,7 @@
 """Preference pairs from collaborative feedback, their statistics and plot.
 
-Drafts with Δ > margin are chosen, drafts with Δ <= 0 rejected, always within one question; of these combinations
+Drafts with Δ > margin are chosen, drafts with Δ <= 0 rejected (`feedback.preference: better`: any draft over one
+with a lower Δ), always within one question; of these combinations
 the largest gaps Δ_chosen − Δ_rejected are kept (feedback.min_gap, feedback.max_pairs_per_question). Rows are TRL's
 `prompt` / `chosen` / `rejected` (conversational when the weak model has a chat template) plus the question id and
 both Δ values, so `datasets.load_dataset("json", data_files="pairs.jsonl")` reads them unchanged.
@@ -32,9 +33,13 @@ def candidate_pairs(rec: FeedbackRecord, fb: FeedbackConfig) -> list[tuple[Score
     for d in rec.drafts:  # distinct texts only: a duplicate draft is the same preference
         if d.delta is not None and d.text.strip():
             scored.setdefault(d.text, d.delta)
-    chosen = [(t, v) for t, v in scored.items() if v > fb.margin]
-    rejected = [(t, v) for t, v in scored.items() if v <= 0]
-    return sorted(((c, r) for c in chosen for r in rejected), key=lambda cr: cr[1][1] - cr[0][1])
+    if fb.preference == "better":
+        combos = [(c, r) for c in scored.items() for r in scored.items() if c[1] > r[1]]
+    else:
+        chosen = [(t, v) for t, v in scored.items() if v > fb.margin]
+        rejected = [(t, v) for t, v in scored.items() if v <= 0]
+        combos = [(c, r) for c in chosen for r in rejected]
+    return sorted(combos, key=lambda cr: cr[1][1] - cr[0][1])
 
 
 def select_pairs(combos: list[tuple[Scored, Scored]], fb: FeedbackConfig) -> list[tuple[Scored, Scored]]:
@@ -67,6 +72,8 @@ def no_pair_reason(rec: FeedbackRecord, fb: FeedbackConfig) -> str:
         return "unscored"
     if len({d.text for d in rec.drafts}) == 1:
         return "identical_drafts"
+    if fb.preference == "better":
+        return "all_equal" if len(set(deltas)) == 1 else "gap_below_min_gap"
     if all(v > fb.margin for v in deltas):
         return "all_helpful"
     if all(v <= 0 for v in deltas):

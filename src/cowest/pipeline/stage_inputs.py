@@ -132,13 +132,15 @@ class FeedbackInputs(Inputs):
                    prompts=cfg.collaboration.prompts, align=_align(cfg.align) if rnd > 1 else None)
 
 
-ADDED_KEYS: dict[str, Any] = {"collaboration.weak_answer": "answer", "sft.rationalize": False, "sft.balance": "none"}
+ADDED_KEYS: dict[str, Any] = {"collaboration.weak_answer": "answer", "sft.rationalize": False, "sft.balance": "none",
+                             "feedback.preference": "helpful"}
 """Inputs added after run directories were written, each with the value that reproduces what earlier versions did:
 a record without one counts as holding that value (`stages.differing_keys`), so setting the new option on a finished
 run redoes the stage. Other keys a record lacks are not compared: some were renamed or not recorded before, and an
 old record cannot say what they were."""
 
-PAIR_SELECTION = tuple(f"feedback.{k}" for k in ("margin", "pair_rule", "min_gap", "max_pairs_per_question"))
+PAIR_SELECTION = tuple(f"feedback.{k}" for k in ("margin", "preference", "pair_rule", "min_gap",
+                                                   "max_pairs_per_question"))
 """Feedback settings read only when pairs are selected from the scored drafts (`cowest.pipeline.pairs`): a finished
 feedback stage whose config differs in these alone selects its pairs again, without generating anything."""
 
