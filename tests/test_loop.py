@@ -125,6 +125,26 @@ def test_a_new_pair_rule_selects_the_pairs_again_without_generating(loop_run, tm
         do_align(changed)
 
 
+def test_without_evaluate_the_loop_stops_after_alignment(loop_run, tmp_path, monkeypatch):
+    """`run_all(evaluate=False)` (benchmarks/recipe.py --tune, which evaluates other questions itself) checks and
+    runs the stages through alignment and neither evaluates nor reports."""
+    import shutil
+
+    import cowest.models.base
+    from cowest.pipeline.loop import run_all
+
+    cfg, run, _ = loop_run
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy, ignore=shutil.ignore_patterns("eval", "recall", "report.md"))
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("a model was loaded")
+
+    monkeypatch.setattr(cowest.models.base, "load_backend", no_model)
+    assert run_all(load_config(copy / "config.yaml", [f"run_dir={copy}"]), evaluate=False) == copy
+    assert not (copy / "eval").exists() and not (copy / "report.md").exists()
+
+
 def test_recall_asks_only_the_draft_when_the_weak_model_answers_with_it(tmp_path, monkeypatch):
     """collaboration.weak_answer=draft makes weak_sft and weak_draft_sft the same prompt: the recall check asks it
     once, and the summary does not call a draft "answering"."""
