@@ -22,7 +22,7 @@ under the CPU lock, never in CI:
 
     flock /tmp/cowest-cpu.lock python benchmarks/recipe.py --base runs/method-medmcqa --out runs/recipe \\
         --variant rpo1 --variant plain_dpo align.rpo_alpha=null --variant one_pair feedback.pair_rule=best_vs_worst \\
-        [--record]
+        [--tune 200] [--record]
 """
 
 from __future__ import annotations
