@@ -91,10 +91,20 @@ def test_rerun_skips_every_stage_and_a_changed_config_is_refused(loop_run, capfd
         do_sft(changed)
 
 
-def test_a_new_pair_rule_selects_the_pairs_again_without_generating(loop_run, tmp_path, capfd, monkeypatch):
+@pytest.fixture
+def no_models(monkeypatch):
+    """Any model load fails the test: the stages under test must reuse what the run already has."""
+    import cowest.models.base
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("a model was loaded")
+
+    monkeypatch.setattr(cowest.models.base, "load_backend", no_model)
+
+
+def test_a_new_pair_rule_selects_the_pairs_again_without_generating(loop_run, tmp_path, capfd, no_models):
     import shutil
 
-    import cowest.models.base
     from cowest.pipeline.loop import do_align, do_feedback
 
     cfg, run, _ = loop_run
@@ -104,11 +114,6 @@ def test_a_new_pair_rule_selects_the_pairs_again_without_generating(loop_run, tm
     scored = (fb / "feedback.jsonl").read_bytes()
     before = json.loads((fb / "pairs_stats.json").read_text())
     changed = load_config(copy / "config.yaml", [f"run_dir={copy}", "feedback.pair_rule=best_vs_worst"])
-
-    def no_model(*args, **kwargs):
-        raise AssertionError("a model was loaded")
-
-    monkeypatch.setattr(cowest.models.base, "load_backend", no_model)
     capfd.readouterr()
     stats = do_feedback(changed)
     assert "feedback.pair_rule changed" in capfd.readouterr().err
@@ -125,22 +130,16 @@ def test_a_new_pair_rule_selects_the_pairs_again_without_generating(loop_run, tm
         do_align(changed)
 
 
-def test_without_evaluate_the_loop_stops_after_alignment(loop_run, tmp_path, monkeypatch):
+def test_without_evaluate_the_loop_stops_after_alignment(loop_run, tmp_path, no_models):
     """`run_all(evaluate=False)` (benchmarks/recipe.py --tune, which evaluates other questions itself) checks and
     runs the stages through alignment and neither evaluates nor reports."""
     import shutil
 
-    import cowest.models.base
     from cowest.pipeline.loop import run_all
 
     cfg, run, _ = loop_run
     copy = tmp_path / "run"
     shutil.copytree(run, copy, ignore=shutil.ignore_patterns("eval", "recall", "report.md"))
-
-    def no_model(*args, **kwargs):
-        raise AssertionError("a model was loaded")
-
-    monkeypatch.setattr(cowest.models.base, "load_backend", no_model)
     assert run_all(load_config(copy / "config.yaml", [f"run_dir={copy}"]), evaluate=False) == copy
     assert not (copy / "eval").exists() and not (copy / "report.md").exists()
 

@@ -33,11 +33,15 @@ ROWS = [
 ]
 
 
+def _records(tmp_path, rows: list[dict]) -> list:
+    path = tmp_path / "feedback.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return list(load_done(path).values())
+
+
 @pytest.fixture
 def records(tmp_path):
-    path = tmp_path / "feedback.jsonl"
-    path.write_text("".join(json.dumps(r) + "\n" for r in ROWS))
-    return list(load_done(path).values())
+    return _records(tmp_path, ROWS)
 
 
 def _chosen_rejected(pairs) -> list[tuple[str, str, str]]:
@@ -74,10 +78,8 @@ def test_best_vs_worst_is_the_largest_gap(records):
 def test_better_also_prefers_a_harmless_draft_where_the_strong_model_is_right_alone(tmp_path):
     # q4: the strong model is right alone (solo 1.0), so no draft can help: H leaves it right (Δ 0), J half misleads
     # it, I misleads it. The paper's rule finds no pair there; `better` prefers each draft over the worse ones.
-    rows = [_row("q4", 1.0, [("H", 0.0), ("I", -1.0), ("J", -0.5)], {"weak": 1, "strong": 4}), *ROWS[1:]]
-    path = tmp_path / "feedback.jsonl"
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    recs = list(load_done(path).values())
+    recs = _records(tmp_path, [_row("q4", 1.0, [("H", 0.0), ("I", -1.0), ("J", -0.5)], {"weak": 1, "strong": 4}),
+                               *ROWS[1:]])
     helpful, stats = build_pairs(recs, FeedbackConfig(k=3))
     assert _chosen_rejected(helpful) == [("q2", "E", "F")]
     assert stats["no_pair_reasons"] == {"none_helpful": 1, "identical_drafts": 1}
