@@ -3,7 +3,8 @@
 Drafts with Δ > margin are chosen, drafts with Δ <= 0 rejected (`feedback.preference: better`: any draft over one
 with a lower Δ), always within one question; of these combinations the largest gaps Δ_chosen − Δ_rejected are kept
 (feedback.min_gap, feedback.max_pairs_per_question). Rows are TRL's `prompt` / `chosen` / `rejected`
-(conversational when the weak model has a chat template) plus the question id and both Δ values, so `datasets.load_dataset("json", data_files="pairs.jsonl")` reads them unchanged.
+(conversational when the weak model has a chat template) plus the question id and both Δ values, so
+`datasets.load_dataset("json", data_files="pairs.jsonl")` reads them unchanged.
 """
 
 from __future__ import annotations
