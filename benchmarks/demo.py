@@ -25,7 +25,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from bench_io import load_average, machine, paired_rows, record, stage_rows, system_rows  # noqa: E402
+from bench_io import as_metrics, load_average, machine, paired_rows, record, stage_rows, system_rows  # noqa: E402
 
 NAMES = {"weak_sft": "weak SFT alone", "strong": "strong alone", "collab_sft": "collaboration, SFT weak",
          "collab_aligned_r1": "collaboration, aligned weak", "collab_sft_positive_r1": "collaboration, SFT-on-chosen weak"}
@@ -94,23 +94,48 @@ def draft_facts(run: Path, cfg: dict) -> list[str]:
     return out
 
 
-def example_drafts(run: Path, n: int = 2) -> list[str]:
-    """Dev questions where the aligned weak model's draft differs from the SFT one, with both outcomes."""
+def changed_drafts(run: Path) -> list[tuple[dict, dict]]:
+    """(SFT trace, aligned trace) of every dev question where the aligned weak model's draft differs."""
     traces = run / "eval" / "traces"
     sft = {t["sample_id"]: t for t in map(json.loads, (traces / "collab_sft.seed0.jsonl").read_text().splitlines())}
+    aligned = map(json.loads, (traces / "collab_aligned_r1.seed0.jsonl").read_text().splitlines())
+    return [(sft[a["sample_id"]], a) for a in aligned if a["sample_id"] in sft
+            and a["steps"][0]["output"]["text"] != sft[a["sample_id"]]["steps"][0]["output"]["text"]]
+
+
+def example_drafts(run: Path, n: int = 2) -> list[str]:
+    """Dev questions where the aligned weak model's draft differs from the SFT one, with both outcomes."""
     out = []
-    for line in (traces / "collab_aligned_r1.seed0.jsonl").read_text().splitlines():
-        a = json.loads(line)
-        s = sft.get(a["sample_id"])
-        if s and a["steps"][0]["output"]["text"] != s["steps"][0]["output"]["text"]:
-            q = a["steps"][0]["messages"][-1]["content"].split("\n")[0]
-            for label, t in (("SFT", s), ("aligned", a)):
-                draft = t["steps"][0]["output"]["text"].replace("\n", " ")
-                out.append(f"- {label} draft for *{q}*: `{draft}` → strong answer `{t['prediction']}` "
-                           f"(exact match {t['scores'].get('exact_match', 0):.0f})")
-            if len(out) >= 2 * n:
-                break
+    for s, a in changed_drafts(run)[:n]:
+        q = a["steps"][0]["messages"][-1]["content"].split("\n")[0]
+        for label, t in (("SFT", s), ("aligned", a)):
+            draft = t["steps"][0]["output"]["text"].replace("\n", " ")
+            out.append(f"- {label} draft for *{q}*: `{draft}` → strong answer `{t['prediction']}` "
+                       f"(exact match {t['scores'].get('exact_match', 0):.0f})")
     return out or ["(the aligned model wrote the same drafts as the SFT model)"]
+
+
+def plural(n: int, noun: str) -> str:
+    return f"{n} {noun}{'s' * (n != 1)}"
+
+
+def verdicts(run: Path, metrics: dict, stats: dict) -> list[str]:
+    """The three claims in words, read off their CIs; where alignment is not resolved above SFT collaboration, what
+    it had to learn from (pairs, DPO steps) and how much it moved the drafts."""
+    m, out = as_metrics(metrics), []
+    for earlier, later in CLAIMS:
+        if (d := m.diff(later, earlier, "exact_match")) is not None:
+            word = "above" if d.lo > 0 else "below" if d.hi < 0 else "not resolved above or below"
+            out.append(f"- {NAMES[later]} is {word} {NAMES[earlier]} ({d}).")
+    gain = m.diff("collab_aligned_r1", "collab_sft", "exact_match")
+    if gain is not None and gain.lo <= 0:
+        log = run / "round1" / "align" / "adapter" / "train_log.jsonl"
+        steps = sum("logps/chosen" in r for r in map(json.loads, log.read_text().splitlines())) if log.exists() else 0
+        out.append(f"- So alignment earned no resolved gain here: it learned from {plural(stats['pairs'], 'preference pair')} "
+                   f"of {stats['questions']} feedback questions in {steps} DPO steps, and changed "
+                   f"{len(changed_drafts(run))} of {m.n_samples} dev drafts (pairs, log-probabilities and the "
+                   "changed drafts below).")
+    return out
 
 
 def main() -> None:
@@ -158,6 +183,7 @@ def main() -> None:
         f"Extraction failures: {fails} of {calls} replies ({fails / max(calls, 1):.1%}).", "",
         "| paired difference | metric | value [95% CI] |", "|---|---|---|",
         *[r for r in paired_rows(metrics, CLAIMS, NAMES) if "| exact_match |" in r], "",
+        *verdicts(run, metrics, stats), "",
     ]
     if recall:
         asked = {"weak_sft": "answering directly", "weak_draft_sft": "drafting the facts (its collaboration prompt)"}
@@ -169,7 +195,7 @@ def main() -> None:
                 lines.append(f"- {how}: **{v['value']:.3f}** [{v['ci'][0]:.3f}, {v['ci'][1]:.3f}]")
         lines.append("")
     lines += [
-        f"Feedback: {stats['questions']} train questions × K = {cfg['feedback']['k']} drafts → {stats['pairs']} pairs; "
+        f"Feedback: {stats['questions']} train questions × K = {cfg['feedback']['k']} drafts → {plural(stats['pairs'], 'pair')}; "
         f"positive share {stats['positive_share']:.2f}; questions without a pair {stats['questions_without_pair']} "
         f"({', '.join(f'{k} {v}' for k, v in stats['no_pair_reasons'].items()) or 'none'}).", "",
         *draft_facts(run, cfg), "", *dpo_trend(run), "", *example_drafts(run),
