@@ -1,0 +1,47 @@
+"""benchmarks/demo.py's verdict lines: each claim read off its CI, and where alignment is not resolved above SFT
+collaboration, what it learned from (pairs, DPO steps) and how many dev drafts it changed (a scripted run dir)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from demo import verdicts  # noqa: E402
+
+
+def scripted_run(tmp_path: Path, sft: list[str], aligned: list[str], dpo_steps: int) -> Path:
+    traces = tmp_path / "eval" / "traces"
+    traces.mkdir(parents=True)
+    for name, drafts in (("collab_sft", sft), ("collab_aligned_r1", aligned)):
+        rows = [{"sample_id": f"q{i}", "steps": [{"output": {"text": d}}]} for i, d in enumerate(drafts)]
+        (traces / f"{name}.seed0.jsonl").write_text("\n".join(map(json.dumps, rows)))
+    log = tmp_path / "round1" / "align" / "adapter" / "train_log.jsonl"
+    log.parent.mkdir(parents=True)
+    steps = [{"step": i + 1, "logps/chosen": -1.0, "loss": 0.7} for i in range(dpo_steps)] + [{"train_runtime": 5.0}]
+    log.write_text("\n".join(map(json.dumps, steps)))
+    return tmp_path
+
+
+def metrics(aligned_ci: tuple[float, float]) -> dict:
+    paired = [("collab_sft", "weak_sft", 0.56, (0.42, 0.68)), ("collab_sft", "strong", -0.2, (-0.3, -0.1)),
+              ("collab_aligned_r1", "collab_sft", sum(aligned_ci) / 2, aligned_ci)]
+    return {"task": "demo", "n_samples": 3, "metrics": ["exact_match"], "headline": "exact_match",
+            "paired": [{"a": a, "b": b, "metric": "exact_match", "diff": d, "ci": ci} for a, b, d, ci in paired]}
+
+
+def test_each_claim_is_read_off_its_ci_and_no_gain_says_what_alignment_had(tmp_path: Path) -> None:
+    run = scripted_run(tmp_path, ["a", "b", "c"], ["a", "B", "c"], dpo_steps=2)
+    lines = verdicts(run, metrics((-0.03, 0.0)), {"pairs": 1, "questions": 24})
+    assert lines[0] == "- collaboration, SFT weak is above weak SFT alone (+0.560 [+0.420, +0.680])."
+    assert lines[1].startswith("- collaboration, SFT weak is below strong alone")
+    assert "is not resolved above or below collaboration, SFT weak" in lines[2]
+    assert "1 preference pair of 24 feedback questions in 2 DPO steps" in lines[3]
+    assert "changed 1 of 3 dev drafts" in lines[3]
+
+
+def test_a_resolved_alignment_gain_needs_no_explanation(tmp_path: Path) -> None:
+    run = scripted_run(tmp_path, ["a", "b", "c"], ["A", "B", "C"], dpo_steps=6)
+    lines = verdicts(run, metrics((0.02, 0.2)), {"pairs": 12, "questions": 24})
+    assert len(lines) == 3 and "is above collaboration, SFT weak" in lines[2]
