@@ -2,9 +2,9 @@
 
 Prints (and with `--record` writes into BENCHMARKS.md) what a new user sees: the wall time against the 10-minute
 goal, each stage's time, every system's exact match with its 95% CI and extraction failures, the paired differences
-that carry the method's claims (collaboration against each single model, aligned against SFT collaboration), the weak
-model's recall of the catalogue, the feedback's pair statistics, and the DPO log-probability trends with example
-drafts before and after alignment. The machine's CPU, its speed flags and the load average before and after are
+that carry the method's claims (collaboration against each single model, aligned against SFT collaboration) with a
+line each saying whether its CI resolves it, the weak model's recall of the catalogue, the feedback's pair
+statistics, and the DPO log-probability trends with example drafts before and after alignment. The machine's CPU, its speed flags and the load average before and after are
 measured here, and the engines the run used are read from its config. Alone on the machine, under the CPU lock:
 
     flock /tmp/cowest-cpu.lock python benchmarks/demo.py [--out runs/bench-demo] [--set KEY=VALUE ...] [--record]
