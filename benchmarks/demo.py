@@ -23,6 +23,8 @@ from pathlib import Path
 
 import yaml
 
+from cowest.pipeline.report import dpo_log
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from bench_io import as_metrics, load_average, machine, paired_rows, record, stage_rows, system_rows  # noqa: E402
@@ -46,17 +48,19 @@ def engines(run: Path, cfg: dict) -> str:
     return "; ".join(one(r) for r in ("weak", "strong"))
 
 
+def dpo_steps(run: Path) -> dict[int, dict]:
+    """Round 1's logged DPO steps by step number (a step logged twice, the last step's summary, counts once)."""
+    adapter = run / "round1" / "align" / "adapter"
+    return {r["step"]: r for r in dpo_log(adapter)} if (adapter / "train_log.jsonl").exists() else {}
+
+
 def dpo_trend(run: Path) -> list[str]:
     """First and last logged DPO step: chosen / rejected log-probabilities, reward margin and accuracy."""
-    log = run / "round1" / "align" / "adapter" / "train_log.jsonl"
-    if not log.exists():
-        return ["(no DPO log)"]
-    rows = [r for r in map(json.loads, log.read_text().splitlines()) if "logps/chosen" in r]
-    if not rows:
+    by_step = dpo_steps(run)
+    if not by_step:
         return ["(no DPO steps logged)"]
     keys = ("logps/chosen", "logps/rejected", "rewards/margins", "rewards/accuracies", "loss")
     out = ["| DPO step | " + " | ".join(keys) + " |", "|---|" + "---|" * len(keys)]
-    by_step = {r["step"]: r for r in rows}  # a step logged twice (the last step's summary) is shown once
     steps = sorted(by_step)
     for step in sorted({steps[0], steps[len(steps) // 2], steps[-1]}):
         r = by_step[step]
@@ -129,10 +133,8 @@ def verdicts(run: Path, metrics: dict, stats: dict) -> list[str]:
             out.append(f"- {NAMES[later]} is {word} {NAMES[earlier]} ({d}).")
     gain = m.diff("collab_aligned_r1", "collab_sft", "exact_match")
     if gain is not None and gain.lo <= 0:
-        log = run / "round1" / "align" / "adapter" / "train_log.jsonl"
-        steps = sum("logps/chosen" in r for r in map(json.loads, log.read_text().splitlines())) if log.exists() else 0
         out.append(f"- So alignment earned no resolved gain here: it learned from {plural(stats['pairs'], 'preference pair')} "
-                   f"of {stats['questions']} feedback questions in {steps} DPO steps, and changed "
+                   f"of {stats['questions']} feedback questions in {len(dpo_steps(run))} DPO steps, and changed "
                    f"{len(changed_drafts(run))} of {m.n_samples} dev drafts (pairs, log-probabilities and the "
                    "changed drafts below).")
     return out

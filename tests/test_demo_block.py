@@ -19,7 +19,9 @@ def scripted_run(tmp_path: Path, sft: list[str], aligned: list[str], dpo_steps: 
         (traces / f"{name}.seed0.jsonl").write_text("\n".join(map(json.dumps, rows)))
     log = tmp_path / "round1" / "align" / "adapter" / "train_log.jsonl"
     log.parent.mkdir(parents=True)
-    steps = [{"step": i + 1, "logps/chosen": -1.0, "loss": 0.7} for i in range(dpo_steps)] + [{"train_runtime": 5.0}]
+    diag = {"logps/chosen": -1.0, "logps/rejected": -2.0, "rewards/chosen": 0.0, "rewards/margins": 0.1}
+    steps = [{"step": i + 1, "loss": 0.7, **diag} for i in range(dpo_steps)]
+    steps += [{"step": dpo_steps, **diag}, {"train_runtime": 5.0}]  # TRL logs the last step again with its summary
     log.write_text("\n".join(map(json.dumps, steps)))
     return tmp_path
 
