@@ -31,7 +31,11 @@ from bench_io import as_metrics, load_average, machine, paired_rows, record, sta
 
 NAMES = {"weak_sft": "weak SFT alone", "strong": "strong alone", "collab_sft": "collaboration, SFT weak",
          "collab_aligned_r1": "collaboration, aligned weak", "collab_sft_positive_r1": "collaboration, SFT-on-chosen weak"}
-CLAIMS = [("weak_sft", "collab_sft"), ("strong", "collab_sft"), ("collab_sft", "collab_aligned_r1")]
+CLAIMS = [("weak_sft", "collab_sft"), ("strong", "collab_sft"), ("collab_sft", "collab_aligned_r1"),
+          ("weak_sft", "collab_aligned_r1"), ("strong", "collab_aligned_r1")]
+GAIN_GOAL, ABOVE_SINGLE_GOAL = 0.05, 0.4
+"""The issue's goals: aligned − SFT collaboration at least +0.05 with its CI above 0; aligned collaboration above
+both single models by at least 0.4."""
 
 
 def engines(run: Path, cfg: dict) -> str:
@@ -78,24 +82,33 @@ def draft_facts(run: Path, cfg: dict) -> list[str]:
     task = TaskConfig.model_validate(cfg["task"])
     gold = {s.id: s for s in demo.build(task.eval_split, task)}
     catalogue = set(demo.documents(task))
-    out = ["| system | drafts with every needed fact | drafts with a false fact | right, given every fact |",
-           "|---|---|---|---|"]
+    out = ["| system | drafts with every needed fact | drafts with a false fact | drafts with the weak model's own "
+           "answer | right, given every fact |", "|---|---|---|---|---|"]
     for system in ("collab_sft", "collab_aligned_r1"):
         path = run / "eval" / "traces" / f"{system}.seed0.jsonl"
         if not path.exists():
             continue
-        complete = false = right = 0
+        complete = false = answered = right = 0
         rows = [json.loads(x) for x in path.read_text().splitlines()]
         for t in rows:
             draft, needed = t["steps"][0]["output"]["text"], gold[t["sample_id"]].knowledge or ""
-            stated = [f"{x.strip().rstrip('.')}." for x in draft.replace("\n", " ").split(". ") if x.strip()]
+            facts, _, _ = draft.partition("Answer:")
+            stated = [f"{x.strip().rstrip('.')}." for x in facts.replace("\n", " ").split(". ") if x.strip()]
             has_all = demo.states_every_fact(needed, draft)
             complete += has_all
-            false += any(x not in catalogue for x in stated)
+            answered += own_answer(draft)
+            # a sentence that is not a catalogue fact: a false fact, or (cot drafts) the weak model's own step
+            false += any(x not in catalogue and " is cheaper" not in x and not x.startswith("The heaviest")
+                         and not x.startswith("The first") and "=" not in x for x in stated)
             right += has_all and t["scores"].get("exact_match", 0) == 1
-        out.append(f"| {NAMES[system]} | {complete} of {len(rows)} | {false} of {len(rows)} | "
-                   f"{right} of {complete} |")
+        out.append(f"| {NAMES[system]} | {complete} of {len(rows)} | {false} of {len(rows)} | {answered} of "
+                   f"{len(rows)} | {right} of {complete} |")
     return out
+
+
+def own_answer(draft: str) -> bool:
+    """The draft states the weak model's own answer (a cot draft's `Answer:` line), not only the facts."""
+    return "Answer:" in draft
 
 
 def changed_drafts(run: Path) -> list[tuple[dict, dict]]:
@@ -132,12 +145,54 @@ def verdicts(run: Path, metrics: dict, stats: dict) -> list[str]:
             word = "above" if d.lo > 0 else "below" if d.hi < 0 else "not resolved above or below"
             out.append(f"- {NAMES[later]} is {word} {NAMES[earlier]} ({d}).")
     gain = m.diff("collab_aligned_r1", "collab_sft", "exact_match")
+    if gain is not None:
+        singles = [d for b in ("weak_sft", "strong") if (d := m.diff("collab_aligned_r1", b, "exact_match"))]
+        least = min((d.value for d in singles), default=float("nan"))
+        out.append(f"- Goals: aligned − SFT collaboration ≥ +{GAIN_GOAL:.2f} with its CI above 0: "
+                   f"{'met' if gain.value >= GAIN_GOAL and gain.lo > 0 else 'missed'} ({gain}); aligned collaboration "
+                   f"above both single models by ≥ {ABOVE_SINGLE_GOAL}: "
+                   f"{'met' if least >= ABOVE_SINGLE_GOAL and all(d.lo > 0 for d in singles) else 'missed'} "
+                   f"(by {least:+.3f} over the better one).")
     if gain is not None and gain.lo <= 0:
         out.append(f"- So alignment earned no resolved gain here: it learned from {plural(stats['pairs'], 'preference pair')} "
                    f"of {stats['questions']} feedback questions in {len(dpo_steps(run))} DPO steps, and changed "
                    f"{len(changed_drafts(run))} of {m.n_samples} dev drafts (pairs, log-probabilities and the "
                    "changed drafts below).")
     return out
+
+
+def selection_line(run: Path) -> list[str]:
+    """Round 1's alignment check on align.select_split (cowest.core.selection), when the run made one."""
+    from cowest.core.layout import RunLayout
+    from cowest.core.selection import read_selection
+
+    sel = read_selection(RunLayout(run), 1)
+    return [f"Alignment check: {sel.why}.", ""] if sel else []
+
+
+def seed_rows(runs: dict[int, Path]) -> list[str]:
+    """One row per other catalogue seed: each system's exact match and the claims' paired differences."""
+    out = ["| task.seed | weak SFT alone | strong alone | collaboration, SFT weak | collaboration, aligned weak | "
+           "collab SFT − best single | aligned − SFT collab | aligned − best single | pairs |",
+           "|---|---|---|---|---|---|---|---|---|"]
+    for seed, run in runs.items():
+        m = as_metrics(json.loads((run / "eval" / "metrics.json").read_text()))
+        stats = json.loads((run / "round1" / "feedback" / "pairs_stats.json").read_text())
+        best = max(("weak_sft", "strong"), key=lambda n: m.value(n, "exact_match").value)
+        cells = [f"{m.value(n, 'exact_match').value:.3f}" for n in ("weak_sft", "strong", "collab_sft",
+                                                                    "collab_aligned_r1")]
+        diffs = [m.diff(a, b, "exact_match") for a, b in (("collab_sft", best), ("collab_aligned_r1", "collab_sft"),
+                                                          ("collab_aligned_r1", best))]
+        out.append(f"| {seed} | {' | '.join(cells)} | {' | '.join(str(d) for d in diffs)} | {stats['pairs']} |")
+    return out
+
+
+def run_loop(config: str, run: Path, sets: list[str]) -> float:
+    """`cowest run CONFIG run_dir=RUN SETS...`; its wall time in seconds."""
+    cmd = [str(Path(sys.executable).parent / "cowest"), "run", config, f"run_dir={run}", *sets]
+    t0 = time.perf_counter()
+    subprocess.run(cmd, check=True)
+    return time.perf_counter() - t0
 
 
 def main() -> None:
@@ -149,6 +204,9 @@ def main() -> None:
                     help="reuse --out instead of starting fresh (resume; the wall time then covers this invocation only)")
     ap.add_argument("--report-only", action="store_true",
                     help="no run: re-render the report of the finished run in --out (its measured timing kept)")
+    ap.add_argument("--seeds", nargs="*", type=int, default=[],
+                    help="also run the same loop, unchanged, on these other task.seed values (OUT-seed<S>) and add "
+                         "their claims under the block")
     ap.add_argument("--record", action="store_true", help="put the report in BENCHMARKS.md")
     args = ap.parse_args()
     run = Path(args.out)
@@ -160,12 +218,16 @@ def main() -> None:
         wall, load_before, load_after = t["wall_s"], t["load_before"], t["load_after"]
     else:
         load_before = load_average()
-        cmd = [str(Path(sys.executable).parent / "cowest"), "run", args.config, f"run_dir={run}", *args.set]
-        t0 = time.perf_counter()
-        subprocess.run(cmd, check=True)
-        wall = time.perf_counter() - t0
+        wall = run_loop(args.config, run, args.set)
         load_after = load_average()
         timing.write_text(json.dumps({"wall_s": wall, "load_before": load_before, "load_after": load_after}))
+    seed_runs = {seed: Path(f"{args.out}-seed{seed}") for seed in args.seeds}
+    for seed, sd in seed_runs.items():
+        if args.report_only:
+            continue
+        if sd.exists() and not args.keep:
+            shutil.rmtree(sd)
+        run_loop(args.config, sd, [*args.set, f"task.seed={seed}"])
     cfg = yaml.safe_load((run / "config.yaml").read_text())
     metrics = json.loads((run / "eval" / "metrics.json").read_text())
     recall = json.loads((run / "recall" / "metrics.json").read_text()) if (run / "recall").exists() else None
@@ -185,8 +247,11 @@ def main() -> None:
         f"Extraction failures: {fails} of {calls} replies ({fails / max(calls, 1):.1%}).", "",
         "| paired difference | metric | value [95% CI] |", "|---|---|---|",
         *[r for r in paired_rows(metrics, CLAIMS, NAMES) if "| exact_match |" in r], "",
-        *verdicts(run, metrics, stats), "",
+        *verdicts(run, metrics, stats), "", *selection_line(run),
     ]
+    if seed_runs:
+        lines += [f"The same loop, unchanged, on catalogues nobody tuned on (other `task.seed` values; {n} dev "
+                  "questions each, exact match, paired differences with 95% CIs):", "", *seed_rows(seed_runs), ""]
     if recall:
         asked = {"weak_sft": "answering directly", "weak_draft_sft": "drafting the facts (its collaboration prompt)"}
         lines += [f"Weak SFT model's recall of the catalogue ({recall['n_samples']} plain fact questions it was "

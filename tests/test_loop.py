@@ -6,6 +6,7 @@ questions yields pairs."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -156,3 +157,40 @@ def test_recall_asks_only_the_draft_when_the_weak_model_answers_with_it(tmp_path
     loop.do_recall(load_config(None, base))
     loop.do_recall(load_config(None, [*base, "collaboration.weak_answer=draft"]))
     assert asked == [["weak_sft", "weak_draft_sft"], ["weak_draft_sft"]]
+
+
+def test_a_second_round_drafts_with_the_first_rounds_aligned_model_and_each_round_is_checked(loop_run, tmp_path):
+    """`rounds: 2` with `align.select_split: tune` on the loop's finished run: round 2's feedback drafts with round 1's
+    aligned model, DPO trains a second adapter, each round's aligned model is checked against its start on three
+    tune questions (selection.json), the summary states the checks and `cowest serve` takes the run's best."""
+    import shutil
+
+    from cowest.core.layout import RunLayout
+    from cowest.core.records import read_jsonl
+    from cowest.core.selection import best_adapter, read_selection
+    from cowest.pipeline.loop import run_all, summary_table
+    from cowest.pipeline.stages import read_bookkeeping
+    from cowest.serve import default_adapter
+
+    _, run, _ = loop_run
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy, ignore=shutil.ignore_patterns("report.md"))
+    cfg = load_config(copy / "config.yaml", [f"run_dir={copy}", "rounds=2", "align.select_split=tune"])
+    run_all(cfg, force={"eval"})
+    layout = RunLayout(copy)
+    # round 2's drafter is round 1's aligned adapter: its fingerprint is round 2's feedback stage's upstream
+    inputs = read_bookkeeping(layout.feedback_dir(2) / "inputs.json")
+    assert any(k.startswith("upstream:") and "round1/align/adapter" in k for k in inputs)
+    assert (layout.aligned_adapter(2) / "adapter_config.json").exists()
+    assert read_jsonl(layout.pairs(2), PreferencePair) is not None
+    for rnd, start in ((1, layout.sft_adapter), (2, layout.aligned_adapter(1))):
+        sel = read_selection(layout, rnd)
+        assert sel is not None and sel.split == "tune" and sel.n == 3 and sel.start == str(start)
+        assert sel.best == (sel.start if sel.ci[1] < 0 else sel.aligned)
+        assert sel.verdict == ("below" if sel.ci[1] < 0 else "above" if sel.ci[0] > 0 else "unresolved")
+    last = best_adapter(layout)
+    assert last is not None and last.round == 2
+    assert default_adapter(cfg)[0] == Path(last.best)
+    table = summary_table(cfg)
+    assert "alignment check: round 1's aligned weak model" in table and "round 2's" in table
+    assert "collab_aligned_r2" in table

@@ -23,6 +23,7 @@ from typing import Any, AsyncGenerator, AsyncIterator
 
 from cowest.core.config import ExperimentConfig, ModelConfig
 from cowest.core.errors import ConfigError, CowestError, require
+from cowest.core.progress import log
 from cowest.models.openai_backend import malformed_backoff_s
 from cowest.core.records import Generation, Message, Sample, SamplingParams
 from cowest.routing.routers import ANSWERLESS_FORMATS
@@ -126,7 +127,13 @@ class Collaboration:
             raise CowestError("--adapter: the weak model is an openai/ endpoint, which applies its own LoRA; "
                               "name the served adapter in models.weak.spec instead")
         # an openai/ weak model is served with its adapter already (vLLM --lora-modules): nothing to apply here
-        adapter_path = Path(adapter) if adapter else (None if remote_weak else latest_aligned_adapter(cfg))
+        if adapter:
+            adapter_path: Path | None = Path(adapter)
+        elif not remote_weak:
+            adapter_path, why = default_adapter(cfg)
+            log(f"serve: weak adapter {adapter_path or 'none'}: {why}")
+        else:
+            adapter_path = None
         if adapter_path is not None and not (adapter_path / "adapter_config.json").exists():
             raise CowestError(f"--adapter {adapter_path}: not a PEFT adapter folder (no adapter_config.json)")
         from cowest.pipeline.loop import weak_model
@@ -280,6 +287,21 @@ def latest_aligned_adapter(cfg: ExperimentConfig) -> Path | None:
     from cowest.core.layout import RunLayout
 
     return RunLayout.of(cfg).latest_aligned_adapter(cfg.align.method)
+
+
+def default_adapter(cfg: ExperimentConfig) -> tuple[Path | None, str]:
+    """The adapter served when none is named, and why: the run's best by its last alignment check
+    (`align.select_split`, cowest.core.selection), else the latest aligned adapter, else none (the base model)."""
+    from cowest.core.layout import ADAPTER_CONFIG, RunLayout
+    from cowest.core.selection import best_adapter
+
+    sel = best_adapter(RunLayout.of(cfg))
+    if sel is not None and (Path(sel.best) / ADAPTER_CONFIG).exists():
+        return Path(sel.best), f"the run's best by its alignment check ({sel.why})"
+    latest = latest_aligned_adapter(cfg)
+    if latest is not None:
+        return latest, "the latest aligned adapter (no alignment check recorded: align.select_split unset)"
+    return None, "no aligned adapter in the run folder: the base weak model"
 
 
 def is_loopback(host: str) -> bool:

@@ -55,6 +55,7 @@ def cmd_data_check(args: argparse.Namespace) -> int:
     from collections import Counter
 
     from cowest.core.config import TaskConfig
+    from cowest.core.files import regular_file
     from cowest.tasks.base import check_task
 
     path = Path(args.file)
@@ -62,8 +63,7 @@ def cmd_data_check(args: argparse.Namespace) -> int:
                                  ("labels", args.labels.split(",") if args.labels else None)) if v}
     cfg = TaskConfig(name=args.task, data=str(path), subset=args.subset, options=options)
     task = check_task(cfg)  # the task, its subset and the options, before the file is looked at
-    if not path.is_file():
-        raise CowestError(f"{path}: file not found")
+    regular_file(path, "data file to check", CowestError)
     samples = task.read_file(path, cfg)
     golds = Counter(s.gold for s in samples)
     shown = ", ".join(f"{g} {n:,}" for g, n in golds.most_common(8))

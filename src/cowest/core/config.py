@@ -40,8 +40,9 @@ class TaskConfig(Section):
     train_limit: int | None = Field(None, ge=0)
     """Use at most this many training samples (seeded subsample); None = all."""
     eval_limit: int | None = Field(None, ge=0)
-    seed: int = 0
-    """Seed of the subsampling."""
+    seed: int = Field(0, strict=True)
+    """Seed of the subsampling (and of the demo's generated catalogue). Strict: `true` or `'3'` is refused, not read
+    as 1 or 3."""
     subset: str | None = None
     """Subset of a multi-part task (ETHICS: commonsense, deontology, justice, virtue, utilitarianism)."""
     options: dict[str, Any] = Field(default_factory=dict)
@@ -150,6 +151,9 @@ class EvalConfig(Section):
         return _no_repeats(values) or values
 
 
+DraftFormat = Literal["cot", "knowledge", "direct"]
+
+
 class SFTConfig(Section):
     lr: float = 2e-4
     epochs: float = 1.0
@@ -199,12 +203,24 @@ class SFTConfig(Section):
     not enough alone; with `balance: up` it drafted `reasonable` on 60 of 300 (off by default; method_ethics.yaml sets
     both)."""
 
+    draft_mix: list[DraftFormat] | None = Field(None, min_length=1)
+    """Gold draft formats spread over the draft rows, all under the one draft prompt of `collaboration.draft_format`:
+    each draft row's target is the sample's gold draft in one of these formats, dealt evenly in a seeded order. None =
+    `draft_format` alone. An SFT model trained this way writes several kinds of draft, as one fine-tuned on mixed
+    domain text would, and the feedback's Δ then chooses the kind that helps the strong model (on the demo: drafts of
+    the facts alone against drafts that also state the weak model's own step and answer, which the strong model
+    copies)."""
     balance: Literal["none", "down", "up"] = "none"
     """Even out the gold answers of the draft rows (classification and multiple choice): `down` keeps as many rows of
     each answer as the rarest one has, `up` repeats the rarer answers' rows (seeded) until each has as many as the
     commonest. Bootstrapped rationales keep the rows whose label the model already favours (ETHICS-justice: 178 of
     201 `unreasonable`), and an SFT model trained on them drafts that label on nearly every question, which leaves the
     strong model one label to follow and the feedback drafts that differ too little to pair."""
+
+    @field_validator("draft_mix")
+    @classmethod
+    def _no_repeated_formats(cls, values: list[DraftFormat] | None) -> list[DraftFormat] | None:
+        return _no_repeats(values)
 
     @model_validator(mode="after")
     def _drop_needs_a_rationale_target(self) -> "SFTConfig":
@@ -238,9 +254,10 @@ class FeedbackConfig(Section):
     """Keep a pair only when Δ_chosen − Δ_rejected >= min_gap (0: every chosen/rejected combination qualifies)."""
     max_pairs_per_question: int | None = Field(default=4, ge=1)
     """At most this many pairs per question, the largest gaps; None = all of them."""
+    warn_pair_share: float = Field(default=0.25, ge=0, le=1)
+    """The stage warns, naming why the others gave none and what to change, when fewer than this share of its
+    questions gave a pair (the demo's knowledge-only drafts: 1 of 24, most with four identical drafts)."""
 
-
-DraftFormat = Literal["cot", "knowledge", "direct"]
 
 
 class CollaborationConfig(Section):
@@ -314,6 +331,11 @@ class AlignConfig(Section):
     reference: Literal["sft", "previous"] = "sft"
     """Reference of rounds after the first: the SFT model or the previous round's aligned model."""
     seed: int = 0
+    select_split: str | None = None
+    """A split of the task on which each round's aligned weak model is checked against the model it started from
+    (collaboration, greedy, the task metric, paired): where it is resolved below (its 95% CI under 0), the run
+    says so and keeps the earlier adapter as its best, which `cowest serve` serves. Use questions that neither SFT,
+    feedback nor the report sees (the demo: `tune`); None = no check."""
     logp_drop_warn: float = 0.1
     """The report warns when the chosen drafts' log-probability, relative to the reference, fell by more than this
     many nats per token between the first and the last logged DPO step (TRL's rewards/chosen ÷ β, the summed
@@ -422,16 +444,17 @@ def parse_overrides(overrides: list[str]) -> list[tuple[str, Any]]:
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
     """The mapping a YAML config file holds; a missing, unreadable or malformed file is a one-line error."""
+    from cowest.core.files import CONFIG_LIMIT, read_bounded
+
+    if not Path(path).exists() and not Path(path).is_symlink():
+        raise ConfigError(f"config file not found: {path}")
+    if Path(path).is_dir():
+        raise ConfigError(f"{path}: is a folder, not a config file (e.g. configs/demo.yaml)")
+    data = read_bounded(path, CONFIG_LIMIT, "config file (e.g. configs/demo.yaml)")
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"config file not found: {path}") from None
-    except IsADirectoryError:
-        raise ConfigError(f"{path}: is a folder, not a config file (e.g. configs/demo.yaml)") from None
+        text = data.decode("utf-8")
     except UnicodeDecodeError as e:
         raise ConfigError(f"{path}: not UTF-8 text (byte {e.start}); save the config as UTF-8") from None
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot read ({e.strerror})") from None
     data = load_yaml(text, str(path)) or {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a mapping")

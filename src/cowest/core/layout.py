@@ -8,6 +8,7 @@ read there, and nobody else builds a path by hand.
     run_dir/round<r>/feedback/                   feedback.jsonl, pairs.jsonl, pairs_stats.json, pairs.png
     run_dir/round<r>/align/adapter/              the aligned weak model (DPO LoRA on top of the SFT model)
     run_dir/round<r>/<method>/adapter/           another alignment method's adapter (sft_positive, the control)
+    run_dir/round<r>/select/                     an `EvalDir`: the aligned model checked against its start, selection.json
     run_dir/eval/                                an `EvalDir`: traces/, metrics.json, config.yaml, engines.json
     run_dir/recall/                              an `EvalDir`: the SFT weak model on eval.recall_split
     run_dir/report.md, *.png
@@ -146,6 +147,11 @@ class RunLayout:
 
     def aligned_adapter(self, rnd: int, method: str = DEFAULT_METHOD) -> Path:
         return self.align_dir(rnd, method) / ADAPTER_DIR
+
+    def select_dir(self, rnd: int) -> EvalDir:
+        """Round r's alignment check on `align.select_split` (cowest.pipeline.loop.do_select): an `EvalDir` with
+        selection.json."""
+        return EvalDir(self.round_dir(rnd) / "select")
 
     @property
     def eval(self) -> EvalDir:

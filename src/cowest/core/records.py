@@ -169,9 +169,15 @@ def iter_jsonl(path: str | Path, model: type[R], *, tolerate_torn_tail: bool = F
     `tolerate_torn_tail` drops an unterminated last line (what a SIGKILL mid-write leaves) instead of failing:
     stages that append as they go read their own files this way when resuming.
     """
+    from cowest.core.files import DATA_LIMIT, read_bounded
+
     path = Path(path)
-    with open(path, encoding="utf-8") as f:
-        lines = f.readlines()
+    if not path.exists() and not path.is_symlink():
+        raise DataError("file not found", path=str(path))
+    try:
+        lines = read_bounded(path, DATA_LIMIT, "JSON Lines file", DataError).decode("utf-8").splitlines(keepends=True)
+    except UnicodeDecodeError as e:
+        raise DataError(f"not UTF-8 text ({e.reason} at byte {e.start})", path=str(path)) from None
     for i, line in enumerate(lines, 1):
         if not line.strip():
             continue

@@ -66,9 +66,11 @@ class MockBackend:
 
 
 def _rules_script(path: str) -> Script:
+    from cowest.core.files import CONFIG_LIMIT, read_bounded
+
     try:
-        rules = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as e:
+        rules = json.loads(read_bounded(path, CONFIG_LIMIT, "mock rules file (a JSON list of [substring, reply])"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ConfigError(f"mock rules file {path}: {e}") from None
     if not isinstance(rules, list) or not all(isinstance(r, list) and len(r) == 2 for r in rules):
         raise ConfigError(f"mock rules file {path}: expected a JSON list of [substring, reply] pairs")

@@ -28,6 +28,7 @@ from cowest.core.system_id import SystemId
 if TYPE_CHECKING:
     from cowest.core.system_id import System
     from cowest.core.records import Sample
+    from cowest.core.selection import Selection
     from cowest.pipeline.feedback import FeedbackRecord
 
 
@@ -211,6 +212,7 @@ def feedback_questions(cfg: ExperimentConfig) -> list["Sample"]:
 def _feedback(cfg: ExperimentConfig, rnd: int, st: Stage) -> dict[str, Any]:
     from cowest.core.faults import FailureBudget, TolerantBackend
     from cowest.pipeline.feedback import load_done, run_feedback
+    from cowest.pipeline.pairs import few_pairs_warning
     from cowest.models.base import load_backend
     from cowest.models.cache import open_backend
     from cowest.core.progress import Progress
@@ -245,6 +247,8 @@ def _feedback(cfg: ExperimentConfig, rnd: int, st: Stage) -> dict[str, Any]:
         st.finish({**{k: stats[k] for k in PAIR_SUMMARY}, "work_s": work_s, "engines": engines})
     log(f"feedback round {rnd}: {stats['pairs']} pairs from {stats['questions']} questions "
         f"(positive share {stats['positive_share']:.0%})")
+    if (line := few_pairs_warning(stats, cfg.feedback)) is not None:
+        log(f"warning: feedback round {rnd}: {line}")
     return stats
 
 
@@ -390,6 +394,35 @@ def do_recall(cfg: ExperimentConfig, force: bool = False) -> Metrics | None:
     return do_eval(rcfg, force, systems, out=RunLayout.of(cfg).recall.path, record=False)
 
 
+def do_select(cfg: ExperimentConfig, rnd: int, force: bool = False) -> "Selection | None":
+    """Alignment never silently hurts: with `align.select_split` set, round `rnd`'s aligned weak model and the model
+    it started from (its feedback's drafter) both draft for the strong model on that split (collaboration, greedy;
+    an unchanged draft reuses its cached refinement), and the paired difference decides which the run keeps as its
+    best adapter (`cowest.core.selection`: resolved below keeps the start). None when unset."""
+    from cowest.core.selection import SELECTION_FILE, Selection, verdict
+
+    split = cfg.align.select_split
+    if split is None:
+        return None
+    run = RunLayout.of(cfg)
+    scfg = cfg.model_copy(deep=True)
+    scfg.task.eval_split = split
+    start = SystemId.collab() if rnd == 1 else SystemId.collab("aligned", rnd - 1)
+    aligned = SystemId.collab("aligned", rnd)
+    out = run.select_dir(rnd)
+    metrics = do_eval(scfg, force, [loop_system(cfg, start), loop_system(cfg, aligned)], out=out.path, record=False)
+    d = metrics.diff(aligned.name, start.name)
+    assert d is not None, "the summary pairs every two systems"
+    start_path, aligned_path = draft_adapter(cfg, rnd), run.aligned_adapter(rnd, cfg.align.method)
+    v = verdict(d.lo, d.hi)
+    sel = Selection(round=rnd, split=split, n=metrics.n_samples, metric=metrics.headline, start=str(start_path),
+                    aligned=str(aligned_path), diff=d.value, ci=(d.lo, d.hi), verdict=v,
+                    best=str(start_path if v == "below" else aligned_path))
+    write_atomic(out.path / SELECTION_FILE, sel.model_dump_json(indent=2) + "\n")
+    log(f"{'warning: ' if v == 'below' else ''}alignment check: {sel.why}")
+    return sel
+
+
 def do_report(cfg: ExperimentConfig) -> Path:
     from cowest.pipeline.report import render_report
 
@@ -414,6 +447,7 @@ def run_all(cfg: ExperimentConfig, force: set[str] | None = None, evaluate: bool
             do_feedback(cfg, rnd, "feedback" in force)
             for method in align_methods(cfg):
                 do_align(cfg, rnd, method, "align" in force)
+            do_select(cfg, rnd, "align" in force)
         if not evaluate:
             return RunLayout.of(cfg).root
         from cowest.routing.learned import train_if_routed
@@ -439,6 +473,11 @@ def summary_table(cfg: ExperimentConfig) -> str:
         sid = SystemId.parse(name)
         if sid is not None and sid.strategy == "collaborate" and sid.weak == "aligned" and (d := m.diff(name, sft)):
             lines.append(f"{name} - {sft}: {d}")
+    from cowest.core.selection import read_selection
+
+    for rnd in range(1, cfg.rounds + 1):
+        if (sel := read_selection(run, rnd)) is not None:
+            lines.append(f"alignment check: {sel.why}")
     if run.recall.metrics.exists():
         r = Metrics.read(run.recall.metrics)
         for sid, how in ((SystemId.weak_sft(), "answering"), (SystemId.weak_draft(), "drafting")):

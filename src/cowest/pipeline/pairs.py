@@ -211,3 +211,17 @@ def plot_pairs(records: list[FeedbackRecord], stats: dict[str, Any], path: Path)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def few_pairs_warning(stats: dict[str, Any], fb: FeedbackConfig) -> str | None:
+    """One line when fewer than `fb.warn_pair_share` of the questions gave a pair: the share, why the others gave
+    none (with counts) and the settings that change it; None otherwise."""
+    n = stats["questions"]
+    with_pair = n - stats["questions_without_pair"]
+    if n == 0 or with_pair >= fb.warn_pair_share * n:
+        return None
+    why = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in sorted(stats["no_pair_reasons"].items(), key=lambda kv: -kv[1]))
+    return (f"only {with_pair} of {n} feedback questions gave a preference pair ({with_pair / n:.0%}, below "
+            f"feedback.warn_pair_share={fb.warn_pair_share:g}); without one: {why or 'none'}. More distinct drafts: "
+            f"raise feedback.temperature (now {fb.temperature:g}) or feedback.k (now {fb.k}); more questions: "
+            f"feedback.questions (now {fb.questions if fb.questions is not None else 'all'})")

@@ -133,14 +133,14 @@ class FeedbackInputs(Inputs):
 
 
 ADDED_KEYS: dict[str, Any] = {"collaboration.weak_answer": "answer", "sft.rationalize": False, "sft.balance": "none",
-                             "feedback.preference": "helpful"}
+                             "feedback.preference": "helpful", "sft.draft_mix": None}
 """Inputs added after run directories were written, each with the value that reproduces what earlier versions did:
 a record without one counts as holding that value (`stages.differing_keys`), so setting the new option on a finished
 run redoes the stage. Other keys a record lacks are not compared: some were renamed or not recorded before, and an
 old record cannot say what they were."""
 
 PAIR_SELECTION = tuple(f"feedback.{k}" for k in ("margin", "preference", "pair_rule", "min_gap",
-                                                   "max_pairs_per_question"))
+                                                   "max_pairs_per_question", "warn_pair_share"))
 """Feedback settings read only when pairs are selected from the scored drafts (`cowest.pipeline.pairs`): a finished
 feedback stage whose config differs in these alone selects its pairs again, without generating anything."""
 
@@ -150,8 +150,9 @@ them, so a DPO variant reuses its control."""
 
 
 def _align(a: AlignConfig, *, with_control: bool = False, dpo: bool = True) -> dict[str, Any]:
-    # The control adds a stage and eval systems; it changes no DPO output. The log-probability warning is the report's.
-    drop = {"logp_drop_warn"} | (set() if with_control else {"sft_positive_control"}) | (set() if dpo else set(DPO_ONLY))
+    # The control adds a stage and eval systems; it changes no DPO output. The log-probability warning is the report's,
+    # and the alignment check (select_split) reads the trained adapters without changing them.
+    drop = {"logp_drop_warn", "select_split"} | (set() if with_control else {"sft_positive_control"}) | (set() if dpo else set(DPO_ONLY))
     return a.model_dump(mode="json", exclude=drop)
 
 

@@ -214,12 +214,22 @@ def reasoning_questions(products: list[Product], seed: int) -> list[Q]:
 
 
 def split_questions(split: str, cfg: TaskConfig) -> list[Q]:
-    """The questions of one split: dev first in the pool, then tune, then the training ones (facts first)."""
-    from cowest.core.errors import UnknownNameError
+    """The questions of one split: dev first in the pool, then tune, then the training ones (facts first). A
+    `task.eval_limit` past the dev size takes its questions from the pool's later splits; one that would leave tune
+    or the training questions empty is refused, naming the key."""
+    from cowest.core.errors import ConfigError, UnknownNameError
 
     products = catalogue(cfg.seed)
     pool = reasoning_questions(products, cfg.seed)
     n_dev = max(DEV_SIZE, cfg.eval_limit or 0)
+    if split not in SPLITS:
+        raise UnknownNameError("split of task 'demo'", split, list(SPLITS))
+    before = n_dev + (TUNE_SIZE if split == "train" else 0)  # the pool's questions dealt before the split's
+    if split in ("tune", "train") and before >= len(pool):
+        raise ConfigError(f"task.eval_limit={cfg.eval_limit}: the demo's split '{split}' would be empty (the "
+                          f"catalogue of seed {cfg.seed} has {len(pool)} reasoning questions, dev takes the first "
+                          f"{n_dev} and tune the next {TUNE_SIZE}); set task.eval_limit to at most "
+                          f"{len(pool) - 1 - before + n_dev}")
     if split in ("dev", "test"):
         return pool[:n_dev]
     if split == "tune":
@@ -227,10 +237,8 @@ def split_questions(split: str, cfg: TaskConfig) -> list[Q]:
     facts = fact_questions(products)
     if split == "facts":
         return facts
-    if split == "train":
-        start = n_dev + TUNE_SIZE
-        return facts + pool[start:start + TRAIN_REASONING]
-    raise UnknownNameError("split of task 'demo'", split, list(SPLITS))
+    start = n_dev + TUNE_SIZE
+    return facts + pool[start:start + TRAIN_REASONING]
 
 
 def build(split: str, cfg: TaskConfig) -> list[Sample]:

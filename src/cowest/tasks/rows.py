@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+from cowest.core.files import DATA_LIMIT, read_bounded, regular_file
 from cowest.core.errors import CowestError, DataError, UnknownNameError, require
 from cowest.core.records import Sample
 
@@ -76,10 +77,11 @@ def read_json_rows(path: Path) -> list[Row]:
 
     Fails on malformed JSON, a non-object row, or a file without rows.
     """
+    if not path.exists() and not path.is_symlink():
+        raise DataError("file not found", path=str(path))
     try:
-        text = path.read_text(encoding="utf-8-sig")  # -sig: tolerate a byte-order mark (Excel exports)
-    except FileNotFoundError:
-        raise DataError("file not found", path=str(path)) from None
+        # -sig: tolerate a byte-order mark (Excel exports)
+        text = read_bounded(path, DATA_LIMIT, "data file", DataError).decode("utf-8-sig")
     except UnicodeDecodeError as e:
         raise DataError(f"not UTF-8 text ({e.reason} at byte {e.start})", path=str(path)) from None
     stripped = text.lstrip()
@@ -140,10 +142,13 @@ def _as_row(obj: Any, path: str, line: int) -> Row:
 def read_csv_rows(path: Path, columns: list[str] | None = None) -> list[Row]:
     """Rows of a CSV file. With `columns`, the file has no header and each row must have exactly those columns;
     without, the first line is the header."""
+    if not path.exists() and not path.is_symlink():
+        raise DataError("file not found", path=str(path))
+    regular_file(path, "data file", DataError)
     try:
         f = open(path, encoding="utf-8-sig", newline="")
-    except FileNotFoundError:
-        raise DataError("file not found", path=str(path)) from None
+    except OSError as e:
+        raise DataError(f"cannot read ({e.strerror or e})", path=str(path)) from None
     rows: list[Row] = []
     with f:
         reader = csv.reader(f)

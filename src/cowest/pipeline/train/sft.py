@@ -80,12 +80,22 @@ def balanced(samples: list[Sample], how: str, seed: int) -> list[Sample]:
     return samples + extra
 
 
+def target_formats(n: int, cfg: ExperimentConfig) -> list[str]:
+    """The gold draft format of each of `n` draft rows: `collaboration.draft_format`, or (sft.draft_mix) the mix's
+    formats dealt in turn and shuffled with the SFT seed, so each holds an even share whatever the rows' order."""
+    mix = cfg.sft.draft_mix or [cfg.collaboration.draft_format]
+    dealt = [mix[i % len(mix)] for i in range(n)]
+    random.Random(f"draft-mix-{cfg.sft.seed}").shuffle(dealt)
+    return dealt
+
+
 def sft_rows(samples: list[Sample], cfg: ExperimentConfig) -> list[dict[str, Any]]:
     """Conversational prompt-completion rows (TRL format) for the configured draft format (`drafted_samples`), then
     (sft.answer_rows) the weak model's own answer prompt for every sample."""
     fmt, prompts = cfg.collaboration.draft_format, cfg.collaboration.prompts
-    pairs = [(draft_messages(s, fmt, prompts), sft_target(s, fmt, cfg.sft.target))
-             for s in drafted_samples(samples, cfg)]
+    drafted = drafted_samples(samples, cfg)
+    pairs = [(draft_messages(s, fmt, prompts), sft_target(s, target_fmt, cfg.sft.target))
+             for s, target_fmt in zip(drafted, target_formats(len(drafted), cfg))]
     if cfg.sft.answer_rows != "none":
         target = "answer" if cfg.sft.answer_rows == "direct" else "auto"
         answers = [(answer_messages(s, prompts), sft_target(s, "cot", target)) for s in samples]
