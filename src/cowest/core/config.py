@@ -233,6 +233,12 @@ class SFTConfig(Section):
 class FeedbackConfig(Section):
     k: int = Field(4, ge=1)
     """Drafts sampled per training question."""
+    split: str | None = None
+    """The split the feedback's questions come from; None = `task.train_split`, the questions SFT trained on (the
+    paper's setting). A split of questions SFT never saw shows the drafts as the weak model writes them at
+    inference: on the demo's train questions the SFT model recites the gold step and answer it memorised, so
+    drafts that state a wrong step never appear there; the demo's `feedback` split holds other questions over the
+    same catalogue."""
     questions: int | None = Field(None, ge=0)
     """Use at most this many training questions (seeded subsample of the SFT data); None = all."""
     temperature: float = Field(1.0, ge=0, le=2)
@@ -408,6 +414,12 @@ class ExperimentConfig(Section):
                              "collaboration.weak_answer=draft never asks; set one of them back (sft.answer_rows=none "
                              "or collaboration.weak_answer=answer)")
         return self
+
+    @property
+    def feedback_split(self) -> tuple[str, int | None]:
+        """The split the feedback's questions come from and its row limit (`task.train_limit` for the train split)."""
+        split = self.feedback.split or self.task.train_split
+        return split, self.task.train_limit if split == self.task.train_split else None
 
     @field_validator("prices")
     @classmethod

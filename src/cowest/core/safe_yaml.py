@@ -99,9 +99,10 @@ def _children(node: yaml.Node) -> list[yaml.Node]:
 
 def load_yaml(text: str, source: str) -> Any:
     """Parse one YAML document; every problem is a one-line `ConfigError` naming `source` (and the line)."""
-    loader = _StrictLoader(text)
-    loader.name = source  # marks in messages name the file
+    loader = None
     try:
+        loader = _StrictLoader(text)  # its reader refuses a NUL byte or another control character at once
+        loader.name = source  # marks in messages name the file
         node = loader.get_single_node()
         if node is None:
             return None
@@ -116,5 +117,8 @@ def load_yaml(text: str, source: str) -> Any:
         raise ConfigError(f"{where}: invalid YAML: {problem}") from None
     except RecursionError:
         raise ConfigError(f"{source}: YAML nested too deep") from None
+    except ValueError as e:  # int("9" * 5000): Python's 4,300-digit limit on reading integers
+        raise ConfigError(f"{source}: {str(e).split(';')[0]}; write a smaller number") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()

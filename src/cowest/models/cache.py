@@ -17,6 +17,7 @@ from pathlib import Path
 
 from cowest.core.config import ModelConfig
 from cowest.models.base import Backend, load_backend
+from cowest.core.errors import CowestError
 from cowest.core.records import Generation, Message, SamplingParams
 
 CACHE_FILE = "responses.sqlite"
@@ -40,20 +41,24 @@ class ResponseCache:
 
     def __init__(self, path: str | Path, *, busy_timeout_ms: int = 60_000):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self.hits = 0
         self.misses = 0
         self._lock = threading.Lock()
-        # One connection shared by this object's threads behind a lock; other processes open their own.
-        self._db = sqlite3.connect(self.path, timeout=busy_timeout_ms / 1000, check_same_thread=False,
-                                   isolation_level=None)
-        self._db.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable at checkpoint, never corrupt
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, identity TEXT NOT NULL, "
-            "generation TEXT NOT NULL, created REAL NOT NULL DEFAULT (julianday('now')))"
-        )
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # One connection shared by this object's threads behind a lock; other processes open their own.
+            self._db = sqlite3.connect(self.path, timeout=busy_timeout_ms / 1000, check_same_thread=False,
+                                       isolation_level=None)
+            self._db.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable at checkpoint, never corrupt
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, identity TEXT NOT NULL, "
+                "generation TEXT NOT NULL, created REAL NOT NULL DEFAULT (julianday('now')))"
+            )
+        except (OSError, sqlite3.Error) as e:  # cache_dir=/dev/null, a read-only or full disk
+            raise CowestError(f"response cache {self.path}: cannot open it ({e}); set cache_dir to a folder this "
+                              "user can write, or models.<role>.cache=false") from None
 
     def get_many(self, keys: list[str]) -> dict[str, Generation]:
         """The cached generations among `keys` (counted as hits; the rest as misses)."""

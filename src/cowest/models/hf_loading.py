@@ -207,8 +207,13 @@ def load_model_and_tokenizer(source: str, *, adapter: str | Path | None = None, 
     torch = require("torch", "train")
     load_dtype = dtype if adapter is None and not trainable else "float32"
     folder = convert_gguf(source, load_dtype) if str(source).endswith(".gguf") else source
-    tok = transformers.AutoTokenizer.from_pretrained(str(folder))
-    model = transformers.AutoModelForCausalLM.from_pretrained(str(folder), dtype=getattr(torch, load_dtype))
+    try:
+        tok = transformers.AutoTokenizer.from_pretrained(str(folder))
+        model = transformers.AutoModelForCausalLM.from_pretrained(str(folder), dtype=getattr(torch, load_dtype))
+    except OSError as e:  # not a model folder, not a hub id (`hf//dev/null`), or offline with nothing cached
+        first = str(e).splitlines()[0][:200]
+        raise CowestError(f"model '{source}': cannot load it with transformers ({first}); name a folder holding "
+                          "config.json, a .gguf file, a hub id, or embedded/<alias> (`cowest models` lists them)") from None
     _strip_gguf_quantizer(model)
     if adapter is not None:
         peft = require("peft", "train")

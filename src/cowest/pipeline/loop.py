@@ -35,7 +35,11 @@ if TYPE_CHECKING:
 def run_dir(cfg: ExperimentConfig) -> Path:
     """The run directory, created. Its config.yaml is written by `entered` once a stage has accepted the config."""
     path = Path(cfg.run_dir)
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:  # a file, a device (/dev/null), a symlink loop, a read-only or full disk
+        what = "is not a folder" if isinstance(e, FileExistsError) else f"cannot be created ({e.strerror or e})"
+        raise CowestError(f"run_dir {path}: {what}; set run_dir to a folder this user can write") from None
     return path
 
 
@@ -202,11 +206,11 @@ def questions_per_chunk(cfg: ExperimentConfig) -> int:
 
 
 def feedback_questions(cfg: ExperimentConfig) -> list["Sample"]:
-    """The train questions the feedback stage asks, in its order: a seeded subsample of the train rows SFT saw."""
+    """The questions the feedback stage asks, in its order: a seeded subsample of the train rows SFT saw, or of
+    `feedback.split`."""
     from cowest.tasks.base import load_samples, subsample
 
-    return subsample(load_samples(cfg.task, cfg.task.train_split, cfg.task.train_limit), cfg.feedback.questions,
-                     cfg.task.seed)
+    return subsample(load_samples(cfg.task, *cfg.feedback_split), cfg.feedback.questions, cfg.task.seed)
 
 
 def _feedback(cfg: ExperimentConfig, rnd: int, st: Stage) -> dict[str, Any]:

@@ -86,14 +86,17 @@ def check_splits(cfg: ExperimentConfig) -> None:
     after their limits, and no evaluated question is a training question."""
     from cowest.tasks.base import check_disjoint, load_samples
 
-    loaded = []
+    loaded = {}
     for key, split, limit in [("task.train_split", cfg.task.train_split, cfg.task.train_limit),
                               ("task.eval_split", cfg.task.eval_split, cfg.task.eval_limit),
-                              ("eval.recall_split", cfg.eval.recall_split, None)]:
+                              ("eval.recall_split", cfg.eval.recall_split, None),
+                              ("feedback.split", cfg.feedback.split, None)]:
         if split is None:
             continue
         samples = load_samples(cfg.task, split, limit)
         if not samples:
             raise CowestError(f"{key}: split '{split}' of task '{cfg.task.name}' has no samples")
-        loaded.append(samples)
-    check_disjoint(loaded[0], loaded[1], cfg.task.eval_split)
+        loaded[key] = samples
+    check_disjoint(loaded["task.train_split"], loaded["task.eval_split"], cfg.task.eval_split)
+    if "feedback.split" in loaded:
+        check_disjoint(loaded["feedback.split"], loaded["task.eval_split"], cfg.task.eval_split)

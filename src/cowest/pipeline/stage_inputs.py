@@ -133,7 +133,8 @@ class FeedbackInputs(Inputs):
 
 
 ADDED_KEYS: dict[str, Any] = {"collaboration.weak_answer": "answer", "sft.rationalize": False, "sft.balance": "none",
-                             "feedback.preference": "helpful", "sft.draft_mix": None}
+                             "feedback.preference": "helpful", "sft.draft_mix": None,
+                             "feedback.split": None}
 """Inputs added after run directories were written, each with the value that reproduces what earlier versions did:
 a record without one counts as holding that value (`stages.differing_keys`), so setting the new option on a finished
 run redoes the stage. Other keys a record lacks are not compared: some were renamed or not recorded before, and an

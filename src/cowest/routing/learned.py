@@ -182,7 +182,7 @@ def train_router(cfg: "ExperimentConfig", rnd: int = 1) -> dict[str, Any]:
     if not path.exists() or not path.stat().st_size:
         raise CowestError(f"router 'learned': no feedback records in {path}: run `cowest feedback CONFIG` first "
                           "(or `cowest run CONFIG`)")
-    samples = {s.id: s for s in load_samples(cfg.task, cfg.task.train_split, cfg.task.train_limit)}
+    samples = {s.id: s for s in load_samples(cfg.task, *cfg.feedback_split)}
     rows = training_rows(cfg, path, samples)
     if len(rows.labels) < 4 or len(set(rows.labels.tolist())) < 2:
         raise CowestError(f"router 'learned': {path} gives {len(rows.labels)} drafts with "

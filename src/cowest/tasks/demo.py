@@ -34,7 +34,9 @@ DEV_SIZE = 100
 """Reported questions: enough that a 0.15 difference between two systems is resolved."""
 TUNE_SIZE = 60
 TRAIN_REASONING = 120
-SPLITS = ("train", "dev", "tune", "facts", "test")
+FEEDBACK_SIZE = 120
+"""The `feedback` split: reasoning questions no other split holds, for feedback on questions SFT never saw."""
+SPLITS = ("train", "dev", "tune", "facts", "test", "feedback")
 
 NUMBER = "Answer with a number."
 PRODUCT = "Answer with the product's name."
@@ -224,8 +226,9 @@ def split_questions(split: str, cfg: TaskConfig) -> list[Q]:
     n_dev = max(DEV_SIZE, cfg.eval_limit or 0)
     if split not in SPLITS:
         raise UnknownNameError("split of task 'demo'", split, list(SPLITS))
-    before = n_dev + (TUNE_SIZE if split == "train" else 0)  # the pool's questions dealt before the split's
-    if split in ("tune", "train") and before >= len(pool):
+    # the pool's questions dealt before the split's
+    before = n_dev + {"tune": 0, "train": TUNE_SIZE, "feedback": TUNE_SIZE + TRAIN_REASONING}.get(split, 0)
+    if split in ("tune", "train", "feedback") and before >= len(pool):
         raise ConfigError(f"task.eval_limit={cfg.eval_limit}: the demo's split '{split}' would be empty (the "
                           f"catalogue of seed {cfg.seed} has {len(pool)} reasoning questions, dev takes the first "
                           f"{n_dev} and tune the next {TUNE_SIZE}); set task.eval_limit to at most "
@@ -234,6 +237,8 @@ def split_questions(split: str, cfg: TaskConfig) -> list[Q]:
         return pool[:n_dev]
     if split == "tune":
         return pool[n_dev:n_dev + TUNE_SIZE]
+    if split == "feedback":
+        return pool[before:before + FEEDBACK_SIZE]
     facts = fact_questions(products)
     if split == "facts":
         return facts
@@ -242,7 +247,8 @@ def split_questions(split: str, cfg: TaskConfig) -> list[Q]:
 
 
 def build(split: str, cfg: TaskConfig) -> list[Sample]:
-    """Samples of `train`, `dev` (alias `test`), `tune` or `facts` (the training facts, to measure recall)."""
+    """Samples of `train`, `dev` (alias `test`), `tune`, `facts` (the training facts, to measure recall) or
+    `feedback` (reasoning questions no other split holds)."""
     return [
         Sample(id=f"demo-{split}-{i}", task="demo", family="qa", question=q.question, answers=[q.answer],
                rationale=q.rationale, knowledge=q.knowledge, answer_format=q.answer_format, choices=list(q.choices) or None,  # type: ignore[arg-type]

@@ -102,6 +102,8 @@ def read_json_rows(path: Path) -> list[Row]:
                 raise DataError(f"malformed JSON ({e.msg})", path=str(path), line=e.lineno) from None
             except RecursionError:
                 raise DataError("JSON nested too deep", path=str(path), line=line) from None
+            except ValueError as e:  # a number of more than 4,300 digits
+                raise DataError(f"{str(e).split(';')[0]}", path=str(path), line=line) from None
             rows.append(_as_row(obj, str(path), line))
     elif _is_single_object(stripped):
         obj = _loads(stripped, path, 1)
@@ -131,6 +133,8 @@ def _loads(s: str, path: Path, line: int) -> Any:
         raise DataError(f"malformed JSON ({e.msg}, column {e.colno})", path=str(path), line=line + e.lineno - 1) from None
     except RecursionError:  # e.g. a line of 100,000 nested brackets
         raise DataError("JSON nested too deep", path=str(path), line=line) from None
+    except ValueError as e:  # a number of more than 4,300 digits
+        raise DataError(f"{str(e).split(';')[0]}", path=str(path), line=line) from None
 
 
 def _as_row(obj: Any, path: str, line: int) -> Row:

@@ -1,6 +1,7 @@
-"""Every file the tool reads is a regular file read with a size limit (issue 38 item 1): a device, a FIFO, a
-`/proc` file or an oversize file is refused in one line naming the path, through the real CLI, before it can fill
-memory or block."""
+"""Hostile paths and files (issue 38 items 1 and 3), through the real CLI: every file the tool reads is a regular
+file read with a size limit, so a device, a FIFO, a `/proc` file or an oversize file is refused in one line naming
+the path before it can fill memory or block; a run directory, cache or model path that is not what it must be, and
+a config or row the parser cannot read, are one line naming the path or key, never a traceback."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from cowest.core.errors import ConfigError, DataError
+from cowest.core.errors import ConfigError, CowestError, DataError
 from cowest.core.files import CONFIG_LIMIT, read_bounded
 
 
@@ -20,7 +21,7 @@ def cowest(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
 
 
 def one_line_error(proc: subprocess.CompletedProcess[str], *needles: str) -> str:
-    lines = proc.stderr.strip().splitlines()
+    lines = [x for x in proc.stderr.strip().splitlines() if not x.startswith("[cowest] ")]  # progress lines
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert len(lines) == 1 and lines[0].startswith("cowest: error: ") and "Traceback" not in proc.stderr, lines
     for n in needles:
@@ -75,3 +76,47 @@ def test_the_reader_cuts_at_the_limit_and_names_what_the_file_was_for(tmp_path: 
         read_bounded(f, 10, "data file", DataError)
     with pytest.raises(ConfigError, match="is a folder, not the config file"):
         read_bounded(tmp_path, 10, "config file")
+
+
+MOCK = ["models.weak.spec=mock/answer:A", "models.strong.spec=mock/answer:A", "task.eval_limit=1",
+        "eval.strategies=[weak_only]"]
+
+
+@pytest.mark.parametrize("kind", ["device", "file", "symlink loop"])
+def test_a_run_dir_that_cannot_be_a_folder_is_one_line(tmp_path: Path, kind: str):
+    target = {"device": Path("/dev/null"), "file": tmp_path / "afile", "symlink loop": tmp_path / "loop"}[kind]
+    if kind == "file":
+        target.write_text("x")
+    elif kind == "symlink loop":
+        target.symlink_to(target)
+    proc = cowest("eval", "configs/demo.yaml", f"run_dir={target}", *MOCK)
+    one_line_error(proc, f"run_dir {target}", "set run_dir to a folder")
+
+
+def test_a_cache_that_cannot_be_opened_is_one_line(tmp_path: Path):
+    from cowest.models.cache import ResponseCache
+
+    with pytest.raises(CowestError, match=r"response cache /dev/null/cache.sqlite: cannot open it .*cache_dir"):
+        ResponseCache("/dev/null/cache.sqlite")
+
+
+def test_a_model_path_transformers_cannot_load_is_one_line(tmp_path: Path):
+    proc = cowest("eval", "configs/demo.yaml", f"run_dir={tmp_path / 'run'}", "models.weak.spec=hf//dev/null",
+                  "task.eval_limit=1", "eval.strategies=[weak_only]", timeout=300)
+    one_line_error(proc, "model '/dev/null': cannot load it with transformers", "cowest models")
+
+
+@pytest.mark.parametrize("text, needle", [
+    ("task: {name: demo}\x00\n", "unacceptable character #x0000"),
+    ("task: {eval_limit: " + "9" * 5000 + "}\n", "4300 digits"),
+])
+def test_a_config_the_parser_refuses_is_one_line(tmp_path: Path, text: str, needle: str):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(text)
+    one_line_error(cowest("eval", str(cfg)), str(cfg), needle)
+
+
+def test_a_row_with_a_number_python_will_not_read_names_the_line(tmp_path: Path):
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text('{"question": "q", "answer": "a"}\n{"question": "q", "answer": ' + "9" * 5000 + "}\n")
+    one_line_error(cowest("data", "check", str(rows), "--task", "ifqa"), "rows.jsonl:2", "4300 digits")
