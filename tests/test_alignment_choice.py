@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from cowest.core.config import ExperimentConfig, FeedbackConfig, load_config
-from cowest.core.errors import ConfigError
+from cowest.core.errors import ConfigError, DataError
 from cowest.core.layout import RunLayout
 from cowest.core.records import Generation, Sample
 from cowest.core.selection import SELECTION_FILE, Selection, best_adapter
@@ -147,3 +147,22 @@ def test_demo_refuses_a_limit_that_empties_a_split_and_a_seed_that_is_not_an_int
         demo_cfg("task.seed=true")
     with pytest.raises(ConfigError, match="'task.seed'"):
         demo_cfg("task.seed=1.5")
+
+
+def test_feedback_asks_questions_sft_never_saw_when_a_split_is_named(tmp_path):
+    from cowest.pipeline.loop import feedback_questions
+    from cowest.pipeline.preflight import check_splits
+
+    base = demo_cfg(f"run_dir={tmp_path}", "feedback.questions=24")
+    named = demo_cfg(f"run_dir={tmp_path}", "feedback.questions=24", "feedback.split=feedback")
+    train = {s.question for s in build("train", base.task)}
+    assert {s.question for s in feedback_questions(base)} <= train
+    asked = feedback_questions(named)
+    assert len(asked) == 24 and not {s.question for s in asked} & train
+    assert all(s.id.startswith("demo-feedback-") for s in asked)
+    check_splits(named)  # disjoint from dev
+    with pytest.raises(DataError, match="100 questions of the 'dev' split are also in the training data"):
+        check_splits(demo_cfg(f"run_dir={tmp_path}", "feedback.split=dev"))
+    with pytest.raises(DataError, match="120 questions of the 'feedback' split are also in the training data"):
+        check_splits(demo_cfg(f"run_dir={tmp_path}", "feedback.split=feedback", "align.select_split=feedback"))
+    check_splits(demo_cfg(f"run_dir={tmp_path}", "feedback.split=feedback", "align.select_split=tune"))

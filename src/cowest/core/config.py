@@ -462,9 +462,9 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"config file not found: {path}")
     if Path(path).is_dir():
         raise ConfigError(f"{path}: is a folder, not a config file (e.g. configs/demo.yaml)")
-    data = read_bounded(path, CONFIG_LIMIT, "config file (e.g. configs/demo.yaml)")
+    raw = read_bounded(path, CONFIG_LIMIT, "config file (e.g. configs/demo.yaml)")
     try:
-        text = data.decode("utf-8")
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
         raise ConfigError(f"{path}: not UTF-8 text (byte {e.start}); save the config as UTF-8") from None
     data = load_yaml(text, str(path)) or {}

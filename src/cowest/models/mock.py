@@ -14,7 +14,6 @@ what `logprob` says). Every `generate` call is recorded in `calls`, so tests can
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Callable
 
 from cowest.core.config import ModelConfig

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from cowest.core.config import ExperimentConfig, ModelConfig
 from cowest.core.errors import ConfigError, CowestError
+from cowest.core.records import Sample
 from cowest.pipeline.stages import Stage
 from cowest.core.system_id import System
 
@@ -82,21 +83,25 @@ def _looks_like_path(model: str) -> bool:
 
 
 def check_splits(cfg: ExperimentConfig) -> None:
-    """The train and eval splits (and `eval.recall_split`) exist, read without error and keep at least one sample
-    after their limits, and no evaluated question is a training question."""
+    """The train and eval splits (and `eval.recall_split`, `feedback.split`, `align.select_split`) exist, read
+    without error and keep at least one sample after their limits, and no evaluated question is one SFT or the
+    feedback learned from."""
     from cowest.tasks.base import check_disjoint, load_samples
 
-    loaded = {}
+    loaded: dict[str, tuple[str, list[Sample]]] = {}
     for key, split, limit in [("task.train_split", cfg.task.train_split, cfg.task.train_limit),
                               ("task.eval_split", cfg.task.eval_split, cfg.task.eval_limit),
                               ("eval.recall_split", cfg.eval.recall_split, None),
-                              ("feedback.split", cfg.feedback.split, None)]:
+                              ("feedback.split", cfg.feedback.split, None),
+                              ("align.select_split", cfg.align.select_split, cfg.task.eval_limit)]:
         if split is None:
             continue
         samples = load_samples(cfg.task, split, limit)
         if not samples:
             raise CowestError(f"{key}: split '{split}' of task '{cfg.task.name}' has no samples")
-        loaded[key] = samples
-    check_disjoint(loaded["task.train_split"], loaded["task.eval_split"], cfg.task.eval_split)
-    if "feedback.split" in loaded:
-        check_disjoint(loaded["feedback.split"], loaded["task.eval_split"], cfg.task.eval_split)
+        loaded[key] = (split, samples)
+    # what is evaluated (the report's split, the alignment check's) holds no question SFT or feedback learned from
+    for learned in ("task.train_split", "feedback.split"):
+        for evaluated in ("task.eval_split", "align.select_split"):
+            if learned in loaded and evaluated in loaded:
+                check_disjoint(loaded[learned][1], loaded[evaluated][1], loaded[evaluated][0])
