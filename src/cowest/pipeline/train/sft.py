@@ -84,7 +84,7 @@ def target_formats(n: int, cfg: ExperimentConfig) -> list[str]:
     """The gold draft format of each of `n` draft rows: `collaboration.draft_format`, or (sft.draft_mix) the mix's
     formats dealt in turn and shuffled with the SFT seed, so each holds an even share whatever the rows' order."""
     mix = cfg.sft.draft_mix or [cfg.collaboration.draft_format]
-    dealt = [mix[i % len(mix)] for i in range(n)]
+    dealt: list[str] = [mix[i % len(mix)] for i in range(n)]
     random.Random(f"draft-mix-{cfg.sft.seed}").shuffle(dealt)
     return dealt
 
