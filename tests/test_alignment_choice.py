@@ -42,7 +42,7 @@ def test_draft_mix_deals_every_format_evenly_under_the_one_draft_prompt():
         assert target in (s.knowledge, f"{s.rationale}\nAnswer: {s.gold}")
     # Without the mix every target is the knowledge draft; the mix is seeded: the same rows twice.
     assert all(r["completion"][0]["content"] == s.knowledge
-               for s, r in zip(samples, sft_rows(samples, demo_cfg("sft.answer_rows=none"))))
+               for s, r in zip(samples, sft_rows(samples, demo_cfg("sft.answer_rows=none", "sft.draft_mix=null"))))
     assert sft_rows(samples, cfg) == rows
 
 
@@ -135,6 +135,12 @@ def test_serve_serves_the_runs_best_adapter_and_says_why(tmp_path, make_config):
     assert best_adapter(run).round == 2  # type: ignore[union-attr]
     path, why = default_adapter(cfg)
     assert path == run.aligned_adapter(2) and "unresolved" in why
+    from cowest.pipeline.report import selection_section
+
+    section = selection_section(run.root)
+    assert section[0] == "## Alignment check" and len(section) == 5
+    assert section[2].startswith("- **Warning**: round 1's aligned weak model against its start on tune")
+    assert section[3].startswith("- round 2's") and str(run.aligned_adapter(2)) in section[3]
 
 
 def test_demo_refuses_a_limit_that_empties_a_split_and_a_seed_that_is_not_an_integer():

@@ -323,6 +323,22 @@ def plot_cost(m: Metrics, path: Path) -> None:
     plt.close(fig)
 
 
+def selection_section(run_dir: Path) -> list[str]:
+    """Each round's alignment check (`align.select_split`): the verdict and which adapter the run keeps, a warning
+    where the aligned model was resolved below its start."""
+    from cowest.core.selection import read_selection
+
+    run = RunLayout(run_dir)
+    checks = [sel for r in run.rounds_on_disk() if (sel := read_selection(run, r)) is not None]
+    if not checks:
+        return []
+    out = ["## Alignment check", ""]
+    for sel in checks:
+        out.append(f"- {'**Warning**: ' if sel.verdict == 'below' else ''}{sel.why} (best adapter: `{sel.best}`, "
+                   "which `cowest serve` serves).")
+    return out + [""]
+
+
 def render_report(run_dirs: list[Path], out: Path | None = None) -> Path:
     """Write report.md (default: into the first run directory) and its PNGs next to it; return its path."""
     run_dirs = [Path(d) for d in run_dirs]
@@ -359,6 +375,7 @@ def render_report(run_dirs: list[Path], out: Path | None = None) -> Path:
 
         lines += costs_section(d, mpath)
         lines += rounds_section(d, out.parent)
+        lines += selection_section(d)
         lines += diagnostics_section(d, out.parent, prefix)
     out.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return out
