@@ -159,7 +159,7 @@ def test_feedback_asks_questions_sft_never_saw_when_a_split_is_named(tmp_path):
     from cowest.pipeline.loop import feedback_questions
     from cowest.pipeline.preflight import check_splits
 
-    base = demo_cfg(f"run_dir={tmp_path}", "feedback.questions=24")
+    base = demo_cfg(f"run_dir={tmp_path}", "feedback.questions=24", "feedback.split=null")
     named = demo_cfg(f"run_dir={tmp_path}", "feedback.questions=24", "feedback.split=feedback")
     train = {s.question for s in build("train", base.task)}
     assert {s.question for s in feedback_questions(base)} <= train
