@@ -120,3 +120,11 @@ def test_a_row_with_a_number_python_will_not_read_names_the_line(tmp_path: Path)
     rows = tmp_path / "rows.jsonl"
     rows.write_text('{"question": "q", "answer": "a"}\n{"question": "q", "answer": ' + "9" * 5000 + "}\n")
     one_line_error(cowest("data", "check", str(rows), "--task", "ifqa"), "rows.jsonl:2", "4300 digits")
+
+
+def test_a_lone_surrogate_in_a_row_is_refused_naming_the_field(tmp_path: Path):
+    # Before: `data check` passed it, and the eval stage failed writing the trace and lost its chunk (issue 38 item 4).
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text('{"question": "q", "answer": "a"}\n{"question": "a\\ud800b", "answer": "a"}\n')
+    one_line_error(cowest("data", "check", str(rows), "--task", "ifqa"), "rows.jsonl:2, field 'question'",
+                   "lone surrogate")

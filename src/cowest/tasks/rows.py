@@ -140,7 +140,20 @@ def _loads(s: str, path: Path, line: int) -> Any:
 def _as_row(obj: Any, path: str, line: int) -> Row:
     if not isinstance(obj, dict):
         raise DataError(f"expected a JSON object, got {type(obj).__name__}", path=path, line=line)
+    for key, value in obj.items():
+        if not _encodable(value):  # a JSON escape such as "\ud800" decodes to text no file can hold
+            raise DataError("holds a lone surrogate (an unpaired \\ud800-\\udfff escape), which cannot be written as "
+                            "UTF-8; fix or remove that escape", path=path, line=line, field=str(key))
     return Row(obj, path, line)
+
+
+def _encodable(value: Any) -> bool:
+    """Every string in `value` (nested in lists and objects too) can be written as UTF-8."""
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
 
 
 def read_csv_rows(path: Path, columns: list[str] | None = None) -> list[Row]:
