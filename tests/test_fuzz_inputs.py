@@ -64,6 +64,13 @@ CONFIG_CASES: list[tuple[str, str, list[str]]] = [
     ("bad spec", "models: {strong: {spec: nothing}}\n", ["eval.strategies=[strong_only]"]),
     ("max_failed_share 2", "max_failed_share: 2\n", []),
     ("rounds 0", "rounds: 0\n", []),
+    # issue 38 item 2: settings that are not finite or not in range, refused before the first stage
+    *[(f"out of range {o}", "", [o]) for o in ("sft.batch_size=0", "sft.lr=-1", "sft.lora_r=0", "sft.max_length=0",
+                                               "align.beta=-1", "align.batch_size=0", "task.eval_limit=0",
+                                               "eval.max_cut_share=2")],
+    *[(f"not finite {o}", "", [o]) for o in ("route.threshold=.nan", "route.threshold=.inf", "feedback.margin=.nan",
+                                             "eval.max_cut_share=.nan", "sft.lr=.inf", "align.beta=-.inf")],
+    ("price past any bound", "prices: {embedded/qwen2.5-coder-1.5b: {input: 1.0e+308}}\n", []),
 ]
 # Generated variants: every ranged numeric key with values below its range or of the wrong type.
 RANGED = ["task.eval_limit", "task.train_limit", "feedback.k", "feedback.questions", "feedback.top_p",

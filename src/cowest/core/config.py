@@ -20,7 +20,9 @@ from cowest.routing.config import Price, RouteConfig, check_prices
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # Every float of a config is finite: `.nan` or `.inf` (YAML) is refused naming the key, where it would pass every
+    # range check and surface later as a run that routes nothing or a costs.json that is not JSON.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 def _no_repeats(values: list[Any] | None) -> list[Any] | None:
@@ -37,9 +39,9 @@ class TaskConfig(Section):
     """Data folder holding `<task>/<split>.jsonl` (e.g. ../shared/data), a file, or None for a hub / generated task."""
     train_split: str = "train"
     eval_split: str = "dev"
-    train_limit: int | None = Field(None, ge=0)
+    train_limit: int | None = Field(None, ge=1)
     """Use at most this many training samples (seeded subsample); None = all."""
-    eval_limit: int | None = Field(None, ge=0)
+    eval_limit: int | None = Field(None, ge=1)
     seed: int = Field(0, strict=True)
     """Seed of the subsampling (and of the demo's generated catalogue). Strict: `true` or `'3'` is refused, not read
     as 1 or 3."""
@@ -142,7 +144,7 @@ class EvalConfig(Section):
     recall_split: str | None = None
     """`cowest run`: also score the SFT weak model alone on this split of training facts (the demo's `facts`), its
     recall of what SFT taught it, reported next to the results."""
-    max_cut_share: float = 0.05
+    max_cut_share: float = Field(0.05, ge=0, le=1)
     """Warn when more than this share of a role's replies hit its token limit (generation.<role>.max_tokens)."""
 
     @field_validator("strategies", "seeds")
@@ -155,16 +157,16 @@ DraftFormat = Literal["cot", "knowledge", "direct"]
 
 
 class SFTConfig(Section):
-    lr: float = 2e-4
-    epochs: float = 1.0
+    lr: float = Field(2e-4, gt=0)
+    epochs: float = Field(1.0, gt=0)
     max_steps: int = -1
     """> 0 overrides epochs."""
-    batch_size: int = 4
-    grad_accum: int = 1
-    max_length: int = 512
-    lora_r: int = 16
-    lora_alpha: int = 32
-    lora_dropout: float = 0.0
+    batch_size: int = Field(4, ge=1)
+    grad_accum: int = Field(1, ge=1)
+    max_length: int = Field(512, ge=8)
+    lora_r: int = Field(16, ge=1)
+    lora_alpha: int = Field(32, ge=1)
+    lora_dropout: float = Field(0.0, ge=0, lt=1)
     target: Literal["auto", "answer", "rationale"] = "auto"
     """auto: rationale + answer when the data has a rationale, else answer only."""
     without_rationale: Literal["answer", "drop"] = "answer"
@@ -177,11 +179,11 @@ class SFTConfig(Section):
     """Also train the prompt the weak model answers alone with (`answer`), beside the draft rows: none, direct
     (`Answer: X`) or auto (rationale + answer where the data has one). For a draft format that is not an answer
     (`knowledge`), so that the weak-alone baseline is the SFT model at its best, not one never taught to answer."""
-    knowledge_epochs: int = 0
+    knowledge_epochs: int = Field(0, ge=0)
     """> 0: first train this many epochs of plain language modelling on the task's documents (the demo's catalogue,
     one fact a sentence), then the prompt -> draft SFT. Short rows seen many times are the cheap way for a small
     model to learn facts; the draft SFT then teaches it to use them. Tasks without documents skip it."""
-    knowledge_lr: float | None = None
+    knowledge_lr: float | None = Field(None, gt=0)
     """Learning rate of the knowledge phase; None = `lr`."""
     merge: bool = False
     """Also save a merged full model."""
@@ -192,7 +194,7 @@ class SFTConfig(Section):
     that reaches the gold answer (cowest.pipeline.rationales)."""
     rationale_samples: int = Field(default=4, ge=1)
     """Replies sampled per row when bootstrapping rationales."""
-    rationale_temperature: float = 0.7
+    rationale_temperature: float = Field(0.7, ge=0, le=2)
     rationalize: bool = False
     """Rows whose sampled replies all missed the gold answer are asked once more with the gold answer as a hint
     (STaR's rationalization); a hinted reply that reaches it and does not mention the hint gives the rationale.
@@ -244,7 +246,7 @@ class FeedbackConfig(Section):
     temperature: float = Field(1.0, ge=0, le=2)
     top_p: float = Field(0.95, gt=0, le=1)
     evaluator: Literal["metric", "judge", "hybrid"] = "metric"
-    margin: float = 0.0
+    margin: float = Field(0.0, ge=0)
     """A draft is chosen when its influence is > margin (preference `helpful`)."""
     preference: Literal["helpful", "better"] = "helpful"
     """Which drafts of a question are paired. helpful (the paper's): a draft with Δ > margin over one with Δ <= 0.
@@ -312,13 +314,13 @@ SMOOTHED_LOSSES = ("robust", "exo_pair", "aot", "aot_unpaired")
 
 class AlignConfig(Section):
     method: Literal["dpo", "sft_positive"] = "dpo"
-    beta: float = 0.1
-    lr: float = 5e-5
-    epochs: float = 1.0
+    beta: float = Field(0.1, gt=0)
+    lr: float = Field(5e-5, gt=0)
+    epochs: float = Field(1.0, gt=0)
     max_steps: int = -1
-    batch_size: int = 2
-    grad_accum: int = 1
-    max_length: int = 512
+    batch_size: int = Field(2, ge=1)
+    grad_accum: int = Field(1, ge=1)
+    max_length: int = Field(512, ge=8)
     loss_type: DPOLoss = "sigmoid"
     """TRL's DPO loss (`trl.DPOConfig.loss_type`): sigmoid (the paper's), robust (label-noise robust, with
     label_smoothing), ipo, hinge ..."""
@@ -330,8 +332,8 @@ class AlignConfig(Section):
     """The probability that a preference is flipped, for loss_type robust (Robust DPO, e.g. 0.1), exo_pair, aot and
     aot_unpaired; TRL's other losses ignore it, so it is refused with them."""
     precompute_ref_log_probs: bool = False
-    lora_r: int = 16
-    lora_alpha: int = 32
+    lora_r: int = Field(16, ge=1)
+    lora_alpha: int = Field(32, ge=1)
     sft_positive_control: bool = False
     """Also train the control of the paper's reviewers (SFT on chosen drafts only) and evaluate it."""
     reference: Literal["sft", "previous"] = "sft"
@@ -342,7 +344,7 @@ class AlignConfig(Section):
     (collaboration, greedy, the task metric, paired): where it is resolved below (its 95% CI under 0), the run
     says so and keeps the earlier adapter as its best, which `cowest serve` serves. Use questions that neither SFT,
     feedback nor the report sees (the demo: `tune`); None = no check."""
-    logp_drop_warn: float = 0.1
+    logp_drop_warn: float = Field(0.1, ge=0)
     """The report warns when the chosen drafts' log-probability, relative to the reference, fell by more than this
     many nats per token between the first and the last logged DPO step (TRL's rewards/chosen ÷ β, the summed
     log-ratio of a chosen draft, divided by the chosen drafts' mean token count). Read by the report only."""

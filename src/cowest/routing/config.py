@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)  # as core.config.Section
 
 
 DEFAULT_SHARE = 0.3
@@ -83,8 +83,8 @@ class RouteConfig(_Section):
 class Price(_Section):
     """A model's list price in US dollars per million tokens."""
 
-    input: float = Field(0.0, ge=0)
-    output: float = Field(0.0, ge=0)
+    input: float = Field(0.0, ge=0, le=1e6)  # USD per million tokens: a bound keeps every cost finite
+    output: float = Field(0.0, ge=0, le=1e6)
 
 
 def model_specs(models: Any) -> list[str]:
