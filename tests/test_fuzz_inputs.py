@@ -71,6 +71,9 @@ CONFIG_CASES: list[tuple[str, str, list[str]]] = [
     *[(f"not finite {o}", "", [o]) for o in ("route.threshold=.nan", "route.threshold=.inf", "feedback.margin=.nan",
                                              "eval.max_cut_share=.nan", "sft.lr=.inf", "align.beta=-.inf")],
     ("price past any bound", "prices: {embedded/qwen2.5-coder-1.5b: {input: 1.0e+308}}\n", []),
+    # issue 38 item 5: templates accept the named fields only
+    *[(f"template {t}", MOCK, ["eval.strategies=[collaborate]", f"collaboration.prompts={{refine: '{t}'}}"])
+      for t in ("{question.__class__.__init__.__globals__}", "{draft[0]}", "{0}", "{nope}", "a { b")],
 ]
 # Generated variants: every ranged numeric key with values below its range or of the wrong type.
 RANGED = ["task.eval_limit", "task.train_limit", "feedback.k", "feedback.questions", "feedback.top_p",

@@ -97,14 +97,32 @@ TEMPLATES: dict[str, str] = {
 Overrides = Mapping[str, str] | None
 
 
+PLACEHOLDERS = ("question", "answer_kind", "draft", "draft_kind", "prediction", "confidence", "text", "options",
+                "labels", "label_list")
+"""Every name a template may hold in braces; each builder fills the ones its template uses."""
+
+
 def check_overrides(overrides: Overrides) -> None:
-    """Fail on an override that names no template (`name` or `name.family`), listing the valid names."""
-    for key in overrides or {}:
+    """Fail on an override that names no template (`name` or `name.family`), listing the valid names, or that holds
+    a placeholder other than a bare name of PLACEHOLDERS: `str.format` would otherwise reach into the filled objects
+    (`{question.__class__}`, `{draft[0]}`)."""
+    import string
+
+    for key, text in (overrides or {}).items():
         name, _, family = key.partition(".")
         if name not in TEMPLATES:
             raise UnknownNameError("prompt template (collaboration.prompts)", key, list(TEMPLATES))
         if family and family not in ("qa", "mc", "cls"):
             raise ConfigError(f"collaboration.prompts: '{key}': family must be qa, mc or cls")
+        try:
+            fields = [f for _, f, _, _ in string.Formatter().parse(text) if f is not None]
+        except ValueError as e:
+            raise ConfigError(f"collaboration.prompts.{key}: not a template ({e}); write a literal brace as {{{{ or }}}}") from None
+        for f in fields:
+            if f not in PLACEHOLDERS:
+                raise ConfigError(f"collaboration.prompts.{key}: placeholder {{{f[:40]}}} is not one of "
+                                  f"{', '.join('{' + p + '}' for p in PLACEHOLDERS)} (no attributes, indexes or "
+                                  "positional fields)")
 
 
 def check_draft_format(fmt: str) -> None:
