@@ -246,6 +246,28 @@ def test_force_clears_only_declared_outputs(tmp_path):
     assert sorted(p.name for p in path.iterdir()) == ["attempts", "inputs.json", "notes.txt"]
 
 
+def test_force_leaves_a_users_files_in_a_shared_output_folder(tmp_path):
+    """Issue 38 item 6: `cowest eval --out o --force` removed o/traces/foreign.jsonl and o/traces/notes.txt; eval's
+    stage owns only the trace names it writes there."""
+    from cowest.pipeline.loop import eval_stage
+
+    c = cfg(tmp_path)
+    path = tmp_path / "o"
+    st = eval_stage(c, path, [])
+    st.begin()
+    traces = path / "traces"
+    traces.mkdir()
+    for name in ("weak_sft.seed0.jsonl", "collab_sft.seed1.jsonl", "foreign.jsonl", "notes.txt"):
+        (traces / name).write_text("{}\n")
+    st.finish()
+    assert eval_stage(c, path, []).begin(force=True) is True
+    assert sorted(p.name for p in traces.iterdir()) == ["foreign.jsonl", "notes.txt"]
+    (traces / "foreign.jsonl").unlink(), (traces / "notes.txt").unlink()
+    (traces / "weak_sft.seed0.jsonl").write_text("{}\n")
+    assert eval_stage(c, path, []).begin(force=True) is True
+    assert not traces.exists()  # emptied by the stage: the folder goes too
+
+
 def test_a_held_stage_names_its_holder_and_an_unwritable_folder_is_one_line(tmp_path):
     import subprocess
     import sys

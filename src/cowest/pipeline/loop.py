@@ -361,7 +361,8 @@ def eval_stage(cfg: ExperimentConfig, out: Path, systems: list["System"]) -> Sta
 
     return stage(cfg, "eval", out, inputs=EvalInputs.of(cfg), upstream=eval_adapters(systems),
                  outputs=(TRACES_DIR, METRICS_FILE, f"{METRICS_FILE}.tmp", CONFIG_FILE, FAULTS_FILE,
-                          f"{FAULTS_FILE}.tmp"))
+                          f"{FAULTS_FILE}.tmp"),
+                 owned={TRACES_DIR: "*.seed*.jsonl"})  # EvalDir.trace's names; a user's own files there stay
 
 
 def eval_adapters(systems: list["System"]) -> list[Path]:

@@ -131,6 +131,9 @@ class Stage:
     path: Path
     inputs: dict[str, Any]
     outputs: tuple[str, ...] = ()
+    owned: dict[str, str] = field(default_factory=dict)
+    """Output folders the stage shares with whatever else a user keeps there (eval's `traces/`), each with the glob
+    of the names the stage writes into it: `--force` removes only those, and the folder once it is empty."""
     derived: tuple[str, ...] = ()
     """Config keys that only the stage's last, cheap step reads (feedback: how pairs are selected from the scored
     drafts). A change in them alone is never refused: an unfinished stage goes on, and a finished one is not run
@@ -168,7 +171,12 @@ class Stage:
         # done.json first and inputs.json last: a crash half way leaves a stage that is not done and clears again.
         for name in (DONE_FILE, *self.outputs, *leftovers, ATTEMPTS_FILE, INPUTS_FILE):
             target = self.path / name
-            if target.is_dir() and not target.is_symlink():
+            if name in self.owned and target.is_dir() and not target.is_symlink():
+                for p in target.glob(self.owned[name]):
+                    p.unlink()
+                if not any(target.iterdir()):
+                    target.rmdir()
+            elif target.is_dir() and not target.is_symlink():
                 shutil.rmtree(target)
             elif target.exists() or target.is_symlink():
                 target.unlink()
@@ -214,7 +222,8 @@ class Stage:
 
 
 def stage(cfg: ExperimentConfig, name: str, path: Path, *, inputs: Inputs | None = None,
-          upstream: list[Path] | None = None, outputs: tuple[str, ...] = (), derived: tuple[str, ...] = ()) -> Stage:
+          upstream: list[Path] | None = None, outputs: tuple[str, ...] = (), derived: tuple[str, ...] = (),
+          owned: dict[str, str] | None = None) -> Stage:
     """A stage whose inputs are its bundle (default: that of the stage kind its name starts with, a feedback stage's
     round read off its name, `feedback2`) plus the fingerprints of the upstream outputs it reads, so a retrained
     adapter or new pairs file is never mixed with outputs made from the old one. `outputs`: the names the stage
@@ -226,4 +235,4 @@ def stage(cfg: ExperimentConfig, name: str, path: Path, *, inputs: Inputs | None
     record = inputs.record() if inputs is not None else {}
     for p in upstream or []:
         record[f"{UPSTREAM}{p.relative_to(cfg.run_dir) if p.is_relative_to(cfg.run_dir) else p}"] = fingerprint(p)
-    return Stage(name=name, path=path, inputs=record, outputs=outputs, derived=derived)
+    return Stage(name=name, path=path, inputs=record, outputs=outputs, derived=derived, owned=owned or {})
