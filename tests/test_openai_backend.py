@@ -165,6 +165,10 @@ def test_redact_url_drops_credentials_query_fragment_and_key_like_segments():
     assert redact_url("https://gw.example/v1/sk-proj-abcDEF123456789xyz/openai#k") == "https://gw.example/v1/***/openai"
     assert redact_url("https://gw.example/a1b2c3d4e5f6a7b8c9d0e1f2/v1") == "https://gw.example/***/v1"
     assert redact_url("https://api.example/v1/models/gpt-4o-mini") == "https://api.example/v1/models/gpt-4o-mini"
+    # issue 38 item 7: a path parameter and an encoded header kept the key
+    assert redact_url("http://h/v1;key=sk-abcdef123456") == "http://h/***"
+    assert redact_url("http://h/v1/Bearer%20sk-abcdef123456/chat") == "http://h/v1/***/chat"
+    assert redact_url("http://h/v1;version=2/chat") == "http://h/v1;version=2/chat"
 
 
 @pytest.mark.parametrize("fault", ["429soon", "429date", "502", "503", "badjson", "html", "plain", "empty",

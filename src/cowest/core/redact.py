@@ -8,7 +8,7 @@ config.yaml, inputs.json, the response cache's identity and error messages. The 
 from __future__ import annotations
 
 import re
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 REDACTED = "***"
 _KEY_PREFIX = re.compile(r"^(sk|pk|rk|key|api[-_]?key|token|bearer|secret|ghp|gho|xox[abp]|hf)[-_]", re.I)
@@ -23,6 +23,13 @@ def looks_like_key(segment: str) -> bool:
     return bool(_TOKEN.match(segment)) and any(c.isdigit() for c in segment) and any(c.isalpha() for c in segment)
 
 
+def secret_segment(segment: str) -> bool:
+    """The path segment holds a key: as a whole, or, decoded (`Bearer%20sk-...`), any of its words, path
+    parameters (`v1;key=sk-...`) or values."""
+    text = unquote(segment)
+    return looks_like_key(text) or any(looks_like_key(w) for w in re.split(r"[\s;,=:&]+", text) if w)
+
+
 def redact_url(url: str) -> str:
     """The URL without user:password@, query string or fragment, and with key-like path segments as `***`."""
     try:
@@ -33,5 +40,5 @@ def redact_url(url: str) -> str:
         return REDACTED
     if port:
         host += f":{port}"
-    path = "/".join(REDACTED if looks_like_key(seg) else seg for seg in parts.path.split("/"))
+    path = "/".join(REDACTED if secret_segment(seg) else seg for seg in parts.path.split("/"))
     return urlunsplit((parts.scheme, host, path, "", ""))
