@@ -155,6 +155,20 @@ def test_threshold_for_share_on_a_synthetic_score_list() -> None:
         threshold_for_share([], 0.3)
 
 
+def test_a_router_whose_tied_scores_miss_the_share_is_named() -> None:
+    """Issue 38 item 11: every score tied gave 0% strong calls at route.strong_share=0.3, silently."""
+    from cowest.routing.calibrate import Calibration, share_warnings
+
+    t, got = threshold_for_share([0.5] * 20, 0.3)
+    assert got == 0.0
+    tied = Calibration("confidence", t, 0.3, got, 20, "dev")
+    near = Calibration("agreement", 0.2, 0.3, 0.35, 20, "dev")
+    (line,) = share_warnings([tied, near])
+    assert line.startswith("route: router 'confidence' sends 0% of the 20 dev questions to the strong model, "
+                           "not the 30% asked (route.strong_share)")
+    assert "route.threshold" in line
+
+
 class DemoWeak(MockBackend):
     """Drafts every demo question with `Answer: 1`, at a log-probability set by the question's position."""
 

@@ -15,7 +15,7 @@ import json
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from cowest.core.errors import CowestError
 
@@ -111,13 +111,30 @@ def calibration_scores(cfg: "ExperimentConfig", weak: "Backend", draft_format: s
     return {name: rs.scores for name, rs in score_all(r.routers, inputs).items()}
 
 
+SHARE_TOLERANCE = 0.1
+"""How far (absolute) a router's achieved strong-call share may miss its target before the run says so."""
+
+
+def share_warnings(cals: Iterable[Calibration]) -> list[str]:
+    """One line per router whose tied scores leave its achieved share far from the target (a router that scores
+    every draft alike routes nothing at any threshold)."""
+    return [f"route: router '{c.router}' sends {c.achieved_share:.0%} of the {c.n} {c.split} questions to the strong "
+            f"model, not the {c.target_share:.0%} asked (route.strong_share): its scores tie too often to split them "
+            "there; use another router (route.routers) or set route.threshold"
+            for c in cals if abs(c.achieved_share - c.target_share) > SHARE_TOLERANCE]
+
+
 def thresholds(cfg: "ExperimentConfig", weak: "Backend", draft_format: str) -> dict[str, float]:
     """The threshold each router routes by: the deciding router's `route.threshold` when set, else calibrated
     (nothing is calibrated when that router is the only one)."""
     r = cfg.route
     if r.threshold is not None and len(r.routers) == 1:
         return {r.routers[0]: r.threshold}
+    from cowest.core.progress import log
+
     cal = calibrate(cfg, weak, draft_format)
+    for line in share_warnings(cal.values()):
+        log(f"warning: {line}")
     out = {name: c.threshold for name, c in cal.items()}
     if cfg.route.threshold is not None:
         out[cfg.route.routers[0]] = cfg.route.threshold
