@@ -80,7 +80,29 @@ def other_requests() -> list[tuple[str, bytes, dict]]:
     ]
 
 
-CASES = reported() + wrong_types() + torn_bodies() + other_requests()
+def unsupported() -> list[tuple[str, bytes, dict]]:
+    """Issue 38 item 9: once silently answered with one choice, no log probabilities and no usage."""
+    return [("n 0", with_(n=0), JSON), ("n many", with_(n="many"), JSON), ("n 3", with_(n=3), JSON),
+            ("max_tokens true", with_(max_tokens=True), JSON), ("stream yes", with_(stream="yes"), JSON),
+            ("logprobs", with_(logprobs=True), JSON), ("top_logprobs", with_(top_logprobs=2), JSON),
+            ("tools required", with_(tools=[{"type": "function", "function": {"name": "f"}}], tool_choice="required"),
+             JSON),
+            ("include_usage", with_(stream=True, stream_options={"include_usage": True}), JSON)]
+
+
+CASES = reported() + wrong_types() + torn_bodies() + other_requests() + unsupported()
+
+
+def test_an_unsupported_feature_is_named_as_such(server) -> None:
+    s, _ = server
+    for fields, param in (({"n": 3}, "n"), ({"logprobs": True}, "logprobs"), ({"tools": [{"type": "function"}]}, "tools"),
+                          ({"stream": True, "stream_options": {"include_usage": True}}, "stream_options")):
+        r = httpx.post(s.url + "/v1/chat/completions", content=with_(**fields), headers=JSON, timeout=30)
+        err = r.json()["error"]
+        assert r.status_code == 400 and err["code"] == "unsupported_parameter" and err["param"] == param
+        assert err["message"].startswith(f"'{param}': not supported by cowest serve (")
+    ok = httpx.post(s.url + "/v1/chat/completions", content=with_(n=1, tool_choice="none"), headers=JSON, timeout=30)
+    assert ok.status_code == 200
 
 
 def test_enough_cases() -> None:

@@ -56,18 +56,44 @@ class CowestOptions(BaseModel):
     """Add the weak draft to the response (`cowest` field)."""
 
 
+class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    include_usage: bool | None = Field(None, strict=True)
+
+
 class ChatRequest(BaseModel):
-    """The fields of an OpenAI chat completion request that the collaboration uses; others are accepted, ignored."""
+    """The fields of an OpenAI chat completion request that the collaboration uses, typed strictly (`"yes"` is not a
+    bool, `true` not a number); the parameters of features serve does not implement (several choices, log
+    probabilities, tools, usage in the stream) are refused with a 400 saying so, rather than ignored; other fields
+    are accepted and ignored."""
 
     model_config = ConfigDict(extra="allow")
     model: str
     messages: list[ChatMessage]
-    max_tokens: int | None = Field(None, ge=1)
-    max_completion_tokens: int | None = Field(None, ge=1)
+    max_tokens: int | None = Field(None, ge=1, strict=True)
+    max_completion_tokens: int | None = Field(None, ge=1, strict=True)
     temperature: float | None = Field(None, ge=0, le=2)
     top_p: float | None = Field(None, ge=0, le=1)
-    stream: bool = False
+    stream: bool = Field(False, strict=True)
+    n: int | None = Field(None, ge=1, strict=True)
+    logprobs: bool | None = Field(None, strict=True)
+    top_logprobs: int | None = Field(None, ge=0, strict=True)
+    tools: list[Any] | None = None
+    tool_choice: Any = None
+    stream_options: StreamOptions | None = None
     cowest: CowestOptions | None = None
+
+    def refuse_unsupported(self) -> None:
+        """A 400 naming the first parameter asking for what serve does not do."""
+        asks = [("n", self.n not in (None, 1), "it returns one choice (n = 1)"),
+                ("logprobs", bool(self.logprobs) or self.top_logprobs is not None, "it returns no log probabilities"),
+                ("tools", bool(self.tools) or self.tool_choice not in (None, "none", "auto"), "it calls no tools"),
+                ("stream_options", self.stream_options is not None and bool(self.stream_options.include_usage),
+                 "it sends no usage chunk in a stream; a whole answer's response carries its usage")]
+        for param, asked, why in asks:
+            if asked:
+                raise Refusal(400, f"'{param}': not supported by cowest serve ({why})", "unsupported_parameter",
+                              param=param)
 
     @property
     def question(self) -> str:
@@ -118,7 +144,7 @@ async def read_body(request: Any, limit: int) -> bytes:
 def parse_chat(body: bytes) -> ChatRequest:
     """The request, or a 400 naming the first problem (malformed JSON, or the field and what is wrong with it)."""
     try:
-        return ChatRequest.model_validate_json(body)
+        req = ChatRequest.model_validate_json(body)
     except ValidationError as e:
         errors = e.errors(include_url=False, include_input=False)
         if errors[0]["type"] == "json_invalid":
@@ -127,6 +153,8 @@ def parse_chat(body: bytes) -> ChatRequest:
         first = max(errors, key=lambda x: len(x["loc"]))  # the deepest: a union's other branches say less
         where = ".".join(str(x) for x in first["loc"] if not _union_tag(x)) or "body"
         raise Refusal(400, f"'{where}': {first['msg']}", "invalid_request", param=where) from None
+    req.refuse_unsupported()
+    return req
 
 
 def _union_tag(part: Any) -> bool:
