@@ -6,7 +6,7 @@ the 3rd and later with a completion. Faults: 429 (Retry-After: 1), 429soon (Retr
 plain (200, text/plain with a JSON body that is not a completion), stall (waits past the client's timeout, then
 hangs up), trickle (200 and a completion one byte every `trickle_s`), drop (closes the socket without a word),
 empty (200, `choices: []`), nullchoice (`choices: [null]`), content5 (`content: 5`), finish5
-(`finish_reason: 5`), slow (0.3 s, then a completion), one (a completion with one choice whatever `n` asks).
+(`finish_reason: 5`), short (a body cut at half its Content-Length), slow (0.3 s, then a completion), one (a completion with one choice whatever `n` asks).
 A prompt with no plan ("rand" or any text) is answered by `random_faults`: with probability `fault_rate` a fault
 drawn from `FAULT_KINDS` (seeded, so a soak run is reproducible), else a completion; `injected` counts them.
 The server counts every hit and every completion it delivered, per prompt.
@@ -23,7 +23,7 @@ from collections import Counter, defaultdict
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 FAULT_KINDS = ("429", "429soon", "429date", "500", "502", "503", "badjson", "html", "plain", "stall", "trickle",
-               "drop", "empty", "nullchoice", "content5", "finish5")
+               "drop", "empty", "nullchoice", "content5", "finish5", "short")
 
 
 class _QuietServer(ThreadingHTTPServer):
@@ -155,10 +155,22 @@ class FaultServer:
                 data = json.dumps(body).encode()
                 if step == "trickle":
                     return self._trickle(data)
+                if step == "short":
+                    return self._short(data)
                 if step not in ("content5", "finish5"):
                     with srv.lock:
                         srv.delivered[prompt] += 1
                 self._send(200, data)
+
+            def _short(self, body: bytes) -> None:
+                """A Content-Length past the body, and the connection closed after half of it."""
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body[: len(body) // 2])
+                self.wfile.flush()
+                self.close_connection = True
 
             def _trickle(self, body: bytes) -> None:
                 self.send_response(200)

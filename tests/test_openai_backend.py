@@ -172,7 +172,7 @@ def test_redact_url_drops_credentials_query_fragment_and_key_like_segments():
 
 
 @pytest.mark.parametrize("fault", ["429soon", "429date", "502", "503", "badjson", "html", "plain", "empty",
-                                   "nullchoice", "content5", "finish5", "drop"])
+                                   "nullchoice", "content5", "finish5", "drop", "short"])
 def test_each_malformed_or_faulty_reply_is_retried_and_counted(fault: str):
     """Issue 13 item 4: `Retry-After: soon`, non-string content or finish_reason, `choices: [null]` and the other
     faults are retried (never a traceback) and counted per kind."""
@@ -185,7 +185,7 @@ def test_each_malformed_or_faulty_reply_is_retried_and_counted(fault: str):
     assert srv.hits[prompt] == 2 and srv.delivered[prompt] == 1
     faults, gave_up = b.tally.snapshot()
     kind = {"429soon": "http_429", "429date": "http_429", "502": "http_5xx", "503": "http_5xx",
-            "drop": "connection"}.get(fault, "malformed")
+            "drop": "connection", "short": "truncated_body"}.get(fault, "malformed")
     assert faults == {kind: 1} and not gave_up
 
 

@@ -63,16 +63,31 @@ def check_completion(resp: Any) -> None:
 def _transport(httpx: Any, tally: FaultTally, deadline_s: float, limits: Any) -> Any:
     """An httpx transport that counts faulty attempts and gives each attempt an overall deadline."""
 
+    class DeadlinePassed(httpx.ReadTimeout):
+        """The attempt's overall deadline (counted as `deadline`, not as the socket's own `timeout`)."""
+
     class DeadlineStream(httpx.SyncByteStream):
         def __init__(self, inner: Any, deadline: float, request: Any):
             self.inner, self.deadline, self.request = inner, deadline, request
 
         def __iter__(self) -> Iterator[bytes]:
-            for chunk in self.inner:
-                if time.monotonic() > self.deadline:
-                    tally.fault("deadline")
-                    raise httpx.ReadTimeout(f"no complete answer within {deadline_s:g} s", request=self.request)
-                yield chunk
+            try:
+                for chunk in self.inner:
+                    if time.monotonic() > self.deadline:
+                        tally.fault("deadline")
+                        raise DeadlinePassed(f"no complete answer within {deadline_s:g} s", request=self.request)
+                    yield chunk
+            except DeadlinePassed:
+                raise
+            except httpx.TimeoutException:
+                tally.fault("timeout")
+                raise
+            except httpx.RemoteProtocolError:  # a body shorter than its Content-Length, cut by the peer
+                tally.fault("truncated_body")
+                raise
+            except httpx.TransportError:
+                tally.fault("connection")
+                raise
 
         def close(self) -> None:
             self.inner.close()
