@@ -45,7 +45,10 @@ class Served:
         self.log = io.StringIO()
         self.app = build_app(collab, token=token, log=self.log)
         self.port = free_port()
-        self.server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="error"))
+        from cowest.serve_http import server_config
+
+        served = collab.cfg.serve.model_copy(update={"host": "127.0.0.1", "port": self.port})
+        self.server = uvicorn.Server(server_config(self.app, served, log_level="error"))  # as `cowest serve` runs
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     def __enter__(self) -> "Served":

@@ -136,3 +136,40 @@ def test_malformed_request_is_a_4xx(server, name: str, raw: bytes, headers: dict
     assert err["message"] and len(err["message"]) < 300 and "Traceback" not in r.text
     assert [x["status"] for x in log_rows(s, 1, skip=before)] == [r.status_code]
     assert not errors, errors  # uvicorn logged no exception
+
+
+def test_a_trickling_client_is_cut_after_the_receive_timeout_and_others_are_served() -> None:
+    """Issue 38 item 10: connections trickling their headers or body stayed open for ever. With
+    serve.receive_timeout_s=0.5, a client that sends half its headers, or its headers and a byte of body a while,
+    is closed by the server; a client that sends its request in time is answered, also on the same cut-off window."""
+    import socket
+    import time
+
+    with Served(mock_collab(receive_timeout_s=0.5)) as s:
+        def slow(first: bytes, trickle: bytes = b"") -> tuple[bytes, float]:
+            c = socket.create_connection(("127.0.0.1", s.port))
+            c.settimeout(5)
+            t0 = time.monotonic()
+            c.sendall(first)
+            try:
+                for b in trickle:
+                    c.sendall(bytes([b]))
+                    time.sleep(0.1)
+                got = c.recv(100)
+            except OSError:  # reset by the server while we trickle: cut as well
+                got = b""
+            c.close()
+            return got, time.monotonic() - t0
+
+        got, took = slow(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n")
+        assert got == b"" and 0.4 < took < 3  # closed, not answered, about the timeout after connecting
+        head = (f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n"
+                f"Content-Type: application/json\r\nContent-Length: {len(GOOD_RAW)}\r\n\r\n").encode()
+        got, took = slow(head, GOOD_RAW[:20])
+        assert got == b"" and took < 3
+        idle = socket.create_connection(("127.0.0.1", s.port))  # connects and says nothing
+        time.sleep(0.8)
+        idle.settimeout(2)
+        assert idle.recv(10) == b""
+        r = httpx.post(s.url + "/v1/chat/completions", content=GOOD_RAW, headers=JSON, timeout=30)
+        assert r.status_code == 200

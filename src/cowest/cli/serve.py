@@ -23,8 +23,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     uvicorn = require("uvicorn", "serve")
     collab = Collaboration.load(cfg, args.adapter)
     app = build_app(collab, token=token)
+    from cowest.serve_http import server_config
+
     try:
-        uvicorn.run(app, host=cfg.serve.host, port=cfg.serve.port, log_level="warning", access_log=False)
+        uvicorn.Server(server_config(app, cfg.serve)).run()
     finally:
         collab.close()
     return 0

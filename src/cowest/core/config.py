@@ -380,6 +380,11 @@ class ServeConfig(Section):
     """Per request (draft + answer); past it the client gets 504 (or, mid-stream, an error event)."""
     log_prompts: bool = False
     """Put the question text in the JSON request log (off: logs carry no user text)."""
+    receive_timeout_s: float = Field(30.0, gt=0)
+    """A connection must deliver each whole request (headers and body) within this time from its first byte (or
+    from connecting), else it is closed: a client trickling its headers or body cannot hold a connection open."""
+    max_connections: int = Field(256, ge=1)
+    """Open connections at once; past it a new request gets 503 (uvicorn's limit_concurrency)."""
 
 
 class ExperimentConfig(Section):
