@@ -262,7 +262,8 @@ def main() -> None:
                 lines.append(f"- {how}: **{v['value']:.3f}** [{v['ci'][0]:.3f}, {v['ci'][1]:.3f}]")
         lines.append("")
     lines += [
-        f"Feedback: {stats['questions']} train questions × K = {cfg['feedback']['k']} drafts → {plural(stats['pairs'], 'pair')}; "
+        f"Feedback: {stats['questions']} {cfg['feedback'].get('split') or 'train'} questions × K = {cfg['feedback']['k']} drafts → "
+        f"{plural(stats['pairs'], 'pair')}; "
         f"positive share {stats['positive_share']:.2f}; questions without a pair {stats['questions_without_pair']} "
         f"({', '.join(f'{k} {v}' for k, v in stats['no_pair_reasons'].items()) or 'none'}).", "",
         *draft_facts(run, cfg), "", *dpo_trend(run), "", *example_drafts(run),

@@ -32,6 +32,21 @@ def eval_lines(folder: Path, label: str) -> list[str]:
     return out
 
 
+def changed_line(folder: Path, label: str) -> list[str]:
+    """How many questions the aligned weak model drafted differently from the SFT one (round 1)."""
+    def drafts(name: str) -> dict[str, str]:
+        path = folder / "traces" / f"{name}.seed0.jsonl"
+        rows = [json.loads(x) for x in path.read_text().splitlines() if x.strip()] if path.is_file() else []
+        return {r["sample_id"]: r["steps"][0]["output"]["text"] for r in rows}
+
+    sft, aligned = drafts("collab_sft"), drafts("collab_aligned_r1")
+    both = sft.keys() & aligned.keys()
+    if not both:
+        return []
+    return [f"- {label}: the aligned weak model's draft differs from the SFT model's on "
+            f"{sum(sft[q] != aligned[q] for q in both)} of {len(both)} questions"]
+
+
 def feedback_lines(run: RunLayout) -> list[str]:
     out = []
     for rnd in run.rounds_on_disk():
@@ -58,7 +73,8 @@ def main() -> None:
         for rnd in run.rounds_on_disk():
             lines += eval_lines(run.select_dir(rnd).path, f"round {rnd} check")
         print("\n".join(lines) + "\n")
-        print("\n".join(feedback_lines(run)) + "\n")
+        changed = changed_line(run.eval.path, "eval") + changed_line(run.select_dir(1).path, "round 1 check")
+        print("\n".join(changed + feedback_lines(run)) + "\n")
 
 
 if __name__ == "__main__":
