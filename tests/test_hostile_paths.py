@@ -5,6 +5,7 @@ a config or row the parser cannot read, are one line naming the path or key, nev
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -128,3 +129,34 @@ def test_a_lone_surrogate_in_a_row_is_refused_naming_the_field(tmp_path: Path):
     rows.write_text('{"question": "q", "answer": "a"}\n{"question": "a\\ud800b", "answer": "a"}\n')
     one_line_error(cowest("data", "check", str(rows), "--task", "ifqa"), "rows.jsonl:2, field 'question'",
                    "lone surrogate")
+
+
+def test_a_full_disk_mid_stage_is_one_line_and_the_rerun_finishes(tmp_path: Path, monkeypatch, capsys):
+    """Issue 38 item 3, by a patched write: the disk fills after the first trace rows of an eval. The command ends
+    with one line naming the file and what to do; the same command then resumes and finishes every sample."""
+    import errno
+
+    from cowest.cli import main
+    from cowest.core.records import append_jsonl
+    from cowest.pipeline import evaluate
+
+    writes = {"n": 0}
+
+    def fills_up(path, row):
+        writes["n"] += 1
+        if writes["n"] > 2:
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        append_jsonl(path, row)
+
+    args = ["eval", "configs/demo.yaml", f"run_dir={tmp_path / 'run'}", "models.weak.spec=mock/answer:five",
+            "models.strong.spec=mock/answer:five", "task.eval_limit=6", "eval.strategies=[weak_only]",
+            "models.weak.batch_size=1", "eval.recall_split=null"]
+    monkeypatch.setattr(evaluate, "append_jsonl", fills_up)
+    assert main(args) == 2
+    err = [x for x in capsys.readouterr().err.splitlines() if not x.startswith("[cowest] ")]
+    assert len(err) == 1 and err[0].startswith("cowest: error: ") and "No space left on device" in err[0]
+    assert "traces/weak_only.seed0.jsonl" in err[0] and "rerun the same command to resume" in err[0]
+    monkeypatch.setattr(evaluate, "append_jsonl", append_jsonl)
+    assert main(args) == 0
+    traces = (tmp_path / "run" / "eval" / "traces" / "weak_only.seed0.jsonl").read_text().splitlines()
+    assert len(traces) == 6 and len({json.loads(t)["sample_id"] for t in traces}) == 6

@@ -47,6 +47,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CowestError as e:
         print(f"cowest: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # the machine refused a write or read the checks could not foresee: a full disk, a
+        # read-only folder, a file removed under the run. What was written is whole or repaired on the next run.
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"cowest: error: {where}{e.strerror or e} (free space or permissions, then rerun the same command to "
+              "resume)", file=sys.stderr)
+        return 2
+    except Exception as e:
+        import sqlite3
+
+        if not isinstance(e, sqlite3.Error):
+            raise
+        print(f"cowest: error: response cache: {e} (free space or permissions, then rerun the same command to "
+              "resume)", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("cowest: interrupted", file=sys.stderr)
         return 130
