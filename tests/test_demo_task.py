@@ -103,7 +103,7 @@ def test_splits_disjoint_and_dev_is_reasoning_only():
 
 
 def test_unknown_split_names_valid_ones():
-    with pytest.raises(UnknownNameError, match="valid: dev, facts, test, train, tune"):
+    with pytest.raises(UnknownNameError, match="valid: dev, facts, feedback, test, train, tune"):
         demo.build("validation", TaskConfig())
 
 

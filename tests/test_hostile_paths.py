@@ -160,3 +160,10 @@ def test_a_full_disk_mid_stage_is_one_line_and_the_rerun_finishes(tmp_path: Path
     assert main(args) == 0
     traces = (tmp_path / "run" / "eval" / "traces" / "weak_only.seed0.jsonl").read_text().splitlines()
     assert len(traces) == 6 and len({json.loads(t)["sample_id"] for t in traces}) == 6
+
+
+def test_a_medmcqa_answer_that_is_a_list_names_the_row(tmp_path: Path):
+    """Found by tests/test_property_fuzz.py: `cop: [1]` was a TypeError traceback while reading the answer base."""
+    rows = tmp_path / "cop.jsonl"
+    rows.write_text('{"id": "x", "question": "q", "opa": "a", "opb": "b", "opc": "c", "opd": "d", "cop": [1]}\n')
+    one_line_error(cowest("data", "check", str(rows), "--task", "medmcqa"), "cop.jsonl:1, field 'cop'", "expected int")

@@ -24,6 +24,9 @@ TINY = [
     "sft.max_steps=3", "sft.lr=1e-3", "sft.batch_size=4", "align.max_steps=2", "align.lr=5e-4",
     "models.strong.spec=embedded/qwen2.5-coder-0.5b", "models.strong.n_threads=2",
     "generation.weak.max_tokens=32", "generation.strong.max_tokens=48", "generation.judge.max_tokens=12",
+    # The demo's facts-or-chain-of-thought drafts and unseen feedback questions need a full SFT to give pairs; three
+    # steps give none there. The loop here is the paper's: feedback on the SFT questions, one draft format.
+    "sft.draft_mix=null", "feedback.split=null", "align.select_split=null",
 ]
 
 

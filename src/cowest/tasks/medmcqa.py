@@ -69,7 +69,7 @@ def cop_base_of(rows: list[Row], configured: int | None = None) -> int:
     original = [r for r in rows if "opa" in r.data]
     if configured is not None or not original:
         return configured or 0
-    cops = {r.data.get("cop") for r in original}
+    cops = {c for r in original if isinstance(c := r.data.get("cop"), int)}  # other values fail row by row later
     if 0 in cops and 4 in cops:
         first = next(r for r in rows if r.data.get("cop") == 4)
         raise first.error("'cop' takes both 0 and 4 in this file: it is neither 0-based (hub) nor 1-based "
