@@ -236,7 +236,8 @@ def main() -> None:
     fails = sum(s["extraction_failures"]["total"] for s in metrics["systems"].values())
     calls = n * len(metrics["systems"])
     lines = [
-        f"### The embedded demo (`benchmarks/demo.py`, {datetime.date.today()}, {machine()})", "",
+        f"### The embedded demo (`benchmarks/demo.py`, {datetime.date.fromtimestamp(timing.stat().st_mtime)}, "
+        f"{machine()})", "",
         f"`{' '.join(['cowest run', Path(args.config).relative_to(ROOT).as_posix(), *args.set])}` in a fresh run "
         f"directory: **{int(wall // 60)} min {wall % 60:.0f} s** wall (goal ≤ 10 min, 6 min aimed for); load "
         f"average {load_before} before, {load_after} after. Models: {engines(run, cfg)}. {n} dev questions "
