@@ -9,6 +9,7 @@ from typing import Literal
 from pydantic import BaseModel
 
 from cowest.core.layout import RunLayout
+from cowest.core.results import signed
 
 SELECTION_FILE = "selection.json"
 
@@ -34,7 +35,7 @@ class Selection(BaseModel):
 
     @property
     def why(self) -> str:
-        d = f"{self.diff:+.3f} [{self.ci[0]:+.3f}, {self.ci[1]:+.3f}]"
+        d = f"{signed(self.diff)} [{signed(self.ci[0])}, {signed(self.ci[1])}]"
         kept = "kept the aligned adapter" if self.best == self.aligned else "kept the adapter it started from"
         return (f"round {self.round}'s aligned weak model against its start on {self.split} (n={self.n}, "
                 f"collaboration {self.metric}): {d}, {self.verdict}; {kept}")
