@@ -13,6 +13,7 @@ Config commands share one shape, `cowest <cmd> CONFIG [KEY=VALUE ...]` (`common.
 from __future__ import annotations
 
 import argparse
+import sqlite3
 import sys
 from typing import Sequence
 
@@ -53,11 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"cowest: error: {where}{e.strerror or e} (free space or permissions, then rerun the same command to "
               "resume)", file=sys.stderr)
         return 2
-    except Exception as e:
-        import sqlite3
-
-        if not isinstance(e, sqlite3.Error):
-            raise
+    except sqlite3.Error as e:  # the response cache's database on a full or read-only disk
         print(f"cowest: error: response cache: {e} (free space or permissions, then rerun the same command to "
               "resume)", file=sys.stderr)
         return 2

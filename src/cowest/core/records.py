@@ -172,8 +172,6 @@ def iter_jsonl(path: str | Path, model: type[R], *, tolerate_torn_tail: bool = F
     from cowest.core.files import DATA_LIMIT, read_bounded
 
     path = Path(path)
-    if not path.exists() and not path.is_symlink():
-        raise DataError("file not found", path=str(path))
     try:
         lines = read_bounded(path, DATA_LIMIT, "JSON Lines file", DataError).decode("utf-8").splitlines(keepends=True)
     except UnicodeDecodeError as e:

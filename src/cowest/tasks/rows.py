@@ -77,8 +77,6 @@ def read_json_rows(path: Path) -> list[Row]:
 
     Fails on malformed JSON, a non-object row, or a file without rows.
     """
-    if not path.exists() and not path.is_symlink():
-        raise DataError("file not found", path=str(path))
     try:
         # -sig: tolerate a byte-order mark (Excel exports)
         text = read_bounded(path, DATA_LIMIT, "data file", DataError).decode("utf-8-sig")
@@ -159,8 +157,6 @@ def _encodable(value: Any) -> bool:
 def read_csv_rows(path: Path, columns: list[str] | None = None) -> list[Row]:
     """Rows of a CSV file. With `columns`, the file has no header and each row must have exactly those columns;
     without, the first line is the header."""
-    if not path.exists() and not path.is_symlink():
-        raise DataError("file not found", path=str(path))
     regular_file(path, "data file", DataError)
     try:
         f = open(path, encoding="utf-8-sig", newline="")
