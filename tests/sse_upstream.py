@@ -93,7 +93,7 @@ class SSEUpstream:
                 with up.lock:
                     up.open_streams += 1
                 try:
-                    self._stream(step, req["model"])
+                    self._stream(step, req["model"], bool((req.get("stream_options") or {}).get("include_usage")))
                 except (BrokenPipeError, ConnectionResetError):
                     with up.lock:
                         up.cancelled.append(time.monotonic())
@@ -107,7 +107,7 @@ class SSEUpstream:
                 self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
                 self.wfile.flush()
 
-            def _stream(self, step: str, model: str) -> None:
+            def _stream(self, step: str, model: str, usage: bool) -> None:
                 if step == "stall":
                     while True:  # a comment line now and then: the only way to notice the client has gone
                         time.sleep(0.05)
@@ -124,6 +124,10 @@ class SSEUpstream:
                 if step == "cut":
                     return
                 self._event({}, "stop")
+                if usage:  # as the OpenAI API: a last chunk with no choices
+                    last = {"id": "s", "object": "chat.completion.chunk", "created": 0, "model": "m", "choices": [],
+                            "usage": {"prompt_tokens": 11, "completion_tokens": n, "total_tokens": 11 + n}}
+                    self.wfile.write(f"data: {json.dumps(last)}\n\n".encode())
                 self.wfile.write(b"data: [DONE]\n\n")
                 self.wfile.flush()
 

@@ -178,3 +178,26 @@ def test_many_parallel_streams_with_drops_leak_no_slot() -> None:
             t.join(30)
         wait_for(lambda: in_flight(s) == 0, 1.0)
     assert results == [200] * 16
+
+
+@pytest.mark.parametrize("upstream", [True, False], ids=["streaming endpoint", "local strong model"])
+def test_stream_options_include_usage_sends_the_usage_chunk_last(upstream: bool) -> None:
+    """Issue 38 item 9: `stream_options.include_usage` (once refused) gives, as the OpenAI API does, a last chunk
+    with no choices and the strong answer's usage: the endpoint's own figures when the strong model streams through
+    one, the local model's counts when it does not. Without it, no chunk carries a usage field."""
+    from test_serve import mock_collab
+
+    with SSEUpstream(tokens=3) as up, Served(stream_collab(up) if upstream else mock_collab()) as s:
+        ask = {"model": "cowest", "stream": True, "messages": [{"role": "user", "content": "q"}]}
+        chunks = list(s.client().chat.completions.create(**ask, stream_options={"include_usage": True}))
+        plain = httpx.post(s.url + "/v1/chat/completions", json=body("q"), headers=AUTH, timeout=30).text
+    *answer, last = chunks
+    assert last.choices == [] and all(c.usage is None for c in answer) and all(c.choices for c in answer)
+    assert answer[-1].choices[0].finish_reason == "stop"
+    if upstream:  # sse_upstream's usage chunk: 11 prompt tokens, one completion token per streamed token
+        assert (last.usage.prompt_tokens, last.usage.completion_tokens, last.usage.total_tokens) == (11, 3, 14)
+        assert "".join(c.choices[0].delta.content or "" for c in answer) == "t0 t1 t2 "
+    else:
+        assert last.usage.prompt_tokens > 0 and last.usage.completion_tokens > 0
+        assert last.usage.total_tokens == last.usage.prompt_tokens + last.usage.completion_tokens
+    assert '"usage"' not in plain and plain.rstrip().endswith("data: [DONE]")

@@ -46,10 +46,12 @@ class _Locked:
 
 @dataclass
 class Delta:
-    """A piece of a streamed answer: text, and the finish reason on the last one."""
+    """A piece of a streamed answer: text, and the finish reason on the last one; or, after it, the answer's token
+    usage (`prompt_tokens`, `completion_tokens`) where it was asked for and the endpoint sent it."""
 
     text: str
     finish: str | None = None
+    usage: dict[str, int] | None = None
 
 
 class UpstreamError(CowestError):
@@ -60,7 +62,9 @@ class UpstreamError(CowestError):
 def _delta(chunk: Any) -> Delta | None:
     choice = chunk.choices[0] if getattr(chunk, "choices", None) else None
     if choice is None:
-        return None
+        usage = getattr(chunk, "usage", None)
+        return Delta("", usage={"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens}) \
+            if usage is not None else None
     text = (choice.delta.content if choice.delta is not None else None) or ""
     if not isinstance(text, str):
         raise ValueError("non-string content in a stream chunk")
@@ -89,16 +93,21 @@ class TruncatedStream(ValueError):
     """The upstream stream ended without a finish reason: cut off, not finished (treated as a torn body)."""
 
 
-async def _deltas(stream: Any, until_text: bool = False) -> AsyncIterator[Delta]:
+async def _deltas(stream: Any, until_text: bool = False, usage: bool = False,
+                  finished: bool = False) -> AsyncIterator[Delta]:
     """The stream's deltas (with `until_text`, up to and including the first with text: the part that may be
-    retried); TruncatedStream when it ends before a finish reason."""
+    retried); with `usage`, also the usage chunk that follows the finish (`finished`: already seen);
+    TruncatedStream when it ends before a finish reason."""
     async for chunk in stream:
         d = _delta(chunk)
-        if d is not None:
-            yield d
-            if d.finish or (until_text and d.text):
-                return
-    raise TruncatedStream("the stream ended without a finish reason")
+        if d is None:
+            continue
+        yield d
+        finished = finished or bool(d.finish)
+        if d.usage is not None or (finished and not usage) or (until_text and d.text):
+            return
+    if not finished:
+        raise TruncatedStream("the stream ended without a finish reason")
 
 
 @dataclass
@@ -205,7 +214,8 @@ class Collaboration:
         """Whether the strong backend streams the answer (an OpenAI-compatible endpoint does; local ones don't)."""
         return self.strong_cfg is not None
 
-    async def stream_answer(self, messages: list[Message], params: SamplingParams) -> AsyncGenerator[Delta, None]:
+    async def stream_answer(self, messages: list[Message], params: SamplingParams,
+                            usage: bool = False) -> AsyncGenerator[Delta, None]:
         """Deltas of the strong answer from its OpenAI-compatible endpoint (`stream=True`, async: closing this
         generator, or cancelling the task awaiting it, closes the upstream connection).
 
@@ -213,12 +223,13 @@ class Collaboration:
         Retry-After, 408, 409, 5xx, timeouts, dropped connections, with its backoff). A stream that opened but
         broke before its first text (an error event, a torn chunk, an early end) is opened again, as the
         non-streaming backend retries a malformed 2xx body, with the same budget. Past the first text a failure
-        raises `UpstreamError` (the answer cannot be taken back)."""
+        raises `UpstreamError` (the answer cannot be taken back). With `usage`, the endpoint is asked for its usage
+        chunk (`stream_options.include_usage`), passed on as the last delta where it sends one."""
         assert self.strong_cfg is not None
         attempts = self.strong_cfg.max_retries + 1
         for attempt in range(1, attempts + 1):
             try:
-                stream = await self._open_stream(messages, params)
+                stream = await self._open_stream(messages, params, usage)
             except Exception as e:  # noqa: BLE001 - classified: anything else is a bug and re-raises
                 if not _is_upstream_failure(e):
                     raise
@@ -237,8 +248,8 @@ class Collaboration:
         try:
             for d in pending:
                 yield d
-            if not pending[-1].finish:
-                async for d in _deltas(stream):
+            if not pending[-1].finish or usage:
+                async for d in _deltas(stream, usage=usage, finished=bool(pending[-1].finish)):
                     yield d
         except Exception as e:  # noqa: BLE001 - mid-answer: the app tells the client with an error event
             if not _is_upstream_failure(e):
@@ -247,7 +258,7 @@ class Collaboration:
         finally:
             await stream.close()
 
-    async def _open_stream(self, messages: list[Message], params: SamplingParams) -> Any:
+    async def _open_stream(self, messages: list[Message], params: SamplingParams, usage: bool) -> Any:
         c = self.strong_cfg
         assert c is not None  # only a streaming (openai/) strong model opens streams
         if self._stream_client is None:
@@ -258,7 +269,8 @@ class Collaboration:
         model = c.spec.partition("/")[2]
         return await self._stream_client.chat.completions.create(
             model=model, messages=messages, temperature=params.temperature, top_p=params.top_p,
-            max_tokens=params.max_tokens, stream=True, **({"stop": params.stop} if params.stop else {}))
+            max_tokens=params.max_tokens, stream=True, **({"stop": params.stop} if params.stop else {}),
+            **({"stream_options": {"include_usage": True}} if usage else {}))
 
     async def aclose(self) -> None:
         """Close the streaming client (its connections belong to the event loop that used them)."""

@@ -316,7 +316,7 @@ class _Turn:
 
     async def stream(self, draft: Any, choice: Any, extra: dict[str, Any]) -> Any:
         """The strong model's answer streamed; the slot passes to the stream once it has started."""
-        response = await _start_stream(self.srv, self.request,
+        response = await _start_stream(self.srv, self.request, self.req,
                                        self.collab.answer_messages(self.sample, draft.text, choice.route),
                                        self.params, extra, self.slot, self.deadline)
         self.slot.passed = isinstance(response, StreamingResponse)
@@ -330,8 +330,9 @@ class _Turn:
         headers = {ROUTE_HEADER: choice.route}
         model = self.srv.s.model_name
         if self.req.stream:
-            return StreamingResponse(_sse(self.rid, model, _one(answer.text, answer.finish_reason), extra),
-                                     media_type="text/event-stream", headers=headers)
+            usage = {"prompt_tokens": answer.prompt_tokens, "completion_tokens": answer.completion_tokens}
+            return StreamingResponse(_sse(self.rid, model, _one(answer.text, answer.finish_reason, usage), extra,
+                                          self.req.include_usage), media_type="text/event-stream", headers=headers)
         return JSONResponse({
             "id": self.rid, "object": "chat.completion", "created": int(time.time()), "model": model,
             "choices": [{"index": 0, "message": {"role": "assistant", "content": answer.text},
@@ -341,11 +342,11 @@ class _Turn:
             **extra}, headers=headers)
 
 
-async def _start_stream(srv: Server, request: Request, messages: list, params: Any, extra: dict, slot: Slot,
-                        deadline: float) -> Any:
+async def _start_stream(srv: Server, request: Request, req: ChatRequest, messages: list, params: Any, extra: dict,
+                        slot: Slot, deadline: float) -> Any:
     """Open the upstream stream and wait for its first text: only then does the response start, so a failure up
     to there (retried by `stream_answer`) is a plain error status rather than a stream that looks successful."""
-    deltas = srv.collab.stream_answer(messages, params)
+    deltas = srv.collab.stream_answer(messages, params, usage=req.include_usage)
     first = asyncio.ensure_future(_next(deltas))
     info = request.state.info
     try:
@@ -356,7 +357,7 @@ async def _start_stream(srv: Server, request: Request, messages: list, params: A
     except Exception as e:  # noqa: BLE001 - retries ran out (or a client error upstream)
         return _upstream_failed(e, info)
     stream = _Stream(request, deltas, slot, deadline, info)
-    body = _sse(request.state.rid, srv.s.model_name, stream.deltas(head), extra)
+    body = _sse(request.state.rid, srv.s.model_name, stream.deltas(head), extra, req.include_usage)
     return StreamingResponse(body, media_type="text/event-stream")
 
 
@@ -423,8 +424,9 @@ async def _cancel(task: asyncio.Future, deltas: Any) -> None:
         await deltas.aclose()
 
 
-async def _one(text: str, finish: str) -> AsyncIterator[Delta]:
+async def _one(text: str, finish: str, usage: dict[str, int]) -> AsyncIterator[Delta]:
     yield Delta(text, finish)
+    yield Delta("", usage=usage)
 
 
 def _gone_or_timeout(e: Exception, info: dict, timeout_s: float) -> Any:
@@ -469,23 +471,28 @@ def _route_fields(choice: Any, collab: Collaboration, draft: Any | None) -> dict
     return {"system_fingerprint": f"cowest-{choice.route}", **extra}
 
 
-async def _sse(rid: str, model: str, deltas: AsyncIterator[Delta], extra: dict[str, Any]) -> AsyncIterator[str]:
+async def _sse(rid: str, model: str, deltas: AsyncIterator[Delta], extra: dict[str, Any],
+               include_usage: bool = False) -> AsyncIterator[str]:
     """chat.completion.chunk events: the role first (with the draft when asked), the text, the finish, [DONE];
-    or, when the strong model fails mid-answer, an `{"error": ...}` event in place of the finish and [DONE]."""
+    or, when the strong model fails mid-answer, an `{"error": ...}` event in place of the finish and [DONE]. With
+    `include_usage`, as the OpenAI API does: every chunk carries `"usage": null` and one more chunk, with no
+    choices, carries the strong answer's usage before [DONE] (null where its endpoint sent none)."""
     created = int(time.time())
+    more_of_each: dict[str, Any] = {"usage": None} if include_usage else {}
 
     def chunk(delta: dict[str, Any], reason: str | None = None, **more: Any) -> str:
         c = {"id": rid, "object": "chat.completion.chunk", "created": created, "model": model,
-             "choices": [{"index": 0, "delta": delta, "finish_reason": reason, "logprobs": None}], **more}
+             "choices": [{"index": 0, "delta": delta, "finish_reason": reason, "logprobs": None}], **more_of_each,
+             **more}
         return f"data: {json.dumps(c)}\n\n"
 
     yield chunk({"role": "assistant", "content": ""}, **extra)
-    finish = None
+    finish, usage = None, None
     try:
         async for d in deltas:
             if d.text:
                 yield chunk({"content": d.text})
-            finish = d.finish or finish
+            finish, usage = d.finish or finish, d.usage or usage
     except UpstreamError as e:
         err = {"message": str(e), "type": "api_error", "code": "upstream_error", "param": None}
         yield f"data: {json.dumps({'error': err})}\n\n"
@@ -493,4 +500,9 @@ async def _sse(rid: str, model: str, deltas: AsyncIterator[Delta], extra: dict[s
     except ClientGone:
         return
     yield chunk({}, _finish(finish))
+    if include_usage:
+        total = {"total_tokens": usage["prompt_tokens"] + usage["completion_tokens"]} if usage else {}
+        last = {"id": rid, "object": "chat.completion.chunk", "created": created, "model": model, "choices": [],
+                "usage": {**usage, **total} if usage else None}
+        yield f"data: {json.dumps(last)}\n\n"
     yield "data: [DONE]\n\n"

@@ -59,13 +59,14 @@ class CowestOptions(BaseModel):
 class StreamOptions(BaseModel):
     model_config = ConfigDict(extra="allow")
     include_usage: bool | None = Field(None, strict=True)
+    """A last chunk (no choices) with the strong answer's token usage, before `[DONE]`, as the OpenAI API sends."""
 
 
 class ChatRequest(BaseModel):
     """The fields of an OpenAI chat completion request that the collaboration uses, typed strictly (`"yes"` is not a
     bool, `true` not a number); the parameters of features serve does not implement (several choices, log
-    probabilities, tools, usage in the stream) are refused with a 400 saying so, rather than ignored; other fields
-    are accepted and ignored."""
+    probabilities, tools) are refused with a 400 saying so, rather than ignored; other fields are accepted and
+    ignored."""
 
     model_config = ConfigDict(extra="allow")
     model: str
@@ -87,9 +88,7 @@ class ChatRequest(BaseModel):
         """A 400 naming the first parameter asking for what serve does not do."""
         asks = [("n", self.n not in (None, 1), "it returns one choice (n = 1)"),
                 ("logprobs", bool(self.logprobs) or self.top_logprobs is not None, "it returns no log probabilities"),
-                ("tools", bool(self.tools) or self.tool_choice not in (None, "none", "auto"), "it calls no tools"),
-                ("stream_options", self.stream_options is not None and bool(self.stream_options.include_usage),
-                 "it sends no usage chunk in a stream; a whole answer's response carries its usage")]
+                ("tools", bool(self.tools) or self.tool_choice not in (None, "none", "auto"), "it calls no tools")]
         for param, asked, why in asks:
             if asked:
                 raise Refusal(400, f"'{param}': not supported by cowest serve ({why})", "unsupported_parameter",
@@ -104,6 +103,10 @@ class ChatRequest(BaseModel):
             raise Refusal(400, "messages: need a user message with text (the question)", "no_question",
                           param="messages")
         return text
+
+    @property
+    def include_usage(self) -> bool:
+        return self.stream and self.stream_options is not None and bool(self.stream_options.include_usage)
 
     @property
     def prompt_chars(self) -> int:
