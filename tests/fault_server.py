@@ -6,7 +6,8 @@ the 3rd and later with a completion. Faults: 429 (Retry-After: 1), 429soon (Retr
 plain (200, text/plain with a JSON body that is not a completion), stall (waits past the client's timeout, then
 hangs up), trickle (200 and a completion one byte every `trickle_s`), drop (closes the socket without a word),
 empty (200, `choices: []`), nullchoice (`choices: [null]`), content5 (`content: 5`), finish5
-(`finish_reason: 5`), short (a body cut at half its Content-Length), slow (0.3 s, then a completion), one (a completion with one choice whatever `n` asks).
+(`finish_reason: 5`), short (a body cut at half its Content-Length), surrogate (a completion whose text ends in a
+lone surrogate, `\ud800` in the JSON: valid JSON, not storable as UTF-8), slow (0.3 s, then a completion), one (a completion with one choice whatever `n` asks).
 A prompt with no plan ("rand" or any text) is answered by `random_faults`: with probability `fault_rate` a fault
 drawn from `FAULT_KINDS` (seeded, so a soak run is reproducible), else a completion; `injected` counts them.
 The server counts every hit and every completion it delivered, per prompt.
@@ -142,7 +143,7 @@ class FaultServer:
                 seed = req.get("seed")
                 choices = []
                 for i in range(n):
-                    text = f"echo:{prompt}|seed={seed}|i={i}"
+                    text = f"echo:{prompt}|seed={seed}|i={i}" + ("\ud800" if step == "surrogate" else "")
                     c = {"index": i, "message": {"role": "assistant", "content": 5 if step == "content5" else text},
                          "finish_reason": 5 if step == "finish5" else "stop"}
                     if req.get("logprobs"):

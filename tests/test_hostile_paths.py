@@ -131,6 +131,18 @@ def test_a_lone_surrogate_in_a_row_is_refused_naming_the_field(tmp_path: Path):
                    "lone surrogate")
 
 
+def test_a_row_that_cannot_be_stored_is_named_before_anything_is_written(tmp_path: Path):
+    """The stages' backstop: a record holding text no file can store is refused whole (UnwritableRow, which the
+    eval and feedback stages turn into that sample's failure) rather than torn mid-line."""
+    from cowest.core.records import Sample, UnwritableRow, append_jsonl, jsonl_line
+
+    path = tmp_path / "rows.jsonl"
+    append_jsonl(path, Sample(id="ok", task="t", family="qa", question="q", answers=["a"]))
+    with pytest.raises(UnwritableRow, match="cannot be stored as UTF-8"):
+        append_jsonl(path, Sample(id="bad", task="t", family="qa", question="a\ud800b", answers=["a"]))
+    assert path.read_text(encoding="utf-8") == jsonl_line(Sample(id="ok", task="t", family="qa", question="q", answers=["a"])) + "\n"
+
+
 def test_a_full_disk_mid_stage_is_one_line_and_the_rerun_finishes(tmp_path: Path, monkeypatch, capsys):
     """Issue 38 item 3, by a patched write: the disk fills after the first trace rows of an eval. The command ends
     with one line naming the file and what to do; the same command then resumes and finishes every sample."""

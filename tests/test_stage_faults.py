@@ -145,3 +145,23 @@ def test_a_killed_feedback_stage_keeps_the_chunks_it_finished(tmp_path: Path) ->
         assert main(["feedback", str(cfg)]) == 0
     ids = ids_in(out, "question_id")
     assert ids[:len(kept)] == kept and sorted(ids) == sorted(f"q{i}" for i in range(15))
+
+
+def test_a_reply_that_cannot_be_stored_fails_its_sample_alone(tmp_path: Path, capsys) -> None:
+    """Issue 38 item 4: a model reply holding a lone surrogate (valid JSON, not UTF-8) once failed the eval stage at
+    its write and lost the chunk. Now it is a malformed reply, retried and counted; past the retries that sample
+    fails alone, as a failed request does, and the others are written."""
+    questions = [f"question {i}" for i in range(5)]
+    questions[3] = "plan:surrogate;bad"
+    with FaultServer() as srv:
+        cfg = write_config(tmp_path, srv, write_task(tmp_path, questions), max_failed_share=0.5)
+        assert main(["eval", str(cfg)]) == 0
+    out = tmp_path / "run" / "eval"
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["n_samples"] == 4 and metrics["failed_samples"] == 1
+    assert metrics["faults"]["failed_ids"] == ["strong_only/seed0/q3", "weak_only/seed0/q3"]
+    assert metrics["faults"]["faults"]["malformed"] == 4  # two tries (max_retries 1) per system
+    for system in ("weak_only", "strong_only"):
+        assert sorted(ids_in(out / "traces" / f"{system}.seed0.jsonl", "sample_id")) == ["q0", "q1", "q2", "q4"]
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "eval: 2 sample runs failed" in err

@@ -136,12 +136,30 @@ def write_jsonl(path: str | Path, rows: list[BaseModel], mode: str = "w") -> Non
             f.write(row.model_dump_json() + "\n")
 
 
-def append_jsonl(path: str | Path, row: BaseModel) -> None:
-    """Append one row and flush it to disk, so a crash loses at most the row being written."""
+class UnwritableRow(ValueError):
+    """A row whose text cannot be stored as UTF-8 JSON (a lone surrogate from a model's reply, for one)."""
+
+
+def jsonl_line(row: BaseModel) -> str:
+    """The row as one JSON line; UnwritableRow naming why, so the caller can fail that row alone."""
+    from pydantic_core import PydanticSerializationError
+
+    try:
+        line = row.model_dump_json()
+        line.encode("utf-8")
+    except (PydanticSerializationError, UnicodeEncodeError) as e:
+        raise UnwritableRow(f"its text cannot be stored as UTF-8 ({str(e).splitlines()[0][:120]})") from None
+    return line
+
+
+def append_jsonl(path: str | Path, row: BaseModel | str) -> None:
+    """Append one row (or a line from `jsonl_line`) and flush it to disk, so a crash loses at most the row being
+    written."""
     import os
 
+    line = row if isinstance(row, str) else jsonl_line(row)
     with open(path, "a", encoding="utf-8") as f:
-        f.write(row.model_dump_json() + "\n")
+        f.write(line + "\n")
         f.flush()
         os.fsync(f.fileno())
 

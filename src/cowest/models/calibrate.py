@@ -289,7 +289,12 @@ def checkpoint_config(source: str) -> Any:
         if hasattr(cfg, "quantization_config"):  # the weights will be plain tensors, not GGUF blocks
             del cfg.quantization_config
         return cfg
-    return transformers.AutoConfig.from_pretrained(str(source))
+    try:
+        return transformers.AutoConfig.from_pretrained(str(source))
+    except OSError as e:  # not a model folder, not a hub id (`hf//dev/null`), or offline with nothing cached
+        from cowest.models.hf_loading import cannot_load
+
+        raise cannot_load(source, e) from None
 
 
 def hf_decode_rates(source: str, dtype: str, batches: list[int], threads: int) -> dict[int, float]:

@@ -194,6 +194,13 @@ def adapter_chain(adapter: str | Path) -> list[Path]:
     return chain[::-1]
 
 
+def cannot_load(source: str | Path, e: OSError) -> CowestError:
+    """The one-line error for a model source transformers cannot open (its config or its weights)."""
+    first = str(e).splitlines()[0][:200]
+    return CowestError(f"model '{source}': cannot load it with transformers ({first}); name a folder holding "
+                       "config.json, a .gguf file, a hub id, or embedded/<alias> (`cowest models` lists them)")
+
+
 def load_model_and_tokenizer(source: str, *, adapter: str | Path | None = None, trainable: bool = False,
                              dtype: str = "float32") -> tuple[Any, Any]:
     """Load a causal LM and its tokenizer from a folder, a hub id or a .gguf file, with optional adapters.
@@ -211,9 +218,7 @@ def load_model_and_tokenizer(source: str, *, adapter: str | Path | None = None, 
         tok = transformers.AutoTokenizer.from_pretrained(str(folder))
         model = transformers.AutoModelForCausalLM.from_pretrained(str(folder), dtype=getattr(torch, load_dtype))
     except OSError as e:  # not a model folder, not a hub id (`hf//dev/null`), or offline with nothing cached
-        first = str(e).splitlines()[0][:200]
-        raise CowestError(f"model '{source}': cannot load it with transformers ({first}); name a folder holding "
-                          "config.json, a .gguf file, a hub id, or embedded/<alias> (`cowest models` lists them)") from None
+        raise cannot_load(source, e) from None
     _strip_gguf_quantizer(model)
     if adapter is not None:
         peft = require("peft", "train")

@@ -45,8 +45,9 @@ def malformed_backoff_s(attempt: int, base_s: float = 0.5) -> float:
 
 
 def check_completion(resp: Any) -> None:
-    """Raise `MalformedResponse` unless `resp` is a chat completion whose every choice has a message with string
-    (or null) content and a string (or null) finish_reason: the SDK builds its objects without validating them."""
+    """Raise `MalformedResponse` unless `resp` is a chat completion whose every choice has a message with UTF-8
+    string (or null) content and a string (or null) finish_reason: the SDK builds its objects without validating
+    them."""
     choices = getattr(resp, "choices", None)
     if not isinstance(choices, list) or not choices:
         raise MalformedResponse("no choices" if not isinstance(resp, str) else "not JSON")
@@ -54,10 +55,21 @@ def check_completion(resp: Any) -> None:
         message = getattr(c, "message", None)
         if message is None:
             raise MalformedResponse("a choice without a message")
-        if not isinstance(getattr(message, "content", None), (str, type(None))):
+        content = getattr(message, "content", None)
+        if not isinstance(content, (str, type(None))):
             raise MalformedResponse("non-string content")
+        if content is not None and not _utf8(content):  # `\ud800` in the JSON: no file or cache can store it
+            raise MalformedResponse("content with a lone surrogate (not UTF-8)")
         if not isinstance(getattr(c, "finish_reason", None), (str, type(None))):
             raise MalformedResponse("non-string finish_reason")
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _transport(httpx: Any, tally: FaultTally, deadline_s: float, limits: Any) -> Any:

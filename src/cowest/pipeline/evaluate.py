@@ -18,7 +18,7 @@ from cowest.core.errors import ConfigError
 from cowest.core.faults import FailureBudget, FaultLog, TolerantBackend
 from cowest.core.layout import EvalDir, RunLayout
 from cowest.core.progress import Progress
-from cowest.core.records import Sample, append_jsonl, repair_torn_tail
+from cowest.core.records import Sample, UnwritableRow, append_jsonl, jsonl_line, repair_torn_tail
 from cowest.core.results import Metrics
 from cowest.core.system_id import System
 from cowest.core.traces import read_traces
@@ -144,13 +144,18 @@ def run_system(system: System, seed: int, samples: list[Sample], cfg: Experiment
             failures: list[tuple[str, str]] = []
             for t in traces:
                 key = f"{system.name}/seed{seed}/{t.sample_id}"
-                error = failed_step(t)
+                error, line = failed_step(t), ""
+                if error is None:
+                    t.metadata["wall_s"] = per_sample  # a share of the chunk's wall time, so sums survive resumes
+                    try:
+                        line = jsonl_line(t)
+                    except UnwritableRow as e:  # fails this sample alone, as a failed request does
+                        error = f"trace not written: {e}"
                 if error is not None:
                     failures.append((key, error))
                     continue
                 budget.ok(key)
-                t.metadata["wall_s"] = per_sample  # a share of the chunk's wall time, so sums survive resumes
-                append_jsonl(path, t)
+                append_jsonl(path, line)
                 tokens += sum(st.output.completion_tokens for st in t.steps)
                 hits += sum(st.output.cached for st in t.steps)
             try:

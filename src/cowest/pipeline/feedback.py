@@ -27,8 +27,10 @@ from cowest.core.records import (
     Record,
     Sample,
     SamplingParams,
+    UnwritableRow,
     append_jsonl,
     iter_jsonl,
+    jsonl_line,
     repair_torn_tail,
 )
 from cowest.core.registry import Registry
@@ -388,8 +390,11 @@ class _Writer:
             self.progress.update(n)
 
     def write(self, record: FeedbackRecord) -> None:
-        # Appended at once, so a killed run resumes with this question done.
-        append_jsonl(self.path, record)
+        try:
+            line = jsonl_line(record)
+        except UnwritableRow as e:  # this question fails alone, as a failed request does
+            return self.failed(record.question_id, f"record not written: {e}")
+        append_jsonl(self.path, line)  # at once, so a killed run resumes with this question done
         self.budget.ok(record.question_id)
         if self.progress:
             hits = sum(record.requests.values()) - sum(record.calls.values())
