@@ -4,7 +4,8 @@ A fault-injecting OpenAI-compatible server on 127.0.0.1 (tests/fault_server.py, 
 answers a share `--fault-rate` of all requests with a fault drawn evenly from every kind it knows: 429 with a good
 Retry-After, 429 with `Retry-After: soon` and with an HTTP date, 500/502/503, a hang past the client's timeout,
 a body trickled a byte at a time, a dropped connection, torn JSON, HTML and text/plain bodies, `choices: []`,
-`choices: [null]`, non-string content and finish_reason. `cowest feedback` and then `cowest eval` run as real
+`choices: [null]`, non-string content and finish_reason, a body cut short of its Content-Length, content with a
+lone surrogate. `cowest feedback` and then `cowest eval` run as real
 processes on one run directory; `--kills` times each stage is killed with SIGKILL at a random moment and restarted
 (recovery time: from the restart to the next record written), then rerun until the stage is done (a sample whose
 requests failed for good is retried by the next run). Each stage starts as two processes racing on the run
@@ -41,7 +42,8 @@ from bench_io import machine, record  # noqa: E402
 from fault_server import FAULT_KINDS, FaultServer  # noqa: E402
 
 CLIENT_KIND = {"429": "http_429", "429soon": "http_429", "429date": "http_429", "500": "http_5xx",
-               "502": "http_5xx", "503": "http_5xx", "stall": "timeout", "trickle": "deadline", "drop": "connection"}
+               "502": "http_5xx", "503": "http_5xx", "stall": "timeout", "trickle": "deadline", "drop": "connection",
+               "short": "truncated_body"}
 """The client-side kind each injected fault is counted as (the rest are malformed 2xx bodies)."""
 SYSTEMS = ("weak_only", "strong_only", "collaborate-cot")
 

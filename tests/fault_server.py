@@ -24,7 +24,7 @@ from collections import Counter, defaultdict
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 FAULT_KINDS = ("429", "429soon", "429date", "500", "502", "503", "badjson", "html", "plain", "stall", "trickle",
-               "drop", "empty", "nullchoice", "content5", "finish5", "short")
+               "drop", "empty", "nullchoice", "content5", "finish5", "short", "surrogate")
 
 
 class _QuietServer(ThreadingHTTPServer):
@@ -158,7 +158,7 @@ class FaultServer:
                     return self._trickle(data)
                 if step == "short":
                     return self._short(data)
-                if step not in ("content5", "finish5"):
+                if step not in ("content5", "finish5", "surrogate"):
                     with srv.lock:
                         srv.delivered[prompt] += 1
                 self._send(200, data)
