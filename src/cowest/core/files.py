@@ -1,13 +1,14 @@
 """Reading a file a user named, bounded: a regular file (symlinks followed) no larger than a limit, or one line
 saying why not. `cowest eval /dev/zero` grew to 21 GB before the kernel killed it; a FIFO blocked for ever; a
-device or `/proc` file read as a traceback."""
+device or `/proc` file read as a traceback. And writing one so that a refusal names it (`naming`)."""
 
 from __future__ import annotations
 
 import os
 import stat
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from cowest.core.errors import ConfigError, CowestError
 
@@ -17,6 +18,18 @@ CONFIG_LIMIT = 4 * MiB
 DATA_LIMIT = 2048 * MiB
 """A dataset file, or a file a stage wrote and reads back (traces, feedback records): the largest real split
 here is a few MiB."""
+
+
+@contextmanager
+def naming(path: str | Path) -> Iterator[None]:
+    """An OSError inside carries `path`: a full disk found when a file is flushed or closed raises one without a
+    file name, and the CLI's one line should say which file (found on a real 4 MB tmpfs)."""
+    try:
+        yield
+    except OSError as e:
+        if e.filename is not None:
+            raise
+        raise OSError(e.errno, e.strerror or str(e), str(path)) from None
 
 
 def size_text(n: int) -> str:

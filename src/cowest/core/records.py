@@ -157,8 +157,10 @@ def append_jsonl(path: str | Path, row: BaseModel | str) -> None:
     written."""
     import os
 
+    from cowest.core.files import naming
+
     line = row if isinstance(row, str) else jsonl_line(row)
-    with open(path, "a", encoding="utf-8") as f:
+    with naming(path), open(path, "a", encoding="utf-8") as f:
         f.write(line + "\n")
         f.flush()
         os.fsync(f.fileno())

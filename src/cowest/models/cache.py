@@ -9,6 +9,7 @@ responses are stored: a backend call that raises leaves nothing behind.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import sqlite3
@@ -57,8 +58,10 @@ class ResponseCache:
                 "generation TEXT NOT NULL, created REAL NOT NULL DEFAULT (julianday('now')))"
             )
         except (OSError, sqlite3.Error) as e:  # cache_dir=/dev/null, a read-only or full disk
-            raise CowestError(f"response cache {self.path}: cannot open it ({e}); set cache_dir to a folder this "
-                              "user can write, or models.<role>.cache=false") from None
+            full = (isinstance(e, sqlite3.Error) and "full" in str(e)) or getattr(e, "errno", None) == errno.ENOSPC
+            fix = ("free space on that disk, then rerun the same command to resume" if full else
+                   "set cache_dir to a folder this user can write, or models.<role>.cache=false")
+            raise CowestError(f"response cache {self.path}: cannot open it ({e}); {fix}") from None
 
     def get_many(self, keys: list[str]) -> dict[str, Generation]:
         """The cached generations among `keys` (counted as hits; the rest as misses)."""

@@ -32,6 +32,7 @@ from typing import Any, Iterator
 
 from cowest.core.config import ExperimentConfig
 from cowest.core.errors import ConfigError, CowestError
+from cowest.core.files import naming
 from cowest.core.hashing import sha256_file
 from cowest.pipeline.stage_inputs import ADDED_KEYS, Inputs, bundle
 
@@ -47,7 +48,7 @@ def write_atomic(path: Path, text: str) -> None:
     the new one, never an empty or half-written one."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        with open(tmp, "w", encoding="utf-8") as f:
+        with naming(path), open(tmp, "w", encoding="utf-8") as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
