@@ -1,6 +1,7 @@
 """The package's import graph (every import, lazy ones inside functions included) has no circle, the library below
 the command line never imports it, and the layers keep their order: core <- plumbing (models, strategies, scoring,
-tasks, routing, serve) <- pipeline <- cli (issue 15 item 4; docs/architecture.md)."""
+tasks, routing, serve) <- pipeline <- view (`cowest view`'s page of run directories) <- cli (issue 15 item 4;
+docs/architecture.md)."""
 
 from __future__ import annotations
 
@@ -41,11 +42,12 @@ def graph_of(known: dict[str, Path]) -> dict[str, set[str]]:
 
 
 def layer(module: str) -> str:
-    """core, pipeline, cli, or plumbing (every other package and module below the pipeline); "" for the root."""
+    """core, pipeline, view, cli, or plumbing (every other package and module below the pipeline); "" for the
+    root."""
     parts = module.split(".")
     if len(parts) == 1:
         return ""
-    return parts[1] if parts[1] in ("core", "pipeline", "cli", "__main__") else "plumbing"
+    return parts[1] if parts[1] in ("core", "pipeline", "view", "cli", "__main__") else "plumbing"
 
 
 CORE_REACHES_OUT = {("cowest.core.config", "cowest.routing.config"):
@@ -134,7 +136,16 @@ def test_only_the_cli_imports_the_pipeline() -> None:
     assert up == set(PLUMBING_REACHES_UP), f"modules below the pipeline that import it: {sorted(up)}"
 
 
+def test_only_the_cli_imports_the_view() -> None:
+    """`cowest view` reads what the pipeline wrote; nothing below it reaches up into it."""
+    graph = graph_of(modules())
+    assert "cowest.view.data" in graph
+    up = {(name, m) for name, deps in graph.items() if layer(name) in ("core", "plumbing", "pipeline")
+          for m in deps if layer(m) == "view"}
+    assert up == set(), f"modules below the view that import it: {sorted(up)}"
+
+
 def test_the_layer_rule_sees_a_breach() -> None:
     assert layer("cowest.core.records") == "core" and layer("cowest.pipeline.train.sft") == "pipeline"
     assert layer("cowest.serve_app") == "plumbing" and layer("cowest.routing.config") == "plumbing"
-    assert layer("cowest.cli.serve") == "cli" and layer("cowest") == ""
+    assert layer("cowest.cli.serve") == "cli" and layer("cowest") == "" and layer("cowest.view.data") == "view"

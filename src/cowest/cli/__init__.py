@@ -2,7 +2,7 @@
 library module imports it.
 
 Each subcommand is a small `cmd_<name>(args) -> int` in the module named for it (`data`: tasks and data check,
-`eval_report`: eval and report, `loop`: sft, feedback, align, run, `models`, `serve`, `router`), which registers it with
+`eval_report`: eval and report, `loop`: sft, feedback, align, run, `models`, `serve`, `router`, `view`), which registers it with
 `add_commands(sub)`. Library errors (`CowestError`) print as one line `cowest: error: ...` on stderr with exit
 status 2, never a traceback. The package imports only the standard library and `cowest.core.errors` at import time, so
 `cowest --help` stays fast: every command imports what it needs.
@@ -17,10 +17,10 @@ import sqlite3
 import sys
 from typing import Sequence
 
-from cowest.cli import data, eval_report, loop, models, router, serve
+from cowest.cli import data, eval_report, loop, models, router, serve, view
 from cowest.core.errors import CowestError
 
-COMMAND_MODULES = (data, eval_report, loop, models, serve, router)
+COMMAND_MODULES = (data, eval_report, loop, models, serve, router, view)
 
 
 def build_parser() -> argparse.ArgumentParser:
