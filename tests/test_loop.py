@@ -16,30 +16,6 @@ from cowest.core.records import PreferencePair, read_jsonl
 
 pytestmark = pytest.mark.slow
 
-TINY = [
-    "task.train_limit=24", "task.eval_limit=3", "feedback.questions=8", "feedback.k=4", "feedback.evaluator=hybrid",
-    "feedback.temperature=1.5", "sft.knowledge_epochs=0", "eval.recall_split=facts",
-    # Engines pinned, so every machine kind runs the same arithmetic (auto may pick bf16 on one and not another).
-    "models.weak.engine=hf", "models.weak.dtype=float32", "models.strong.engine=llamacpp",
-    "sft.max_steps=3", "sft.lr=1e-3", "sft.batch_size=4", "align.max_steps=2", "align.lr=5e-4",
-    "models.strong.spec=embedded/qwen2.5-coder-0.5b", "models.strong.n_threads=2",
-    "generation.weak.max_tokens=32", "generation.strong.max_tokens=48", "generation.judge.max_tokens=12",
-    # The demo's facts-or-chain-of-thought drafts and unseen feedback questions need a full SFT to give pairs; three
-    # steps give none there. The loop here is the paper's: feedback on the SFT questions, one draft format.
-    "sft.draft_mix=null", "feedback.split=null", "align.select_split=null",
-]
-
-
-@pytest.fixture(scope="module")
-def loop_run(tmp_path_factory):
-    from cowest.pipeline.loop import run_all
-
-    run = tmp_path_factory.mktemp("loop")
-    cfg = load_config("configs/demo.yaml", [f"run_dir={run}", *TINY])
-    report = run_all(cfg)
-    return cfg, run, report
-
-
 def test_every_artifact_is_well_formed(loop_run):
     cfg, run, report = loop_run
     assert load_config(run / "config.yaml") == cfg  # the recall check's variant (its own split) is not the run's

@@ -557,3 +557,30 @@ def test_lm_head_on_labelled_positions_only_same_loss_and_gradients_for_fewer_ro
     assert compact[0] == pytest.approx(plain[0], abs=1e-5)
     assert torch.allclose(compact[1], plain[1], atol=1e-5)
 
+
+
+@pytest.mark.slow
+def test_report_to_tensorboard_writes_the_training_metrics_beside_the_adapter(dpo_dir, sft_dir, base):
+    """Issue 39 item 4: align.report_to passes through to TRL; TensorBoard's event files land in the adapter folder
+    (under the run directory) and hold the same losses as train_log.jsonl."""
+    pytest.importorskip("tensorboard", reason="pip install tensorboard (the test extra has it)")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    pairs = sft_dir.parent / "pairs.jsonl"
+    out = run_dpo(_cfg(report_to="tensorboard"), pairs, sft_dir.parent / "tb", weak_source=base[0],
+                  reference_adapter=str(sft_dir))
+    events = sorted(out.glob("runs/**/events.out.tfevents.*"))
+    assert events, sorted(p.relative_to(out).as_posix() for p in out.rglob("*"))
+    acc = EventAccumulator(str(events[0].parent))
+    acc.Reload()
+    losses = [e.value for e in acc.Scalars("train/loss")]
+    logged = [r["loss"] for r in map(json.loads, (out / "train_log.jsonl").read_text().splitlines()) if "loss" in r]
+    assert losses == pytest.approx(logged, rel=1e-4) and len(losses) == 2
+    assert "rewards/margins" in " ".join(acc.Tags()["scalars"])
+
+
+def test_report_to_a_tracker_that_is_not_installed_is_one_line():
+    with pytest.raises(ConfigError, match="report_to=mlflow: its package is not installed; pip install mlflow"):
+        device_kwargs("sft", "mlflow")
+    with pytest.raises(Exception, match="report_to"):
+        validate_config({"sft": {"report_to": "comet"}})

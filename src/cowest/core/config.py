@@ -156,7 +156,13 @@ class EvalConfig(Section):
 DraftFormat = Literal["cot", "knowledge", "direct"]
 
 
+ReportTo = Literal["none", "tensorboard", "trackio", "wandb", "mlflow"]
+
+
 class SFTConfig(Section):
+    report_to: ReportTo = "none"
+    """Where TRL also logs the training metrics (`TrainingArguments.report_to`): tensorboard (event files in the
+    adapter folder's `runs/`), trackio, wandb, mlflow, or none; the tracker's package must be installed."""
     lr: float = Field(2e-4, gt=0)
     epochs: float = Field(1.0, gt=0)
     max_steps: int = -1
@@ -313,6 +319,9 @@ SMOOTHED_LOSSES = ("robust", "exo_pair", "aot", "aot_unpaired")
 
 
 class AlignConfig(Section):
+    report_to: ReportTo = "none"
+    """Where TRL also logs the training metrics (`TrainingArguments.report_to`): tensorboard (event files in the
+    adapter folder's `runs/`), trackio, wandb, mlflow, or none; the tracker's package must be installed."""
     method: Literal["dpo", "sft_positive"] = "dpo"
     beta: float = Field(0.1, gt=0)
     lr: float = Field(5e-5, gt=0)

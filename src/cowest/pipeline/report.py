@@ -199,10 +199,8 @@ def _logp_drop_warn(run_dir: Path) -> float:
         return AlignConfig().logp_drop_warn
 
 
-def diagnostics_section(run_dir: Path, out_dir: Path, prefix: str = "") -> list[str]:
-    """Each DPO adapter's chosen and rejected log-probabilities and reward margin over the steps (its
-    train_log.jsonl), a plot, and a warning when the chosen drafts' log-probability fell by more than
-    align.logp_drop_warn nats per token (the run's config.yaml)."""
+def _diagnostics(run_dir: Path) -> tuple[list[list[str]], list[str], dict[str, list[dict[str, Any]]]]:
+    """Each DPO adapter's table row, the warnings and the logged steps (see `diagnostics_section`)."""
     limit = _logp_drop_warn(run_dir)
     rows, warnings, logs = [], [], {}
     for adapter in RunLayout(run_dir).train_logs():
@@ -227,6 +225,19 @@ def diagnostics_section(run_dir: Path, out_dir: Path, prefix: str = "") -> list[
                             f"against the reference between the first and last steps, more than align.logp_drop_warn"
                             f" = {limit}: DPO is lowering the good drafts with the bad ones. Try align.rpo_alpha "
                             f"(an NLL term on the chosen drafts), a lower align.lr, or fewer steps.")
+    return rows, warnings, logs
+
+
+def logp_drop_warnings(run_dir: Path) -> list[str]:
+    """The training diagnostics' warnings alone (`cowest view` shows them without the table and plot)."""
+    return _diagnostics(run_dir)[1]
+
+
+def diagnostics_section(run_dir: Path, out_dir: Path, prefix: str = "") -> list[str]:
+    """Each DPO adapter's chosen and rejected log-probabilities and reward margin over the steps (its
+    train_log.jsonl), a plot, and a warning when the chosen drafts' log-probability fell by more than
+    align.logp_drop_warn nats per token (the run's config.yaml)."""
+    rows, warnings, logs = _diagnostics(run_dir)
     if not rows:
         return []
     out = ["## Training diagnostics", "",

@@ -17,7 +17,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from cowest.core.config import (AlignConfig, CollaborationConfig, EvalConfig, ExperimentConfig, FeedbackConfig, GenerationConfig, ModelConfig,
-                           SFTConfig, TaskConfig, flatten)
+                           TaskConfig, flatten)
 from cowest.core.records import SamplingParams
 from cowest.routing.config import RouteConfig
 
@@ -85,7 +85,8 @@ class SFTInputs(Inputs):
     task: dict[str, Any] = Field(alias="task")
     """The task's fields that select and label the training rows (all but the eval split and limit)."""
     weak: dict[str, Any] = Field(alias="models.weak")
-    sft: SFTConfig = Field(alias="sft")
+    sft: dict[str, Any] = Field(alias="sft")
+    """The recipe, less where its metrics are also sent (`report_to` changes no weight)."""
     draft_format: str = Field(alias="collaboration.draft_format")
     prompts: dict[str, str] = _whole("collaboration.prompts")
     weak_sampling: SamplingParams | None = _optional("generation.weak")
@@ -96,7 +97,8 @@ class SFTInputs(Inputs):
     def of(cls, cfg: ExperimentConfig) -> "SFTInputs":
         source = cfg.sft.rationales
         return cls(task=_task(cfg.task, for_eval=False),
-                   weak=_model(cfg.models.weak, generates=source == "weak"), sft=cfg.sft,
+                   weak=_model(cfg.models.weak, generates=source == "weak"),
+                   sft=cfg.sft.model_dump(mode="json", exclude={"report_to"}),
                    draft_format=cfg.collaboration.draft_format, prompts=_sft_prompts(cfg),
                    weak_sampling=cfg.generation.weak if source == "weak" else None,
                    strong=_model(cfg.models.strong) if source == "strong" else None,
@@ -152,8 +154,9 @@ them, so a DPO variant reuses its control."""
 
 def _align(a: AlignConfig, *, with_control: bool = False, dpo: bool = True) -> dict[str, Any]:
     # The control adds a stage and eval systems; it changes no DPO output. The log-probability warning is the report's,
-    # and the alignment check (select_split) reads the trained adapters without changing them.
-    drop = {"logp_drop_warn", "select_split"} | (set() if with_control else {"sft_positive_control"}) | (set() if dpo else set(DPO_ONLY))
+    # the alignment check (select_split) reads the trained adapters without changing them, and report_to only
+    # sends the metrics elsewhere too.
+    drop = {"logp_drop_warn", "select_split", "report_to"} | (set() if with_control else {"sft_positive_control"}) | (set() if dpo else set(DPO_ONLY))
     return a.model_dump(mode="json", exclude=drop)
 
 

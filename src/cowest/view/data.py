@@ -60,6 +60,13 @@ def _read_at(path: Path, spans: list[tuple[int, int]]) -> Iterator[dict[str, Any
             yield json.loads(f.read(n))
 
 
+def _mtime(path: Path) -> float | None:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return None
+
+
 def _json(path: Path) -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
@@ -76,6 +83,15 @@ class RunView:
     _index: dict[str, Any] | None = field(default=None, repr=False)
     _traces: dict[str, dict[str, tuple[int, int]]] = field(default_factory=dict, repr=False)
     _feedback: list[tuple[int, str, tuple[int, int]]] | None = field(default=None, repr=False)
+    _memo: dict[str, tuple[Any, Any]] = field(default_factory=dict, repr=False)
+
+    def _cached(self, key: str, stamp: Any, make: Any) -> Any:
+        """`make()`, remembered until `stamp` (the files' modification times) changes: a run still going is
+        read again when it has written more."""
+        hit = self._memo.get(key)
+        if hit is None or hit[0] != stamp:
+            hit = self._memo[key] = (stamp, make())
+        return hit[1]
 
     @classmethod
     def open(cls, i: int, path: str | Path) -> "RunView":
@@ -108,19 +124,24 @@ class RunView:
         from cowest.core.results import Metrics
 
         mpath = self.layout.metrics_file()
-        return Metrics.read(mpath) if mpath is not None else None
+        if mpath is None:
+            return None
+        return self._cached("metrics", _mtime(mpath), lambda: Metrics.read(mpath))
 
     def config(self) -> Any:
         """The evaluation's resolved config (else the run's); None when neither loads (shown as a note)."""
         from cowest.core.config import load_config
 
-        for path in (self.layout.eval.config, self.layout.config):
-            if path.is_file():
-                try:
-                    return load_config(path)
-                except CowestError:
-                    return None
-        return None
+        def load() -> Any:
+            for path in (self.layout.eval.config, self.layout.config):
+                if path.is_file():
+                    try:
+                        return load_config(path)
+                    except CowestError:
+                        return None
+            return None
+
+        return self._cached("config", (_mtime(self.layout.eval.config), _mtime(self.layout.config)), load)
 
     # -- the run ---------------------------------------------------------------------------------------------
     def meta(self) -> dict[str, Any]:
@@ -162,7 +183,7 @@ class RunView:
 
     def _warnings(self, m: Any, cfg: Any) -> list[str]:
         from cowest.pipeline.pairs import few_pairs_warning
-        from cowest.pipeline.report import bare_chosen_warning, diagnostics_section
+        from cowest.pipeline.report import bare_chosen_warning, logp_drop_warnings
         from cowest.pipeline.summary import cut_warnings
 
         out: list[str] = []
@@ -173,10 +194,7 @@ class RunView:
             if cfg is not None and "questions_without_pair" in stats:
                 out += [w for w in [few_pairs_warning(stats, cfg.feedback)] if w]
             out += [w.removeprefix("- ") for w in [bare_chosen_warning(f"round{r}", stats)] if w]
-        import tempfile
-
-        with tempfile.TemporaryDirectory() as tmp:  # the report's own check; its plot is not kept
-            out += [x for x in diagnostics_section(self.root, Path(tmp)) if x.startswith("**Warning**")]
+        out += logp_drop_warnings(self.root)
         sel = self._selection()
         out += [s["why"] for s in sel if s["verdict"] == "below"]
         if m is not None and m.failed_samples:
@@ -220,9 +238,9 @@ class RunView:
     def index(self) -> dict[str, Any]:
         """One row per evaluated question: [id, question text (first 300 characters), outcome letters in
         `systems` order]; questions in the task's order where its samples load, else the metrics' order."""
-        if self._index is not None:
-            return self._index
         m = self.metrics()
+        if self._index is not None and self._index["stamp"] == _mtime(self.layout.metrics_file() or self.root):
+            return self._index
         if m is None:
             raise ViewError(f"{self.root}: no metrics.json yet (evaluation not run); run `cowest eval` or wait")
         seed = str((m.seeds or [0])[0])
@@ -236,8 +254,9 @@ class RunView:
             text = samples[qid]["question"][:300] if qid in samples else ""
             rows.append([qid, text, "".join(outcome(per[s][qid].score, per[s][qid].prediction) if qid in per[s]
                                             else "-" for s in systems)])
-        self._index = {"run": self.i, "systems": systems, "page": PAGE, "rows": rows,
-                       "gold": bool(samples)}
+        self._index = {"run": self.i, "systems": systems, "page": PAGE, "rows": rows, "gold": bool(samples),
+                       "stamp": _mtime(self.layout.metrics_file() or self.root)}
+        self._traces = {}  # the traces may have grown with the metrics: offsets are read again
         return self._index
 
     def _samples(self) -> dict[str, dict[str, Any]]:
@@ -248,11 +267,14 @@ class RunView:
             return {}
         from cowest.tasks.base import load_samples
 
-        try:
-            samples = load_samples(cfg.task, cfg.task.eval_split, cfg.task.eval_limit)
-        except (CowestError, OSError):
-            return {}
-        return {s.id: {"question": s.question, "gold": s.answers, "options": s.options} for s in samples}
+        def load() -> dict[str, dict[str, Any]]:
+            try:
+                samples = load_samples(cfg.task, cfg.task.eval_split, cfg.task.eval_limit)
+            except (CowestError, OSError):
+                return {}
+            return {s.id: {"question": s.question, "gold": s.answers, "options": s.options} for s in samples}
+
+        return self._cached("samples", (_mtime(self.layout.eval.config), _mtime(self.layout.config)), load)
 
     def questions_page(self, page: int) -> dict[str, Any]:
         """Page `page` of the index's questions, each with its whole chain per system."""

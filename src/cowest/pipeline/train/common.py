@@ -50,21 +50,30 @@ def train_precision(recipe: str = "sft") -> str:
     return "bfloat16" if native_bf16(cpu_identity()) else "float32"
 
 
-def device_kwargs(recipe: str = "sft") -> dict[str, Any]:
+def device_kwargs(recipe: str = "sft", report_to: str = "none") -> dict[str, Any]:
     """Trainer fields that depend on the hardware, set explicitly because TRL's defaults assume a bf16 GPU.
 
     Precision: `train_precision(recipe)` (SFT: bf16 autocast where the hardware has native bf16, 1.36x faster steps
     on this project's AVX512_BF16 CPU with losses within noise of float32). CPU: no gradient checkpointing (it costs
     ~30 % per step here and memory is not the limit). GPU (also under `accelerate launch`): the card's bf16.
+    `report_to` (sft.report_to, align.report_to): the tracker TRL also logs to, its package checked first.
     """
     torch = require("torch", "train")
     gpu = torch.cuda.is_available()
+    if report_to != "none":
+        import importlib.util
+
+        from cowest.core.errors import ConfigError
+
+        if importlib.util.find_spec(report_to) is None:
+            raise ConfigError(f"report_to={report_to}: its package is not installed; pip install {report_to} (or "
+                              "report_to=none)")
     return {
         "use_cpu": not gpu,
         "bf16": train_precision(recipe) == "bfloat16",
         "fp16": False,
         "activation_checkpointing": False,  # TRL defaults to on; `gradient_checkpointing` is its deprecated alias
-        "report_to": "none",
+        "report_to": report_to,
         "save_strategy": "no",
         "logging_steps": 1,
         "dataloader_num_workers": 0,

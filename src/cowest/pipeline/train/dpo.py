@@ -109,7 +109,7 @@ def run_dpo(cfg: ExperimentConfig, pairs_path: Path, out_dir: Path, *, weak_sour
         output_dir=str(tmp), learning_rate=a.lr, num_train_epochs=a.epochs, max_steps=a.max_steps,
         per_device_train_batch_size=a.batch_size, gradient_accumulation_steps=a.grad_accum, max_length=a.max_length,
         beta=a.beta, **loss_kwargs(cfg), precompute_ref_log_probs=a.precompute_ref_log_probs, seed=a.seed,
-        data_seed=a.seed, lr_scheduler_type="linear", **device_kwargs("dpo"),
+        data_seed=a.seed, lr_scheduler_type="linear", **device_kwargs("dpo", a.report_to),
     )
     trainer = trl.DPOTrainer(
         model=model, args=args, train_dataset=datasets.Dataset.from_list(dpo_rows(pairs)), processing_class=tok,
@@ -139,7 +139,7 @@ def run_sft_positive(cfg: ExperimentConfig, pairs_path: Path, out_dir: Path, *, 
         output_dir=str(tmp), learning_rate=a.lr, num_train_epochs=a.epochs, max_steps=a.max_steps,
         per_device_train_batch_size=a.batch_size, gradient_accumulation_steps=a.grad_accum, max_length=a.max_length,
         completion_only_loss=True, packing=False, seed=a.seed, data_seed=a.seed, lr_scheduler_type="linear",
-        **device_kwargs(),
+        **device_kwargs(report_to=a.report_to),
     )
     trainer = trl.SFTTrainer(
         model=model, args=args, train_dataset=datasets.Dataset.from_list(rows), processing_class=tok,

@@ -138,7 +138,7 @@ def run_sft(cfg: ExperimentConfig, samples: list[Sample], out_dir: Path) -> Path
         args = trl.SFTConfig(
             output_dir=str(tmp), learning_rate=s.knowledge_lr or s.lr, num_train_epochs=s.knowledge_epochs,
             per_device_train_batch_size=s.batch_size, max_length=s.max_length, packing=False, seed=s.seed,
-            data_seed=s.seed, lr_scheduler_type="constant", **device_kwargs(),
+            data_seed=s.seed, lr_scheduler_type="constant", **device_kwargs(report_to=s.report_to),
         )
         trainer = trl.SFTTrainer(
             model=model, args=args, train_dataset=datasets.Dataset.from_list(docs), processing_class=tok,
@@ -150,7 +150,7 @@ def run_sft(cfg: ExperimentConfig, samples: list[Sample], out_dir: Path) -> Path
         output_dir=str(tmp), learning_rate=s.lr, num_train_epochs=s.epochs, max_steps=s.max_steps,
         per_device_train_batch_size=s.batch_size, gradient_accumulation_steps=s.grad_accum, max_length=s.max_length,
         completion_only_loss=True, packing=False, seed=s.seed, data_seed=s.seed, lr_scheduler_type="linear",
-        **device_kwargs(),
+        **device_kwargs(report_to=s.report_to),
     )
     rows = sft_rows(samples, cfg)
     trainer = trl.SFTTrainer(
