@@ -26,44 +26,24 @@ uvicorn = pytest.importorskip("uvicorn")
 
 from cowest.core.config import ExperimentConfig  # noqa: E402
 from cowest.models.mock import MockBackend  # noqa: E402
+from uvicorn_thread import InThread, free_port  # noqa: E402
 from cowest.serve import Collaboration, is_loopback, server_token  # noqa: E402
 from cowest.serve_app import build_app  # noqa: E402
 
 TOKEN = "test-token-0123456789"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Served:
-    """A uvicorn server in a thread, with the app's log captured."""
+class Served(InThread):
+    """`cowest serve`'s app in a thread, with the app's log captured."""
 
     def __init__(self, collab: Collaboration, token: str | None = TOKEN):
-        self.log = io.StringIO()
-        self.app = build_app(collab, token=token, log=self.log)
-        self.port = free_port()
         from cowest.serve_http import server_config
 
-        served = collab.cfg.serve.model_copy(update={"host": "127.0.0.1", "port": self.port})
-        self.server = uvicorn.Server(server_config(self.app, served, log_level="error"))  # as `cowest serve` runs
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> "Served":
-        self.thread.start()
-        while not self.server.started:
-            time.sleep(0.01)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        self.log = io.StringIO()
+        self.app = build_app(collab, token=token, log=self.log)
+        port = free_port()
+        served = collab.cfg.serve.model_copy(update={"host": "127.0.0.1", "port": port})
+        super().__init__(server_config(self.app, served, log_level="error"), port)  # as `cowest serve` runs
 
     def client(self, token: str = TOKEN) -> "openai.OpenAI":
         return openai.OpenAI(base_url=self.url + "/v1", api_key=token, max_retries=0)

@@ -11,7 +11,6 @@ import os
 import shutil
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import pytest
 import yaml
 
 from cowest.cli import main
+from uvicorn_thread import InThread, free_port
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="no playwright: pip install -e '.[test]'")
 CHROMIUM = os.environ.get("COWEST_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
@@ -36,7 +36,7 @@ def browser():
         b.close()
 
 
-class Viewed:
+class Viewed(InThread):
     """`cowest view`'s app on a free port of 127.0.0.1, in a thread."""
 
     def __init__(self, *runs: Path):
@@ -44,22 +44,10 @@ class Viewed:
 
         from cowest.view.data import View
         from cowest.view.serve import build_app
-        from test_serve import free_port
 
-        self.port = free_port()
-        self.server = uvicorn.Server(uvicorn.Config(build_app(View.open(list(runs))), host="127.0.0.1",
-                                                    port=self.port, log_level="error"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> "Viewed":
-        self.thread.start()
-        while not self.server.started:
-            time.sleep(0.01)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
+        port = free_port()
+        super().__init__(uvicorn.Config(build_app(View.open(list(runs))), host="127.0.0.1", port=port,
+                                       log_level="error"), port)
 
     @property
     def url(self) -> str:
