@@ -164,7 +164,7 @@ class RunView:
         rows = []
         for done in sorted(self.root.glob("*/done.json")) + sorted(self.root.glob("round*/*/done.json")):
             d = _json(done) or {}
-            rows.append({"stage": d.get("stage", done.parent.name), "wall_s": d.get("wall_s"),
+            rows.append({"stage": done.parent.relative_to(self.root).as_posix(), "wall_s": d.get("wall_s"),
                          "finished": d.get("finished"), "attempts": d.get("attempts"),
                          "engines": {role: (e.get("choice") or {}) for role, e in (d.get("engines") or {}).items()
                                      if isinstance(e, dict)}})

@@ -78,7 +78,7 @@ function runSection(r) {
   if (r.feedback && r.feedback.length) out.push(el("h3", {}, "Feedback"), table(["round", "questions", "pairs", "positive share", "no pair", "why not"],
     r.feedback.map(f => [f.round, f.questions, f.pairs, fmt(f.positive_share, 2), f.questions_without_pair, Object.entries(f.no_pair_reasons || {}).map(([k, v]) => `${k} ${v}`).join(", ")])));
   if (r.stages && r.stages.length) out.push(el("h3", {}, "Stages"), table(["stage", "wall s", "finished", "attempts", "engines"],
-    r.stages.map(s => [s.stage, fmt(s.wall_s, 1), s.finished || "", s.attempts ?? "", Object.entries(s.engines || {}).map(([role, c]) => `${role}: ${c.engine || "?"} ${c.dtype || ""}`).join("; ")])));
+    r.stages.map(s => [s.stage, fmt(s.wall_s, 1), s.finished || "", s.attempts ?? "", Object.entries(s.engines || {}).map(([role, c]) => c.engine ? `${role}: ${c.engine} ${c.dtype || ""}` : `${role}: as configured`).join("; ")])));
   if (r.plots && r.plots.length) out.push(el("h3", {}, "Plots"), el("div", {}, r.plots.map(p => el("img", { class: "plot", src: `plots/r${r.i}/${p}`, alt: p }))));
   out.push(el("details", {}, el("summary", {}, "config.yaml"), el("pre", {}, r.config || "(none)")));
   out.push(el("details", {}, el("summary", {}, "versions"), el("pre", {}, JSON.stringify(r.versions, null, 1))));
