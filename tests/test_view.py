@@ -223,6 +223,7 @@ def test_two_runs_side_by_side_list_the_questions_that_changed(browser, two_runs
         assert sorted(ids) == changed and len(changed) == 12  # Paris right -> wrong, Rome wrong -> right
         diff = sum(after.values()) / 18 - sum(before.values()) / 18
         assert page.inner_text("#compare h3[data-system='weak_only'] .diff").startswith(f"{diff:+.3f} [")
+        shot(page, "compare")
 
 
 def test_runs_of_different_tasks_and_a_missing_question_are_messages_on_the_page(browser, two_runs,
