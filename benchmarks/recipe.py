@@ -36,7 +36,7 @@ import sys
 from pathlib import Path
 
 from cowest.core.config import load_config
-from cowest.core.layout import PAIRS_STATS, EvalDir, RunLayout
+from cowest.core.layout import ADAPTER_META, PAIRS_STATS, EvalDir, RunLayout
 from cowest.core.system_id import SystemId
 from cowest.core.traces import read_traces
 from cowest.pipeline.evaluate import run_eval
@@ -167,7 +167,7 @@ def dpo_trend(layout: RunLayout) -> str:
     log = dpo_log(adapter) if (adapter / "train_log.jsonl").exists() else []
     if not log:
         return "–"
-    meta = json.loads((adapter / "cowest_adapter.json").read_text())
+    meta = json.loads((adapter / ADAPTER_META).read_text())
     drop = chosen_logp_drop(log, float(meta["beta"]), meta.get("chosen_tokens_mean"))
     tail = log[-max(1, len(log) // 10):]
     return f"{sum(r['rewards/margins'] for r in tail) / len(tail):+.2f} / {-drop:+.3f}"

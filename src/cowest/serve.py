@@ -23,6 +23,7 @@ from typing import Any, AsyncGenerator, AsyncIterator
 
 from cowest.core.config import ExperimentConfig, ModelConfig
 from cowest.core.errors import ConfigError, CowestError, require
+from cowest.core.layout import ADAPTER_CONFIG
 from cowest.core.progress import log
 from cowest.models.openai_backend import malformed_backoff_s
 from cowest.core.records import Generation, Message, Sample, SamplingParams
@@ -143,7 +144,7 @@ class Collaboration:
             log(f"serve: weak adapter {adapter_path or 'none'}: {why}")
         else:
             adapter_path = None
-        if adapter_path is not None and not (adapter_path / "adapter_config.json").exists():
+        if adapter_path is not None and not (adapter_path / ADAPTER_CONFIG).exists():
             raise CowestError(f"--adapter {adapter_path}: not a PEFT adapter folder (no adapter_config.json)")
         from cowest.pipeline.loop import weak_model
 
@@ -304,7 +305,7 @@ def latest_aligned_adapter(cfg: ExperimentConfig) -> Path | None:
 def default_adapter(cfg: ExperimentConfig) -> tuple[Path | None, str]:
     """The adapter served when none is named, and why: the run's best by its last alignment check
     (`align.select_split`, cowest.core.selection), else the latest aligned adapter, else none (the base model)."""
-    from cowest.core.layout import ADAPTER_CONFIG, RunLayout
+    from cowest.core.layout import RunLayout
     from cowest.core.selection import best_adapter
 
     sel = best_adapter(RunLayout.of(cfg))

@@ -17,7 +17,7 @@ from typing import Any
 
 from cowest.core.errors import ConfigError, CowestError, require
 
-ADAPTER_META = "cowest_adapter.json"
+from cowest.core.layout import ADAPTER_CONFIG, ADAPTER_META
 CHATML_TEMPLATE = (
     "{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\\n' + m['content'] + '<|im_end|>\\n' }}{% endfor %}"
     "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
@@ -184,7 +184,7 @@ def adapter_chain(adapter: str | Path) -> list[Path]:
     chain: list[Path] = []
     cur: Path | None = Path(adapter)
     while cur is not None:
-        if not (cur / "adapter_config.json").exists():
+        if not (cur / ADAPTER_CONFIG).exists():
             raise CowestError(f"{cur}: not a PEFT adapter folder (no adapter_config.json)")
         if cur.resolve() in [c.resolve() for c in chain]:
             raise CowestError(f"{cur}/{ADAPTER_META}: parent chain loops back on itself")

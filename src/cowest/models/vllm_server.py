@@ -36,6 +36,7 @@ from typing import Any, Iterator
 
 from cowest.core.config import ModelConfig
 from cowest.core.errors import ConfigError, CowestError, require
+from cowest.core.layout import ADAPTER_CONFIG
 from cowest.core.records import Generation, Message, SamplingParams
 
 VENV = ".venv-vllm"
@@ -254,7 +255,7 @@ def single_lora(chain: list[Path], base: str, name: str) -> Path:
     from cowest.models.embedded import cache_root
 
     target = cache_root() / "vllm-lora" / name
-    if (target / "adapter_config.json").exists():
+    if (target / ADAPTER_CONFIG).exists():
         return target
     transformers = require("transformers", "train")
     peft = require("peft", "train")
@@ -279,7 +280,7 @@ def single_lora(chain: list[Path], base: str, name: str) -> Path:
 
 
 def _lora_rank(path: Path) -> int:
-    cfg = json.loads((path / "adapter_config.json").read_text(encoding="utf-8"))
+    cfg = json.loads((path / ADAPTER_CONFIG).read_text(encoding="utf-8"))
     return max([int(cfg.get("r", 0)), *[int(v) for v in (cfg.get("rank_pattern") or {}).values()]])
 
 

@@ -13,12 +13,13 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
+from cowest.core.layout import COSTS_FILE
+
 if TYPE_CHECKING:
     from cowest.core.config import ExperimentConfig
     from cowest.pipeline.feedback import FeedbackRecord
     from cowest.routing.config import Price
 
-COSTS_FILE = "costs.json"
 PER_TOKENS = 1_000_000
 
 

@@ -141,13 +141,13 @@ def do_sft(cfg: ExperimentConfig, force: bool = False) -> Path:
 
 
 def feedback_stage(cfg: ExperimentConfig, rnd: int) -> Stage:
-    from cowest.core.layout import FAULTS_FILE, FEEDBACK_FILE, PAIRS_FILE, PAIRS_PLOT, PAIRS_STATS
+    from cowest.core.layout import COSTS_FILE, FAULTS_FILE, FEEDBACK_FILE, PAIRS_FILE, PAIRS_PLOT, PAIRS_STATS
 
     # Rounds after the first draft with the previous round's aligned model, so they depend on the align keys too.
     return stage(cfg, f"feedback{rnd}", RunLayout.of(cfg).feedback_dir(rnd), inputs=FeedbackInputs.of(cfg, rnd),
                  upstream=[draft_adapter(cfg, rnd)], derived=PAIR_SELECTION,
                  outputs=(FEEDBACK_FILE, PAIRS_FILE, f"{PAIRS_FILE}.tmp", PAIRS_STATS, PAIRS_PLOT,  # pairs.write_pairs
-                          FAULTS_FILE, f"{FAULTS_FILE}.tmp", "costs.json", "costs.json.tmp"))  # faults.FaultLog
+                          FAULTS_FILE, f"{FAULTS_FILE}.tmp", COSTS_FILE, f"{COSTS_FILE}.tmp"))  # faults.FaultLog
 
 
 def do_feedback(cfg: ExperimentConfig, rnd: int = 1, force: bool = False) -> dict[str, Any]:

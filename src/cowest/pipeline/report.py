@@ -16,7 +16,7 @@ from typing import Any
 
 from cowest.core.errors import CowestError
 from cowest.core.markdown import table
-from cowest.core.layout import REPORT_FILE, EvalDir, RunLayout
+from cowest.core.layout import ADAPTER_META, REPORT_FILE, EvalDir, RunLayout
 from cowest.core.records import Trace
 from cowest.core.results import Metrics, SampleScore, signed
 from cowest.core.system_id import SystemId
@@ -208,7 +208,7 @@ def _diagnostics(run_dir: Path) -> tuple[list[list[str]], list[str], dict[str, l
         if not log:
             continue  # SFT-style recipes log no rewards
         try:
-            meta = json.loads((adapter / "cowest_adapter.json").read_text(encoding="utf-8"))
+            meta = json.loads((adapter / ADAPTER_META).read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError):
             meta = {}
         name = f"{adapter.parent.parent.name}/{adapter.parent.name}"

@@ -17,7 +17,7 @@ from typing import Any
 from cowest.core.errors import require
 from cowest.models.hf_loading import write_adapter_meta
 
-TRAIN_LOG = "train_log.jsonl"
+
 
 
 PRECISION_ENV = "COWEST_TRAIN_PRECISION"

@@ -14,7 +14,8 @@ from typing import Any
 from cowest.core.config import ExperimentConfig
 from cowest.core.errors import CowestError, DataError, require
 from cowest.core.records import PreferencePair, read_jsonl
-from cowest.pipeline.train.common import (TRAIN_LOG, device_kwargs, log_callback, lora_config, publish, run_trainer,
+from cowest.core.layout import TRAIN_LOG
+from cowest.pipeline.train.common import (device_kwargs, log_callback, lora_config, publish, run_trainer,
                                  save_adapter, staging_dir)
 
 NO_PAIRS_FIX = ("sample more drafts (feedback.k), sample them more diversely (feedback.temperature), or score them "

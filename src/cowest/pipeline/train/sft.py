@@ -14,7 +14,8 @@ from cowest.core.config import ExperimentConfig
 from cowest.core.errors import ConfigError, CowestError, DataError, require
 from cowest.core.records import Sample
 from cowest.tasks.prompts import answer_messages, draft_messages, draft_target
-from cowest.pipeline.train.common import (TRAIN_LOG, device_kwargs, log_callback, lora_config, publish, run_trainer,
+from cowest.core.layout import TRAIN_LOG
+from cowest.pipeline.train.common import (device_kwargs, log_callback, lora_config, publish, run_trainer,
                                  save_adapter, staging_dir)
 
 
