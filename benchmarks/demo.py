@@ -23,6 +23,7 @@ from pathlib import Path
 
 import yaml
 
+from cowest.core.results import signed
 from cowest.pipeline.report import dpo_log
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -172,9 +173,12 @@ def selection_line(run: Path) -> list[str]:
 
 def seed_rows(runs: dict[int, Path]) -> list[str]:
     """One row per other catalogue seed: each system's exact match and the claims' paired differences."""
+    from cowest.core.layout import RunLayout
+    from cowest.core.selection import read_selection
+
     out = ["| task.seed | weak SFT alone | strong alone | collaboration, SFT weak | collaboration, aligned weak | "
-           "collab SFT − best single | aligned − SFT collab | aligned − best single | pairs |",
-           "|---|---|---|---|---|---|---|---|---|"]
+           "collab SFT − best single | aligned − SFT collab | aligned − best single | pairs | alignment check on tune |",
+           "|---|---|---|---|---|---|---|---|---|---|"]
     for seed, run in runs.items():
         m = as_metrics(json.loads((run / "eval" / "metrics.json").read_text()))
         stats = json.loads((run / "round1" / "feedback" / "pairs_stats.json").read_text())
@@ -183,7 +187,10 @@ def seed_rows(runs: dict[int, Path]) -> list[str]:
                                                                     "collab_aligned_r1")]
         diffs = [m.diff(a, b, "exact_match") for a, b in (("collab_sft", best), ("collab_aligned_r1", "collab_sft"),
                                                           ("collab_aligned_r1", best))]
-        out.append(f"| {seed} | {' | '.join(cells)} | {' | '.join(str(d) for d in diffs)} | {stats['pairs']} |")
+        sel = read_selection(RunLayout(run), 1)
+        check = f"{signed(sel.diff)} [{signed(sel.ci[0])}, {signed(sel.ci[1])}], {sel.verdict}" if sel else "not run"
+        out.append(f"| {seed} | {' | '.join(cells)} | {' | '.join(str(d) for d in diffs)} | {stats['pairs']} | "
+                   f"{check} |")
     return out
 
 
