@@ -36,8 +36,9 @@ def resource_script(view: View, name: str) -> str:
         return data_script(name, view.resource(name))
     except ViewError as e:
         return data_script(name, {"error": str(e)})
-    except ValueError as e:  # a record the types refuse (a layout this version does not read)
-        return data_script(name, {"error": f"cannot read this run's files ({str(e).splitlines()[0][:200]})"})
+    except (ValueError, OSError) as e:  # a record the types refuse (another layout), a file removed under the run
+        first = (str(e).splitlines() or [type(e).__name__])[0][:200]
+        return data_script(name, {"error": f"cannot read this run's files ({first})"})
 
 
 def build_app(view: View) -> Any:
