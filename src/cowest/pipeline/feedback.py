@@ -36,7 +36,7 @@ from cowest.core.records import (
 from cowest.core.registry import Registry
 from cowest.scoring.extract import extract_answer
 from cowest.scoring.judge import judge_messages, parse_judge_score
-from cowest.scoring.metrics import per_sample
+from cowest.scoring.score import score
 from cowest.tasks import prompts
 
 if TYPE_CHECKING:
@@ -111,8 +111,7 @@ EVALUATORS: Registry[Evaluator] = Registry("evaluator")
 def metric_score(sample: Sample, text: str, truncated: bool = False) -> float:
     """The task metric against gold: token F1 for short answers (finer than EM), accuracy otherwise.
     An answer that cannot be extracted scores 0: it did not give the gold answer."""
-    scores = per_sample(sample, extract_answer(text, sample, truncated))
-    return scores["f1"] if sample.family == "qa" else scores["accuracy"]
+    return score(sample, text, truncated).graded
 
 
 @EVALUATORS.register("metric")

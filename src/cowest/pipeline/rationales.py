@@ -19,9 +19,9 @@ from pathlib import Path
 from cowest.core.config import ExperimentConfig
 from cowest.models.base import Backend
 from cowest.core.records import Generation, Sample, SamplingParams
-from cowest.scoring.extract import before_answer, extract_answer
+from cowest.scoring.extract import before_answer
 from cowest.scoring.judge import gold_text
-from cowest.scoring.metrics import per_sample
+from cowest.scoring.score import score
 from cowest.tasks.prompts import draft_messages
 
 RATIONALES_FILE = "rationales.jsonl"
@@ -31,8 +31,7 @@ HINT = "{question}\n\n(Hint: the correct answer is {gold}. Explain why in your o
 
 
 def reaches_gold(sample: Sample, text: str) -> bool:
-    scores = per_sample(sample, extract_answer(text, sample))
-    return scores.get("exact_match", scores.get("accuracy", 0.0)) == 1.0
+    return score(sample, text).right
 
 
 _SENTENCE_END = re.compile(r"[.!?][\"')\]]*(?=\s|$)|[:;]$|\n")

@@ -124,14 +124,12 @@ def new_traces(samples: list[Sample], strategy: str, ctx: StrategyContext, **met
 
 def finish(traces: list[Trace], samples: list[Sample]) -> list[Trace]:
     """Extract each final answer and score it; a failed extraction is kept, flagged and scored as a miss."""
-    from cowest.scoring.extract import extract_answer
-    from cowest.scoring.metrics import per_sample
+    from cowest.scoring.score import score
 
     for trace, sample in zip(traces, samples):
         truncated = bool(trace.steps) and trace.steps[-1].output.finish_reason == "length"
-        trace.prediction = extract_answer(trace.final, sample, truncated)
-        trace.extraction_failed = trace.prediction is None
-        trace.scores = dict(per_sample(sample, trace.prediction))
+        scored = score(sample, trace.final, truncated)
+        trace.prediction, trace.extraction_failed, trace.scores = scored.prediction, scored.unreadable, scored.scores
     return traces
 
 

@@ -25,11 +25,10 @@ if TYPE_CHECKING:
 
 
 def _outcome(sample: Sample, gen: Generation) -> dict[str, Any]:
-    from cowest.scoring.extract import extract_answer
-    from cowest.scoring.metrics import per_sample
+    from cowest.scoring.score import score
 
-    pred = extract_answer(gen.text, sample, gen.finish_reason == "length")
-    return {"prediction": pred, "scores": per_sample(sample, pred), "prompt_tokens": gen.prompt_tokens,
+    scored = score(sample, gen.text, gen.finish_reason == "length")
+    return {"prediction": scored.prediction, "scores": scored.scores, "prompt_tokens": gen.prompt_tokens,
             "completion_tokens": gen.completion_tokens}
 
 
