@@ -130,9 +130,9 @@ class Collaboration:
     def load(cls, cfg: ExperimentConfig, adapter: str | Path | None = None) -> "Collaboration":
         """Open both backends (no response cache: a server answers afresh); the weak one with `adapter` or, when
         None, the run folder's latest aligned adapter if there is one."""
-        from cowest.models.base import load_backend, split_spec
+        from cowest.models.base import load_backend
 
-        remote_weak = split_spec(cfg.models.weak.spec)[0] == "openai"
+        remote_weak = cfg.models.weak.is_remote
         if remote_weak and adapter:
             raise CowestError("--adapter: the weak model is an openai/ endpoint, which applies its own LoRA; "
                               "name the served adapter in models.weak.spec instead")
@@ -151,7 +151,7 @@ class Collaboration:
         # One request at a time: `engine: auto` / `dtype: auto` choose what is fastest at batch 1.
         wcfg = weak_model(cfg, adapter_path).model_copy(update={"batch_size": 1})
         scfg = cfg.models.strong.model_copy(update={"batch_size": 1})
-        remote = split_spec(scfg.spec)[0] == "openai"
+        remote = scfg.is_remote
         if cfg.route.serve:  # a missing learned router fails before any model loads
             from cowest.routing.checks import check_route
 
@@ -285,7 +285,7 @@ class Collaboration:
 
 
 def _wrap(backend: Any, mcfg: ModelConfig) -> Any:
-    return backend if mcfg.spec.startswith("openai/") else _Locked(backend)
+    return backend if mcfg.is_remote else _Locked(backend)
 
 
 def draft_prompt(sample: Sample, fmt: str, overrides: dict[str, str] | None) -> list[Message]:

@@ -52,6 +52,11 @@ class TaskConfig(Section):
     `show_context`, jsonl `family`, `fields`, `labels` (e.g. `task: {name: medmcqa, options: {cop_base: 1}}`)."""
 
 
+def is_remote_spec(spec: str) -> bool:
+    """Whether a model spec names an OpenAI-compatible endpoint (the one test of it: `ModelConfig.is_remote`)."""
+    return spec.startswith("openai/")
+
+
 class ModelConfig(Section):
     spec: str
     """`provider/model`: hf/<dir|hub id|file.gguf>, llamacpp/<file.gguf>, openai/<model>, mock/<name>, or an
@@ -81,6 +86,12 @@ class ModelConfig(Section):
                 raise ValueError("base_url must be an http:// or https:// URL with a host (e.g. "
                                  "http://127.0.0.1:8000/v1)")
         return url
+
+    @property
+    def is_remote(self) -> bool:
+        """An OpenAI-compatible endpoint (`openai/...`): it batches by concurrency, is priced per token, and a
+        weak server applies its own adapter."""
+        return is_remote_spec(self.spec)
 
     @field_serializer("base_url")
     def _redacted_url(self, url: str | None) -> str | None:

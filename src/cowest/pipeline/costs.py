@@ -28,7 +28,9 @@ def price_of(cfg: "ExperimentConfig", spec: str) -> "Price | None":
 
     if spec in cfg.prices:
         return cfg.prices[spec]
-    return None if spec.startswith("openai/") else Price()
+    from cowest.core.config import is_remote_spec
+
+    return None if is_remote_spec(spec) else Price()
 
 
 def cost(price: "Price | None", prompt_tokens: float, completion_tokens: float) -> float | None:

@@ -107,7 +107,7 @@ def chunk_size(cfg: ExperimentConfig) -> int:
     """Samples per strategy call (and per resume point): several batches of each local model, or the HTTP
     concurrency of each served one."""
     m = cfg.models
-    return max(16, *(r.concurrency if r.spec.startswith("openai/") else r.batch_size * LOCAL_BATCHES_PER_CHUNK
+    return max(16, *(r.concurrency if r.is_remote else r.batch_size * LOCAL_BATCHES_PER_CHUNK
                      for r in (m.weak, m.strong)))
 
 

@@ -79,7 +79,7 @@ def weak_model(cfg: ExperimentConfig, adapter: Path | None) -> ModelConfig:
     """The weak model with a trained adapter, served by transformers (llama.cpp cannot load our PEFT adapters)."""
     from cowest.models.hf_loading import resolve_source
 
-    if adapter is None or cfg.models.weak.spec.startswith("openai/"):
+    if adapter is None or cfg.models.weak.is_remote:
         # An OpenAI-compatible weak server (vLLM with --lora-modules) applies the adapter the spec names itself.
         return cfg.models.weak
     return cfg.models.weak.model_copy(update={"spec": f"hf/{resolve_source(cfg.models.weak.spec)}", "adapter": str(adapter)})
@@ -151,7 +151,7 @@ def feedback_stage(cfg: ExperimentConfig, rnd: int) -> Stage:
 
 
 def do_feedback(cfg: ExperimentConfig, rnd: int = 1, force: bool = False) -> dict[str, Any]:
-    if not cfg.models.weak.spec.startswith("openai/"):  # a weak server applies its adapter itself
+    if not cfg.models.weak.is_remote:  # a weak server applies its adapter itself
         require_upstream([draft_adapter(cfg, rnd)],
                          "run `cowest sft` first" if rnd == 1 else f"run `cowest align --round {rnd - 1}` first")
     st = feedback_stage(cfg, rnd)
