@@ -51,13 +51,9 @@ def reported_and_rest(cfg: Any) -> tuple[list, list]:
 
 def predictions(trace: Path, samples: list) -> list:
     """One system's predictions (`trace`: its traces file) for `samples`, in their order."""
-    from cowest.core.traces import read_traces
+    from cowest.pipeline.summary import traces_in_order
 
-    by_id = {t.sample_id: t.prediction for t in read_traces(trace)}
-    missing = [s.id for s in samples if s.id not in by_id]
-    if missing:
-        raise SystemExit(f"{trace}: no trace for {len(missing)} of the {len(samples)} questions")
-    return [by_id[s.id] for s in samples]
+    return [t.prediction for t in traces_in_order(trace, samples)]
 
 
 def value(ci: Any) -> str:

@@ -48,7 +48,11 @@ def _usage(traces: list[Trace]) -> dict[str, dict[str, float]]:
 
 def load_aligned(out_dir: Path, system: str, seed: int, samples: list[Sample]) -> list[Trace]:
     """The traces of one system and seed in sample order; fails naming the file if a sample is missing."""
-    path = EvalDir(out_dir).trace(system, seed)
+    return traces_in_order(EvalDir(out_dir).trace(system, seed), samples)
+
+
+def traces_in_order(path: Path, samples: list[Sample]) -> list[Trace]:
+    """The traces of one trace file in `samples`' order; fails naming the file if a sample is missing."""
     by_id = {t.sample_id: t for t in read_traces(path)}
     missing = [s.id for s in samples if s.id not in by_id]
     if missing:
