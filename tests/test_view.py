@@ -345,3 +345,11 @@ def shot(page, name: str) -> None:
     if SHOTS:
         Path(SHOTS).mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(Path(SHOTS) / f"view-{name}.png"))
+
+
+def test_a_resource_script_cannot_be_ended_by_its_text_and_keeps_nan() -> None:
+    from cowest.view.serve import data_script
+
+    script = data_script("r0-q0", {"question": "a </script><script>alert(1)</script>", "value": float("nan")})
+    assert "</script>" not in script and script.startswith('cowestData("r0-q0", ')
+    assert '"value": NaN' in script  # a JavaScript literal: an evaluation with no samples still shows

@@ -25,8 +25,9 @@ def static_text(name: str) -> str:
 
 
 def data_script(name: str, value: Any) -> str:
-    """A resource as the script the page loads (`</` escaped: a question holding `</script>` cannot end it)."""
-    body = json.dumps(value, ensure_ascii=False, allow_nan=False, default=str).replace("</", "<\\/")
+    """A resource as the script the page loads (`</` escaped: a question holding `</script>` cannot end it; NaN, a
+    metric of an evaluation with no samples, is a JavaScript literal, so it stays one)."""
+    body = json.dumps(value, ensure_ascii=False, default=str).replace("</", "<\\/")
     return f"cowestData({json.dumps(name)}, {body});\n"
 
 
