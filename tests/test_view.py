@@ -353,3 +353,13 @@ def test_a_resource_script_cannot_be_ended_by_its_text_and_keeps_nan() -> None:
     script = data_script("r0-q0", {"question": "a </script><script>alert(1)</script>", "value": float("nan")})
     assert "</script>" not in script and script.startswith('cowestData("r0-q0", ')
     assert '"value": NaN' in script  # a JavaScript literal: an evaluation with no samples still shows
+
+
+def test_a_routed_questions_decision_scores_and_thresholds_are_shown_flat() -> None:
+    from cowest.view.data import _route
+
+    meta = {"decision": "strong", "scores": {"self_consistency": 0.25}, "thresholds": {"self_consistency": 0.5},
+            "weak": {"prediction": "x"}, "fallback": None}
+    assert _route(meta) == {"decision": "strong", "score self_consistency": 0.25,
+                            "threshold self_consistency": 0.5}
+    assert _route(None) == {}

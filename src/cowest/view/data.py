@@ -361,7 +361,15 @@ def _chain(t: Trace) -> dict[str, Any]:
                        "text": s.output.text, "finish": s.output.finish_reason, "cached": s.output.cached,
                        "error": s.output.error} for s in t.steps],
             "prediction": t.prediction, "scores": t.scores, "extraction_failed": t.extraction_failed,
-            "route": {k: t.metadata[k] for k in ("route", "router_score", "threshold") if k in t.metadata}}
+            "route": _route(t.metadata.get("route"))}
+
+
+def _route(meta: Any) -> dict[str, Any]:
+    """A routed trace's decision, each router's score and threshold (strategies.route's `route` metadata), flat."""
+    if not isinstance(meta, dict):
+        return {}
+    return {"decision": meta.get("decision"), **{f"score {n}": v for n, v in (meta.get("scores") or {}).items()},
+            **{f"threshold {n}": v for n, v in (meta.get("thresholds") or {}).items()}}
 
 
 def _drafts(path: Path) -> Iterator[tuple[str, str]]:
