@@ -31,7 +31,7 @@ def test_every_subcommand_is_registered_from_the_cli_package() -> None:
 
     sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
     assert list(sub.choices) == ["tasks", "data", "eval", "report", "sft", "feedback", "align", "run", "models",
-                                 "serve", "router"]
+                                 "serve", "router", "view"]
     assert all(p.get_default("func").__module__.startswith("cowest.cli.") for p in sub.choices.values()
                if p.get_default("func"))
 
