@@ -46,8 +46,9 @@ class Viewed(InThread):
         from cowest.view.serve import build_app
 
         port = free_port()
-        super().__init__(uvicorn.Config(build_app(View.open(list(runs))), host="127.0.0.1", port=port,
-                                       log_level="error"), port)
+        view = View.open(list(runs))
+        view.warm()  # as `cowest view` does before it prints the URL
+        super().__init__(uvicorn.Config(build_app(view), host="127.0.0.1", port=port, log_level="error"), port)
 
     @property
     def url(self) -> str:
@@ -319,15 +320,27 @@ def big_run(tmp_path_factory) -> Path:
     return run
 
 
-def test_ten_thousand_questions_open_within_two_seconds_and_the_list_stays_small(browser, big_run) -> None:
+def first_rows_s(browser, url: str) -> tuple[float, object]:
+    """Seconds from opening the questions page at `url` to its first rows, and the page."""
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    t0 = time.perf_counter()
+    page.goto(url + "#tab=questions&run=0")
+    page.wait_for_selector("#q-list .row")
+    return time.perf_counter() - t0, page
+
+
+def test_ten_thousand_questions_open_within_two_seconds_and_the_list_stays_small(browser, big_run,
+                                                                                   two_runs) -> None:
+    """The issue's goal is 2 s on a quiet machine. The bound stretches with an 18-question run's time measured in
+    the same test (8x it; 0.2-0.3 s on a quiet machine, so there the bound is the 2 s): other work on the machine
+    does not fail the test, a page whose work grows with the run's size still does, and the DOM's row count checks
+    the list is virtualised."""
+    with Viewed(two_runs[0]) as small:
+        reference, _ = first_rows_s(browser, small.url)
     with Viewed(big_run) as v:
-        page = browser.new_page(viewport={"width": 1400, "height": 900})
-        t0 = time.perf_counter()
-        page.goto(v.url + "#tab=questions&run=0")
-        page.wait_for_selector("#q-list .row")
-        opened = time.perf_counter() - t0
+        opened, page = first_rows_s(browser, v.url)
         assert page.inner_text("#q-count") == "10000 of 10000 questions"
-        assert opened < 2.0, f"{opened:.2f} s to the first rows"
+        assert opened < max(2.0, 8 * reference), f"{opened:.2f} s to the first rows ({reference:.2f} s for 18)"
         assert page.locator("#q-list .row").count() < 100  # virtualised: the DOM holds what is in view
         page.eval_on_selector("#q-list", "l => l.scrollTop = l.scrollHeight")
         page.wait_for_selector("#q-list .row[data-id='q9999']")
@@ -337,7 +350,7 @@ def test_ten_thousand_questions_open_within_two_seconds_and_the_list_stays_small
         t0 = time.perf_counter()
         page.click("button[data-tab=feedback]")
         page.wait_for_selector("table.feedback tbody tr")
-        assert time.perf_counter() - t0 < 2.0
+        assert time.perf_counter() - t0 < max(2.0, 8 * reference)
         assert page.inner_text("#f-count") == "5000 feedback questions"
 
 

@@ -10,10 +10,14 @@ import sys
 def cmd_view(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from cowest.view.data import View
+    from cowest.view.data import View, ViewError
     from cowest.view.serve import build_app, export
 
     view = View.open(args.run_dirs)
+    try:
+        view.warm()
+    except (ViewError, ValueError) as e:  # shown on the page instead: a run still being written, another layout
+        print(f"note: {str(e).splitlines()[0][:200]}", file=sys.stderr)
     if args.export:
         n = export(view, Path(args.export))
         print(f"wrote {n} files to {args.export}; open {Path(args.export).resolve() / 'index.html'} in a browser")

@@ -295,6 +295,10 @@ document.addEventListener("keydown", (e) => {
 });
 document.querySelectorAll("#tabs button").forEach(b => b.addEventListener("click", () => { setHash({ tab: b.dataset.tab, run: state.run }); showTab(b.dataset.tab); }));
 window.addEventListener("hashchange", route);
+{ // the first page's questions load beside the summary, not after it
+  const h = readHash();
+  if (h.tab === "questions") load(`r${Number(h.run) || 0}-index`);
+}
 load("meta").then((meta) => {
   if (meta.error) { document.querySelector("main").replaceChildren(el("div", { class: "error" }, meta.error)); return; }
   META = meta;
